@@ -1,0 +1,42 @@
+# mriqc-nb: the two commands of the README, plus helpers.
+#   make book   -- set up .venv from the repo's own files and build the book (laptop profile)
+#   make test   -- set up .venv and run the whole test suite (unit tests + every chapter)
+# Everything is installed into a local virtual environment from pyproject.toml, pinned by
+# requirements/constraints.txt. Override the interpreter with `make PYTHON=python3.12 ...`.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.mriqc-nb-installed
+# Profile used to execute the chapters when building the book: smoke | laptop | colab | paper
+PROFILE ?= laptop
+# Extra options for jupyter-book (CI adds -W: Sphinx warnings are errors)
+JB_OPTS ?= -W -n --keep-going
+
+.PHONY: book test venv lock clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[cpu,book,test]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	MRIQC_NB_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . $(JB_OPTS)
+	@echo "Open _build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+lock: $(STAMP)
+	( echo "# Pinned versions of the book and CI environment (pip constraints file)."; \
+	  echo "# Regenerate with: make lock   (pip freeze of a fresh .venv built from pyproject.toml)"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^mriqc-nb' ) > requirements/constraints.txt
+
+clean:
+	rm -rf _build .pytest_cache

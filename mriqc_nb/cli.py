@@ -1,0 +1,142 @@
+"""The ``mriqc-nb`` command.
+
+Sub-commands
+------------
+``simulate``
+    Write a corrupted copy of any NIfTI or MINC scan (teachers use it on their own scans).
+``database``
+    Build the synthetic scan database of a profile (scan table + volume cache).
+
+Run ``mriqc-nb SUBCOMMAND --help`` for the options of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser", "simulate_file"]
+
+
+def _artifact_epilog() -> str:
+    from mriqc_nb.artifacts import ARTIFACTS
+
+    lines = ["artifact kinds (paper class in brackets):", ""]
+    for a in ARTIFACTS.values():
+        lines.append(f"  {a.name} [{a.artifact_class}]: {a.title}")
+        lines.extend(textwrap.wrap(a.physics, width=76, initial_indent="      ", subsequent_indent="      "))
+    lines += [
+        "",
+        "severity: 'subtle' is hard to see; 'prominent' is obvious to a rater.",
+        "The artifact is simulated on the scan's own grid, after reorienting it to RAS+ (so the",
+        "phase-encoding axis is anterior-posterior and 'coverage' cuts the top of the head);",
+        "the output has the input's grid and affine. MINC inputs are written as NIfTI.",
+        "The drawn parameters are written next to OUT as a JSON sidecar.",
+    ]
+    return "\n".join(lines)
+
+
+def simulate_file(src, out, kind: str, severity: str = "prominent", seed: int = 0) -> dict:
+    """Corrupt the scan at ``src`` with one artifact and write it to ``out`` (NIfTI).
+
+    The scan is reoriented to RAS+, corrupted on its own voxel grid with its own voxel size,
+    and reoriented back, so ``out`` overlays ``src`` exactly. The parameters drawn from
+    ``seed`` are returned and written to ``out`` with the suffix ``.json``.
+
+    Raises
+    ------
+    mriqc_nb.io.ScanError
+        If ``src`` cannot be read or is not a usable 3-D volume (the message names the file).
+    ValueError
+        For an unknown kind or severity, or an output name that is not .nii/.nii.gz.
+    """
+    import nibabel as nib
+
+    from mriqc_nb import artifacts, io
+
+    out = Path(out)
+    if not (out.name.endswith(".nii") or out.name.endswith(".nii.gz")):
+        raise ValueError(f"{out}: output must be a NIfTI file (.nii or .nii.gz); nibabel cannot write MINC")
+    img = io.load_scan(src)
+    ras = io.reorient(img, "RAS")
+    spacing = tuple(float(z) for z in ras.header.get_zooms()[:3])
+    volume = np.asarray(ras.dataobj, dtype=np.float32)
+    params = artifacts.sample_params(kind, severity, seed=seed, shape=volume.shape, spacing_mm=spacing)
+    corrupted = artifacts.apply(volume, params, spacing_mm=spacing)
+    back = io.reorient(nib.Nifti1Image(corrupted, ras.affine), "".join(nib.aff2axcodes(img.affine)))
+    io.save_scan(back, out)
+    record = {"source": str(src), "seed": seed, "spacing_mm": list(spacing), "params": params}
+    sidecar = out.with_name(out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem)
+    sidecar = sidecar.with_name(sidecar.name + ".json")
+    sidecar.write_text(json.dumps(record, indent=2))
+    return params
+
+
+def _cmd_simulate(args) -> int:
+    from mriqc_nb.io import ScanError
+
+    try:
+        params = simulate_file(args.input, args.output, args.artifact, args.severity, args.seed)
+    except (ScanError, ValueError) as err:
+        print(f"mriqc-nb simulate: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({params['kind']}, {params['severity']}, seed {args.seed})")
+    return 0
+
+
+def _cmd_database(args) -> int:
+    from mriqc_nb.database import build_database
+
+    table = build_database(args.profile, args.out, workers=args.workers, progress=not args.quiet)
+    print(f"wrote {len(table)} scans to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mriqc_nb import __version__
+    from mriqc_nb.artifacts import ARTIFACTS, SEVERITIES
+    from mriqc_nb.profiles import PROFILES
+
+    parser = argparse.ArgumentParser(prog="mriqc-nb", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"mriqc-nb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="write a corrupted copy of a NIfTI/MINC scan",
+        description="Write a copy of IN corrupted by one simulated artifact.",
+        epilog=_artifact_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("input", metavar="IN", help="input scan (.nii, .nii.gz or .mnc)")
+    sim.add_argument("output", metavar="OUT", help="output scan (.nii or .nii.gz)")
+    sim.add_argument("--artifact", "-a", required=True, choices=list(ARTIFACTS), metavar="KIND",
+                     help="artifact kind: " + ", ".join(ARTIFACTS))
+    sim.add_argument("--severity", "-s", default="prominent", choices=list(SEVERITIES),
+                     help="subtle or prominent (default: prominent)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the random parameters (default: 0)")
+    sim.set_defaults(func=_cmd_simulate)
+
+    db = sub.add_parser("database", help="build a profile's synthetic scan database",
+                        description="Build the scan table and the volume cache of a profile.")
+    db.add_argument("--profile", "-p", default="laptop", choices=list(PROFILES))
+    db.add_argument("--out", "-o", required=True, help="output directory (resumes if it exists)")
+    db.add_argument("--workers", "-j", type=int, default=None, help="processes (default: all cores)")
+    db.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    db.set_defaults(func=_cmd_database)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``mriqc-nb`` console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Figures used across the book: orthogonal views, difference maps and k-space.
+
+Volumes are RAS+ arrays (axis 0 left->right, axis 1 posterior->anterior, axis 2
+inferior->superior), as :func:`mriqc_nb.io.conform` and :mod:`mriqc_nb.synth` produce them.
+Slices are drawn in neurological convention (the subject's left on the image's left) with the
+physical aspect ratio given by ``spacing_mm``, so thick slices look thick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "log_kspace"]
+
+#: (name, axis that is cut, (horizontal axis, vertical axis)) for the three views.
+VIEWS = (
+    ("sagittal", 0, (1, 2)),
+    ("coronal", 1, (0, 2)),
+    ("axial", 2, (0, 1)),
+)
+
+
+def orthoview_slices(volume: np.ndarray, cut: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Three orthogonal slices through ``cut`` (default: the grid centre).
+
+    Returns a dict view name -> 2-D array indexed ``[vertical, horizontal]`` ready for
+    ``imshow(origin="lower")``.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"expected a 3-D volume, got shape {volume.shape}")
+    cut = [s // 2 for s in volume.shape] if cut is None else list(cut)
+    out = {}
+    for name, axis, _ in VIEWS:
+        out[name] = np.take(volume, cut[axis], axis=axis).T
+    return out
+
+
+def _aspect(spacing_mm, view_axes) -> float:
+    h, v = view_axes
+    return float(spacing_mm[v]) / float(spacing_mm[h])
+
+
+def plot_orthoviews(
+    volume: np.ndarray,
+    spacing_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    axes=None,
+    *,
+    cut: Sequence[int] | None = None,
+    title: str | None = None,
+    cmap: str = "gray",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    symmetric: bool = False,
+    colorbar: bool = False,
+):
+    """Draw sagittal, coronal and axial slices of ``volume`` on three axes.
+
+    Parameters
+    ----------
+    volume : ndarray, shape (X, Y, Z)
+        RAS+ volume.
+    spacing_mm : 3 floats
+        Voxel size in mm, used for the displayed aspect ratio.
+    axes : sequence of 3 matplotlib axes, optional
+        Where to draw; a new 1 x 3 figure if omitted.
+    cut : 3 ints, optional
+        Voxel through which the slices pass (default: grid centre).
+    title : str, optional
+        Written as the y-label of the first panel (one row per volume in a grid figure).
+    vmin, vmax : float, optional
+        Display range; default 0.5 and 99.5 percentiles (or symmetric about 0 with
+        ``symmetric=True``, for difference maps).
+
+    Returns
+    -------
+    list of matplotlib axes
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(9, 3))
+    slices = orthoview_slices(volume, cut)
+    finite = np.asarray(volume)[np.isfinite(volume)]
+    if symmetric:
+        lim = float(np.percentile(np.abs(finite), 99.5)) if finite.size else 1.0
+        vmin, vmax = (-lim, lim) if vmin is None else (vmin, vmax)
+    else:
+        if vmin is None:
+            vmin = float(np.percentile(finite, 0.5)) if finite.size else 0.0
+        if vmax is None:
+            vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    im = None
+    for ax, (name, _, view_axes) in zip(axes, VIEWS):
+        im = ax.imshow(
+            slices[name], origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
+            aspect=_aspect(spacing_mm, view_axes), interpolation="nearest",
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        axes[0].set_ylabel(title, fontsize=9)
+    if colorbar and im is not None:
+        plt.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01)
+    return list(axes)
+
+
+def log_kspace(volume: np.ndarray, axis: int = 2) -> np.ndarray:
+    """log10(1 + |k|) of the 3-D k-space, central plane orthogonal to ``axis``.
+
+    Returned ``[vertical, horizontal]`` like :func:`orthoview_slices`, with the k-space
+    centre in the middle of the image.
+    """
+    from mriqc_nb.kspace import to_kspace
+
+    k = np.abs(to_kspace(np.asarray(volume, dtype=np.float32)))
+    return np.log10(1.0 + orthoview_slices(k)[[v[0] for v in VIEWS if v[1] == axis][0]])
+
+
+def plot_artifact_panel(
+    clean: np.ndarray,
+    corrupted: dict[str, np.ndarray],
+    spacing_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    *,
+    title: str | None = None,
+    kspace: bool = False,
+    kspace_axis: int = 2,
+):
+    """One artifact: clean vs corrupted volumes, their difference and optionally k-space.
+
+    Parameters
+    ----------
+    clean : ndarray (X, Y, Z)
+        The clean volume.
+    corrupted : dict label -> ndarray (X, Y, Z)
+        Corrupted versions, e.g. ``{"subtle": ..., "prominent": ...}``; the difference map
+        (corrupted minus clean) is drawn for the last one.
+    kspace : bool
+        Add a column with log|k| (central plane orthogonal to ``kspace_axis``) for the clean
+        and every corrupted volume.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    rows = [("clean", clean), *corrupted.items()]
+    last_label, last = rows[-1]
+    rows.append((f"{last_label} - clean", np.asarray(last, np.float32) - np.asarray(clean, np.float32)))
+    ncols = 4 if kspace else 3
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols, 2.1 * len(rows)), squeeze=False)
+    ref = np.asarray(clean)
+    vmin, vmax = float(np.percentile(ref, 0.5)), float(np.percentile(ref, 99.5))
+    for r, (label, vol) in enumerate(rows):
+        is_diff = r == len(rows) - 1
+        plot_orthoviews(
+            vol, spacing_mm, axes[r, :3], title=label,
+            cmap="RdBu_r" if is_diff else "gray",
+            vmin=None if is_diff else vmin, vmax=None if is_diff else vmax,
+            symmetric=is_diff,
+        )
+        if kspace:
+            ax = axes[r, 3]
+            if is_diff:
+                ax.axis("off")
+            else:
+                ax.imshow(log_kspace(vol, kspace_axis), origin="lower", cmap="magma", interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+    for c, (name, _, _) in enumerate(VIEWS):
+        axes[0, c].set_title(name, fontsize=9)
+    if kspace:
+        axes[0, 3].set_title("log |k| (central plane)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

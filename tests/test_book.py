@@ -1,0 +1,50 @@
+"""Static checks of the book: table of contents, notebook hygiene, Colab cell, parameters."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+import yaml
+
+import sync_colab_cell as colab
+from mriqc_nb.profiles import PROFILES
+
+from conftest import ROOT
+
+CHAPTERS = colab.chapter_paths(ROOT)
+
+
+def test_every_toc_entry_exists():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
+    for f in files:
+        assert (ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists(), f"missing {f}"
+
+
+def test_every_notebook_in_book_dir_is_in_toc():
+    on_disk = {p.resolve() for p in (ROOT / "book").glob("*.ipynb")}
+    assert on_disk == {p.resolve() for p in CHAPTERS}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_hygiene(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # stored without outputs: the build executes them
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
+    # first code cell: the Colab-only install, with the repository URL of _config.yml
+    assert code[0].source == colab.colab_cell_source(colab.repository_url(ROOT))
+    # a papermill `parameters` cell that sets `profile`
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "profile = " in params[0].source
+    # TensorFlow, where imported, is imported in its own NBVAL_IGNORE_OUTPUT cell
+    for c in code:
+        if "import tensorflow" in c.source or "import keras" in c.source:
+            assert "NBVAL_IGNORE_OUTPUT" in c.source
+    # at least one seeded, checked output (nbval --nbval-lax compares only these)
+    assert any("# NBVAL_CHECK_OUTPUT" in c.source for c in code)
+
+
+def test_profiles_have_grids_divisible_by_32():
+    for p in PROFILES.values():
+        assert all(n % 32 == 0 for n in p.grid), p.name

@@ -1,0 +1,47 @@
+"""Execute every chapter of ``_toc.yml`` under the ``smoke`` profile, then validate with nbval.
+
+Papermill runs each chapter with ``profile = "smoke"`` injected after its ``parameters`` cell;
+nbval (lax mode) then re-executes the executed notebook and compares the outputs of the cells
+marked ``# NBVAL_CHECK_OUTPUT`` (seeded numbers: shapes, counts, checksums) with the ones that
+papermill stored. A chapter that raises, or whose checked numbers are not reproducible, fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import sync_colab_cell as colab
+
+from conftest import ROOT
+
+CHAPTERS = colab.chapter_paths(ROOT)
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.fixture(scope="module")
+def executed_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("executed")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_executes_and_validates(path, executed_dir, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("MRIQC_NB_PROFILE", "smoke")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    out = executed_dir / path.name
+    pm.execute_notebook(
+        str(path), str(out), parameters={"profile": "smoke"}, kernel_name="python3",
+        cwd=str(path.parent), progress_bar=False,
+    )
+    env = dict(os.environ, MRIQC_NB_PROFILE="smoke", MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(executed_dir), "--nbval-current-env", str(out)],
+        cwd=str(executed_dir), env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert proc.returncode == 0, f"nbval failed for {path.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
