@@ -107,15 +107,19 @@ def plot_orthoviews(
 
 
 def log_kspace(volume: np.ndarray, axis: int = 2) -> np.ndarray:
-    """log10(1 + |k|) of the 3-D k-space, central plane orthogonal to ``axis``.
+    """log10 |k| of the 3-D k-space, projected (maximum) along ``axis``.
 
-    Returned ``[vertical, horizontal]`` like :func:`orthoview_slices`, with the k-space
-    centre in the middle of the image.
+    The maximum-intensity projection keeps features that lie off the central plane, such
+    as a spike, visible. Returned ``[vertical, horizontal]`` like :func:`orthoview_slices`,
+    with the k-space centre in the middle of the image; the values are relative to the
+    largest magnitude (0 = the k-space maximum, -3 = a thousandth of it).
     """
     from mriqc_nb.kspace import to_kspace
 
     k = np.abs(to_kspace(np.asarray(volume, dtype=np.float32)))
-    return np.log10(1.0 + orthoview_slices(k)[[v[0] for v in VIEWS if v[1] == axis][0]])
+    mip = k.max(axis=axis)
+    mip = np.log10(np.maximum(mip, 1e-12) / max(float(mip.max()), 1e-12))
+    return mip.T
 
 
 def plot_artifact_panel(
@@ -137,8 +141,8 @@ def plot_artifact_panel(
         Corrupted versions, e.g. ``{"subtle": ..., "prominent": ...}``; the difference map
         (corrupted minus clean) is drawn for the last one.
     kspace : bool
-        Add a column with log|k| (central plane orthogonal to ``kspace_axis``) for the clean
-        and every corrupted volume.
+        Add a column with log|k| (maximum along ``kspace_axis``) for the clean and every
+        corrupted volume, on one colour scale.
 
     Returns
     -------
@@ -151,6 +155,7 @@ def plot_artifact_panel(
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols, 2.1 * len(rows)), squeeze=False)
     ref = np.asarray(clean)
     vmin, vmax = float(np.percentile(ref, 0.5)), float(np.percentile(ref, 99.5))
+    kspace_vmin = float(np.percentile(log_kspace(ref, kspace_axis), 2)) if kspace else None
     for r, (label, vol) in enumerate(rows):
         is_diff = r == len(rows) - 1
         plot_orthoviews(
@@ -164,13 +169,14 @@ def plot_artifact_panel(
             if is_diff:
                 ax.axis("off")
             else:
-                ax.imshow(log_kspace(vol, kspace_axis), origin="lower", cmap="magma", interpolation="nearest")
+                ax.imshow(log_kspace(vol, kspace_axis), origin="lower", cmap="magma", interpolation="nearest",
+                          vmin=kspace_vmin, vmax=0.0)
                 ax.set_xticks([])
                 ax.set_yticks([])
     for c, (name, _, _) in enumerate(VIEWS):
         axes[0, c].set_title(name, fontsize=9)
     if kspace:
-        axes[0, 3].set_title("log |k| (central plane)", fontsize=9)
+        axes[0, 3].set_title("log |k| (max over %s)" % "xyz"[kspace_axis], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -1,0 +1,190 @@
+"""Binary classification metrics with the ARTIFACT class as the positive class.
+
+Conventions used throughout the package:
+
+- labels ``y_true``: 1 = artifact (positive), 0 = clean;
+- scores: the mean artifact probability ``p_artifact`` (higher = more likely artifact);
+- decision: a scan is called *artifact* when ``p_artifact >= threshold``.
+
+Ratios with an empty denominator (e.g. sensitivity with no artifact scan) are NaN, never an
+exception, so metrics can be computed on small retained subsets. ROC quantities come from
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score, roc_curve
+
+__all__ = [
+    "safe_auc",
+    "binary_metrics",
+    "youden_threshold",
+    "bootstrap_ci",
+    "calibration_table",
+    "expected_calibration_error",
+]
+
+
+def _ratio(num, den) -> float:
+    return float(num) / float(den) if den else float("nan")
+
+
+def safe_auc(y_true, score) -> float:
+    """ROC AUC of ``score`` for the positive class 1; NaN when only one class is present."""
+    y_true = np.asarray(y_true).astype(int)
+    if y_true.size == 0 or np.unique(y_true).size < 2:
+        return float("nan")
+    return float(roc_auc_score(y_true, np.asarray(score, dtype=float)))
+
+
+def binary_metrics(y_true, p_artifact, threshold: float = 0.5) -> dict:
+    """Confusion matrix and the usual ratios at one threshold.
+
+    Parameters
+    ----------
+    y_true : array_like of {0, 1}, shape (N,)
+        1 = artifact.
+    p_artifact : array_like, shape (N,)
+        Artifact probability (any score works; AUC uses it unthresholded).
+    threshold : float
+        Called artifact when ``p_artifact >= threshold``.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``sensitivity`` (TPR, recall of artifacts), ``specificity`` (TNR),
+        ``precision`` (PPV), ``f1`` (``2TP / (2TP + FP + FN)``), ``balanced_accuracy``,
+        ``youden_j`` (sensitivity + specificity - 1), ``auc`` (NaN with one class), and the
+        counts ``tp``, ``fp``, ``tn``, ``fn``, ``n``. Empty denominators give NaN (so an
+        empty set of scans is allowed).
+    """
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(p_artifact, dtype=float)
+    pred = s >= threshold
+    tp, fp = int(np.sum(pred & (y == 1))), int(np.sum(pred & (y == 0)))
+    fn, tn = int(np.sum(~pred & (y == 1))), int(np.sum(~pred & (y == 0)))
+    sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    return {
+        "accuracy": _ratio(tp + tn, y.size),
+        "sensitivity": sens,
+        "specificity": spec,
+        "precision": _ratio(tp, tp + fp),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "balanced_accuracy": (sens + spec) / 2,
+        "youden_j": sens + spec - 1,
+        "auc": safe_auc(y, s),
+        "tp": tp, "fp": fp, "tn": tn, "fn": fn, "n": int(y.size),
+    }
+
+
+def youden_threshold(y_true, score) -> tuple[float, float]:
+    """Threshold maximising Youden's J = TPR - FPR over the empirical ROC curve.
+
+    The candidates are the thresholds of :func:`sklearn.metrics.roc_curve` (the distinct
+    scores, with ``drop_intermediate=False``), decision ``score >= t``. **Ties**: among
+    thresholds with the same maximal J, the *highest* one is returned (fewest scans called
+    artifact). If no threshold beats J = 0 the result is ``(inf, 0.0)``: call nothing artifact.
+
+    Parameters
+    ----------
+    y_true : array_like of {0, 1}, shape (N,)
+        Both classes must be present.
+    score : array_like, shape (N,)
+
+    Returns
+    -------
+    t : float
+    J : float
+    """
+    fpr, tpr, thr = roc_curve(np.asarray(y_true).astype(int), np.asarray(score, dtype=float),
+                              drop_intermediate=False)
+    j = tpr - fpr
+    best = int(np.argmax(j))  # thresholds decrease along the curve: first maximum = highest t
+    return float(thr[best]), float(j[best])
+
+
+def bootstrap_ci(fn: Callable, y_true, score, *args, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05, stratified: bool = True) -> tuple[float, float, float]:
+    """Percentile bootstrap interval of a scalar metric, resampling scans.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(y_true, score, *args) -> float`` (e.g. :func:`safe_auc`, or
+        ``lambda y, s, t: binary_metrics(y, s, t)["f1"]``).
+    y_true : array_like of {0, 1}, shape (N,)
+    score : array_like, shape (N,)
+    *args
+        Passed on to ``fn`` unchanged (e.g. a fixed threshold).
+    n_boot : int
+        Bootstrap replicates.
+    seed : int
+    alpha : float
+        The interval covers ``1 - alpha`` (percentiles ``alpha/2`` and ``1 - alpha/2``).
+    stratified : bool
+        Resample artifacts and clean scans separately, each to its own count, so every replicate
+        keeps the class balance and both classes (needed for AUC on rare artifacts).
+
+    Returns
+    -------
+    point, low, high : float
+        ``fn`` on the full data, and the interval. NaN replicates are ignored.
+    """
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(score, dtype=float)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratified else [np.arange(y.size)]
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(g, g.size, replace=True) for g in groups])
+        stats[b] = fn(y[idx], s[idx], *args)
+    low, high = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])
+    return float(fn(y, s, *args)), float(low), float(high)
+
+
+def calibration_table(y_true, p, n_bins: int = 10) -> pd.DataFrame:
+    """Reliability table of the artifact probability in equal-width bins.
+
+    Bin ``k`` holds ``k/n_bins <= p < (k+1)/n_bins``; the last bin also holds ``p = 1``.
+    This is the calibration of the positive (artifact) class, as in
+    :func:`sklearn.calibration.calibration_curve`, not of the top-class confidence.
+
+    Parameters
+    ----------
+    y_true : array_like of {0, 1}, shape (N,)
+    p : array_like in [0, 1], shape (N,)
+        Predicted artifact probability.
+    n_bins : int
+
+    Returns
+    -------
+    pandas.DataFrame, n_bins rows
+        ``lower``, ``upper``, ``n``, ``mean_predicted`` (mean p in the bin),
+        ``fraction_artifact`` (observed rate), ``gap`` (observed - predicted; > 0 means
+        under-confident about artifacts). Empty bins have n = 0 and NaN.
+    """
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(p, dtype=float)
+    k = np.clip(np.floor(p * n_bins).astype(int), 0, n_bins - 1)
+    n = np.bincount(k, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(k, weights=p, minlength=n_bins) / n
+        frac = np.bincount(k, weights=y, minlength=n_bins) / n
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "n": n,
+                         "mean_predicted": mean_p, "fraction_artifact": frac, "gap": frac - mean_p})
+
+
+def expected_calibration_error(y_true, p, n_bins: int = 10) -> float:
+    """ECE = sum over bins of (n_bin / N) * |observed artifact rate - mean p|.
+
+    Same bins as :func:`calibration_table` (equal width, artifact probability). 0 for a
+    perfectly calibrated model; grows with over- or under-confidence.
+    """
+    tab = calibration_table(y_true, p, n_bins)
+    full = tab["n"] > 0
+    return float((tab.loc[full, "n"] * tab.loc[full, "gap"].abs()).sum() / tab["n"].sum())

@@ -1,0 +1,364 @@
+"""Networks: NN008 (the paper's VGG-style 3D CNN), a 3D AlexNet variant, and MC dropout.
+
+Every network here is two sub-models joined end to end::
+
+    model = keras.Model(inputs, head(trunk(inputs)))
+
+``trunk`` (convolutions, BatchNorm, pooling) is deterministic; ``head`` holds every stochastic
+layer (all the Dropout layers) and ends in a float32 softmax, so mixed precision works.
+:func:`get_trunk` and :func:`get_head` return the two parts.
+
+Monte Carlo (MC) dropout
+------------------------
+MC dropout needs dropout *on* while BatchNorm stays in *inference* mode (moving statistics,
+no update). Calling a Keras model with ``training=True`` would switch both, so the trained
+model is never called that way. Instead :func:`make_mc_head` builds an *MC twin* of the head
+with :func:`keras.models.clone_model`: every ``Dropout`` is replaced by an :class:`MCDropout`
+(a ``Dropout`` that always drops) and every other layer is the *same object* as in the head,
+so the weights are shared, not copied. The twin is called with ``training=False``, so its
+BatchNorm uses the moving statistics. The trained model itself only ever contains plain
+``Dropout`` layers and saves and loads as usual.
+
+- :func:`predict_mc_naive` -- the reference: the whole network (trunk + MC head) T times,
+  as the paper's code does.
+- :func:`predict_mc_fast` -- the trunk once per batch, its features repeated T times, and the
+  MC head once on the (T x batch) features in one vectorised call.
+
+Both return an array of shape (T, N, n_classes). With dropout rate 0 both equal the
+deterministic output; otherwise they are equal in distribution (not sample by sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+__all__ = [
+    "MCDropout",
+    "build_nn008",
+    "build_alexnet3d",
+    "check_input_shape",
+    "get_trunk",
+    "get_head",
+    "make_mc_head",
+    "make_mc_model",
+    "predict_mc_naive",
+    "predict_mc_fast",
+    "describe",
+]
+
+#: Both networks halve each spatial side five times.
+GRID_DIVISOR = 32
+
+
+@keras.saving.register_keras_serializable(package="mriqc_nb")
+class MCDropout(keras.layers.Dropout):
+    """Dropout that is active whatever the ``training`` flag (Monte Carlo dropout).
+
+    Used only in the MC twin of a head (:func:`make_mc_head`), which is called with
+    ``training=False`` so that BatchNorm keeps its inference behaviour while this layer
+    still drops units. With ``rate=0`` it is the identity.
+    """
+
+    def call(self, inputs, training=None):  # noqa: D102 - same as Dropout
+        return super().call(inputs, training=True)
+
+    @classmethod
+    def from_dropout(cls, layer: keras.layers.Dropout, seed: int | None = None) -> MCDropout:
+        """Return an MC twin of a ``Dropout`` layer (same rate, noise shape and dtype policy)."""
+        return cls(
+            rate=layer.rate,
+            noise_shape=layer.noise_shape,
+            seed=seed,
+            dtype=layer.dtype_policy,
+            name=f"mc_{layer.name}",
+        )
+
+
+# --------------------------------------------------------------------------- building
+
+
+def check_input_shape(input_shape: Sequence[int], divisor: int = GRID_DIVISOR) -> tuple:
+    """Validate ``(x, y, z, channels)`` and return it as a tuple of ints.
+
+    Raises
+    ------
+    ValueError
+        If the shape is not 4-D or a spatial side does not divide by ``divisor``.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"input_shape {shape} must be (x, y, z, channels)")
+    bad = [s for s in shape[:3] if s <= 0 or s % divisor]
+    if bad:
+        raise ValueError(
+            f"input_shape {shape}: every spatial side must be a positive multiple of "
+            f"{divisor} (the network halves each side 5 times); {bad} is not"
+        )
+    return shape
+
+
+def _conv_bn_relu(x, filters, kernel_size=3, strides=1, name=""):
+    """Conv3D (no bias, he_normal, padding same) -> BatchNorm -> ReLU."""
+    x = keras.layers.Conv3D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=False,
+        kernel_initializer="he_normal", name=f"{name}_conv",
+    )(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _build_head(feature_shape, n_classes, dropout, dense_units):
+    """Dropout -> Flatten -> Dense -> BN -> ReLU -> Dropout -> Dense -> softmax (float32)."""
+    p_in, p_dense = dropout
+    f = keras.Input(shape=feature_shape, name="features")
+    x = keras.layers.Dropout(p_in, name="dropout_features")(f)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense_units, name="dense")(x)
+    x = keras.layers.BatchNormalization(name="dense_bn")(x)
+    x = keras.layers.ReLU(name="dense_relu")(x)
+    x = keras.layers.Dropout(p_dense, name="dropout_dense")(x)
+    x = keras.layers.Dense(n_classes, name="logits")(x)
+    out = keras.layers.Activation("softmax", dtype="float32", name="softmax")(x)
+    return keras.Model(f, out, name="head")
+
+
+def _assemble(trunk, n_classes, dropout, dense_units, name):
+    head = _build_head(tuple(trunk.output.shape[1:]), n_classes, dropout, dense_units)
+    inputs = keras.Input(shape=trunk.input.shape[1:], name="volume")
+    return keras.Model(inputs, head(trunk(inputs)), name=name)
+
+
+def build_nn008(
+    input_shape: Sequence[int] = (256, 256, 64, 1),
+    n_classes: int = 2,
+    *,
+    dropout: tuple[float, float] = (0.25, 0.5),
+    dense_units: int = 128,
+    filters: Sequence[int] = (8, 16, 32, 64, 128),
+    name: str = "nn008",
+) -> keras.Model:
+    """The paper's network NN008: a VGG-style 3D CNN with an MC-dropout head.
+
+    Trunk: 5 blocks, each ``[Conv3D 3x3x3 same, no bias, he_normal -> BatchNorm -> ReLU] x 2
+    -> MaxPool3D 2``, with ``filters`` 8, 16, 32, 64, 128. Head: ``Dropout(dropout[0]) ->
+    Flatten -> Dense(128) -> BatchNorm -> ReLU -> Dropout(dropout[1]) -> Dense(n_classes) ->
+    softmax``; both Dense layers have a bias and both BatchNorms have scale and centre. For
+    (256, 256, 64, 1) the trunk ends at 8 x 8 x 2 x 128 and the model has exactly 2,983,258
+    parameters (2,982,010 trainable; 1,248 BatchNorm moving statistics).
+
+    Parameters
+    ----------
+    input_shape : sequence of int
+        ``(x, y, z, channels)`` in voxels; each spatial side must divide by 32.
+    n_classes : int
+        Number of classes (2: clean, artifact).
+    dropout : (float, float)
+        Rates of the dropout before Flatten and before the last Dense layer.
+    dense_units : int
+        Width of the hidden Dense layer of the head.
+    filters : sequence of 5 int
+        Filters of the five blocks.
+    name : str
+        Model name.
+
+    Returns
+    -------
+    keras.Model
+        ``Model(inputs, head(trunk(inputs)))``; the sub-models are named ``trunk`` and
+        ``head``. Output: (batch, n_classes) float32 probabilities.
+
+    Raises
+    ------
+    ValueError
+        If ``input_shape`` is not 4-D or a spatial side does not divide by 32.
+    """
+    shape = check_input_shape(input_shape, 2 ** len(filters))
+    inputs = keras.Input(shape=shape, name="volume")
+    x = inputs
+    for b, n in enumerate(filters, start=1):
+        x = _conv_bn_relu(x, n, name=f"block{b}a")
+        x = _conv_bn_relu(x, n, name=f"block{b}b")
+        x = keras.layers.MaxPooling3D(2, name=f"block{b}_pool")(x)
+    trunk = keras.Model(inputs, x, name="trunk")
+    return _assemble(trunk, n_classes, dropout, dense_units, name)
+
+
+def build_alexnet3d(
+    input_shape: Sequence[int] = (256, 256, 64, 1),
+    n_classes: int = 2,
+    *,
+    dropout: tuple[float, float] = (0.25, 0.5),
+    dense_units: int = 128,
+    name: str = "alexnet3d",
+) -> keras.Model:
+    """A classic AlexNet-style 3D network with the same MC-dropout head as NN008.
+
+    Trunk (AlexNet's layout with BatchNorm instead of local response normalisation and
+    pooling windows of 2 so that the sides stay exact)::
+
+        Conv 7x7x7/2 (16) -> MaxPool 2 -> Conv 5x5x5 (32) -> MaxPool 2
+        -> Conv 3x3x3 (64) -> Conv 3x3x3 (64) -> MaxPool 2 -> Conv 3x3x3 (128) -> MaxPool 2
+
+    each convolution followed by BatchNorm and ReLU (no bias, he_normal). The trunk divides
+    each side by 32, as NN008's does, so the two share the grid rule and the head's size
+    (for 256 x 256 x 64 the trunk ends at 8 x 8 x 2 x 128). Five convolutions instead of ten.
+
+    Parameters and return value are those of :func:`build_nn008`.
+    """
+    shape = check_input_shape(input_shape)
+    inputs = keras.Input(shape=shape, name="volume")
+    x = _conv_bn_relu(inputs, 16, kernel_size=7, strides=2, name="conv1")
+    x = keras.layers.MaxPooling3D(2, name="pool1")(x)
+    x = _conv_bn_relu(x, 32, kernel_size=5, name="conv2")
+    x = keras.layers.MaxPooling3D(2, name="pool2")(x)
+    x = _conv_bn_relu(x, 64, name="conv3")
+    x = _conv_bn_relu(x, 64, name="conv4")
+    x = keras.layers.MaxPooling3D(2, name="pool3")(x)
+    x = _conv_bn_relu(x, 128, name="conv5")
+    x = keras.layers.MaxPooling3D(2, name="pool4")(x)
+    trunk = keras.Model(inputs, x, name="trunk")
+    return _assemble(trunk, n_classes, dropout, dense_units, name)
+
+
+def get_trunk(model: keras.Model) -> keras.Model:
+    """The deterministic convolutional part (sub-model ``trunk``)."""
+    return model.get_layer("trunk")
+
+
+def get_head(model: keras.Model) -> keras.Model:
+    """The head holding every Dropout layer (sub-model ``head``)."""
+    return model.get_layer("head")
+
+
+# --------------------------------------------------------------------------- MC dropout
+
+
+def make_mc_head(head: keras.Model, seed: int | None = None) -> keras.Model:
+    """Return the MC twin of ``head``: Dropout -> :class:`MCDropout`, other layers shared.
+
+    The twin shares the head's layer objects (and so its weights, BatchNorm statistics
+    included); call it with ``training=False`` so that BatchNorm uses its moving statistics
+    while the dropout layers keep dropping.
+
+    Parameters
+    ----------
+    head : keras.Model
+        A functional head, e.g. ``get_head(model)``.
+    seed : int, optional
+        Seed of the dropout masks; dropout layer ``i`` gets ``seed + i``.
+    """
+    counter = iter(range(10**6))
+
+    def swap(layer):
+        if isinstance(layer, keras.layers.Dropout):
+            i = next(counter)
+            return MCDropout.from_dropout(layer, None if seed is None else seed + i)
+        return layer
+
+    return keras.models.clone_model(head, clone_function=swap)
+
+
+def make_mc_model(model: keras.Model, seed: int | None = None) -> keras.Model:
+    """The whole network with the MC twin of its head (trunk shared, see :func:`make_mc_head`)."""
+    trunk = get_trunk(model)
+    inputs = keras.Input(shape=trunk.input.shape[1:], name="volume")
+    mc_head = make_mc_head(get_head(model), seed)
+    return keras.Model(inputs, mc_head(trunk(inputs)), name=f"{model.name}_mc")
+
+
+def _batches(x, batch_size):
+    x = np.asarray(x, dtype="float32")
+    for start in range(0, len(x), batch_size):
+        yield x[start:start + batch_size]
+
+
+def predict_mc_naive(
+    model: keras.Model, x, T: int, seed: int | None = None, batch_size: int = 8
+) -> np.ndarray:
+    """MC dropout, reference version: the whole network T times per batch.
+
+    Dropout is active, BatchNorm is in inference mode (see :func:`make_mc_model`).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network built by this module (or any model with ``trunk`` and ``head`` sub-models).
+    x : array, shape (N, x, y, z, channels)
+        Volumes.
+    T : int
+        Number of MC samples.
+    seed : int, optional
+        Seed of the dropout masks.
+    batch_size : int
+        Volumes per forward pass.
+
+    Returns
+    -------
+    ndarray, shape (T, N, n_classes)
+        Softmax probabilities of each sample.
+    """
+    mc_model = make_mc_model(model, seed)
+    out = [
+        np.stack([mc_model.predict_on_batch(xb) for _ in range(T)])
+        for xb in _batches(x, batch_size)
+    ]
+    return np.concatenate(out, axis=1)
+
+
+def predict_mc_fast(
+    model: keras.Model, x, T: int, seed: int | None = None, batch_size: int = 8
+) -> np.ndarray:
+    """MC dropout, fast version: the trunk once, the head once on T copies of the features.
+
+    Equal in distribution to :func:`predict_mc_naive` (identical when the dropout rates are
+    0), at the cost of one trunk pass per batch instead of T. The head runs on a batch of
+    ``T * batch_size`` feature vectors.
+
+    Parameters and return value are those of :func:`predict_mc_naive`.
+    """
+    trunk = get_trunk(model)
+    mc_head = make_mc_head(get_head(model), seed)
+    out = []
+    for xb in _batches(x, batch_size):
+        features = trunk.predict_on_batch(xb)                      # (B, ...)
+        tiled = np.tile(features, (T,) + (1,) * (features.ndim - 1))  # (T*B, ...), t-major
+        p = mc_head.predict_on_batch(tiled)
+        out.append(p.reshape(T, len(xb), -1))
+    return np.concatenate(out, axis=1)
+
+
+# --------------------------------------------------------------------------- description
+
+
+def describe(model: keras.Model) -> "pandas.DataFrame":  # noqa: F821
+    """Architecture table for the book: one row per layer of the trunk and the head.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer`` (name), ``type`` (class), ``output_shape`` (without the batch
+        axis), ``parameters`` (weights, BatchNorm statistics included), ``part``
+        (``"trunk"`` or ``"head"``) and ``stochastic`` (True for dropout layers).
+        ``df.parameters.sum() == model.count_params()``.
+    """
+    import pandas as pd
+
+    rows = []
+    for part, sub in (("trunk", get_trunk(model)), ("head", get_head(model))):
+        shape = tuple(sub.input.shape)
+        for layer in sub.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            shape = tuple(layer.compute_output_shape(shape))
+            rows.append({
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": shape[1:],
+                "parameters": layer.count_params(),
+                "part": part,
+                "stochastic": isinstance(layer, keras.layers.Dropout),
+            })
+    return pd.DataFrame(rows)

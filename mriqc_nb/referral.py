@@ -1,0 +1,438 @@
+"""Refer the most uncertain scans to a person; decide the rest automatically.
+
+The recipe of Pizarro et al. (2023), with one defect of their code fixed:
+
+1. Rescale an uncertainty measure (a column of :func:`mriqc_nb.uncertainty.summarise`:
+   ``mutual_information``, ``entropy``, ``variance``, ...) to [0, 1] with the **validation**
+   set's minimum and maximum (:class:`UncertaintyScaler`). Their code rescaled the test set with
+   the test set's own min/max, which lets the test data choose its own referral cut. Here the
+   scaler is fitted once, on validation, stored in the model bundle, and applied unchanged to
+   every other set; values outside the validation range are clipped to [0, 1].
+2. For each eta in :data:`ETA_GRID`, keep the scans with scaled uncertainty below eta and
+   refer the others (eta = 1 refers nobody).
+3. On the kept scans, sweep the threshold ``t`` of :data:`THRESHOLD_GRID`; a scan is called
+   artifact when ``p_artifact >= t`` (the grid is symmetric, so this is the same sweep as one
+   over the clean probability). Score each t by Youden's J = TPR - FPR.
+4. Choose (eta, t) on validation (:func:`select_operating_point`), then apply them unchanged to
+   test (:func:`apply_policy`, :func:`evaluate_policy`).
+
+A table is a :class:`pandas.DataFrame` with one row per scan holding ``p_artifact`` and the
+uncertainty columns, plus the labels (1 = artifact) either as a ``label`` column or passed
+explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .metrics import binary_metrics
+
+__all__ = [
+    "THRESHOLD_GRID",
+    "ETA_GRID",
+    "UncertaintyScaler",
+    "ReferralPolicy",
+    "operating_points",
+    "select_operating_point",
+    "apply_policy",
+    "evaluate_policy",
+    "select_and_evaluate",
+    "referral_curve",
+]
+
+_TAIL = np.logspace(-4, -1, 25)
+#: 99 thresholds on the artifact probability, denser near 0 and 1: 25 log-spaced values from
+#: 1e-4 to 0.1 (8 per decade), 49 evenly spaced values strictly between 0.1 and 0.9 (step
+#: 0.016), and the mirror image ``1 - t`` of the first 25 (0.9 to 0.9999). Symmetric under
+#: ``t -> 1 - t``, so it is equally a grid on the clean probability. Confident networks put
+#: most scans within 1e-2 of 0 or 1, hence the log-spaced tails.
+THRESHOLD_GRID: np.ndarray = np.concatenate([_TAIL, np.linspace(0.1, 0.9, 51)[1:-1], (1 - _TAIL)[::-1]])
+#: Referral cut-offs on the scaled uncertainty; 1.0 means no referral.
+ETA_GRID: tuple[float, ...] = (1.0, 0.5, 0.1, 0.01, 0.001)
+#: Selection criteria of :func:`select_operating_point`.
+CRITERIA = ("youden", "f1")
+
+
+def _labels(table: pd.DataFrame, labels=None) -> np.ndarray:
+    """Labels (N,) of {0, 1}, from ``labels`` if given, else from the ``label`` column."""
+    if labels is None:
+        if "label" not in table.columns:
+            raise KeyError("no labels: pass labels=... or add a 'label' column (1 = artifact)")
+        labels = table["label"]
+    y = np.asarray(labels).astype(int)
+    if y.shape != (len(table),):
+        raise ValueError(f"{y.size} labels for {len(table)} scans")
+    return y
+
+
+def _column(table: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in table.columns:
+        raise KeyError(f"table has no column {name!r}; columns: {list(table.columns)}")
+    return table[name].to_numpy(dtype=float)
+
+
+def _referred(scaled: np.ndarray, eta: float) -> np.ndarray:
+    """Refer when scaled >= eta; eta >= 1 refers nobody. A NaN uncertainty is always referred."""
+    if eta >= 1:
+        return np.isnan(scaled)
+    return ~(scaled < eta)
+
+
+def _clean_json(d: dict) -> dict:
+    """Plain Python numbers, NaN -> None, so that ``json.dumps`` gives strict JSON."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (np.integer, np.bool_)):
+            v = v.item()
+        elif isinstance(v, (float, np.floating)):
+            v = None if math.isnan(v) else float(v)
+        out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Rescaling, fitted on validation only
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UncertaintyScaler:
+    """Min-max rescaling of an uncertainty to [0, 1], fitted on the validation set.
+
+    ``transform(u) = clip((u - vmin) / (vmax - vmin), 0, 1)``. Fit with :meth:`fit` on
+    validation and never refit: a test value above the validation maximum becomes 1 (always
+    referred for eta < 1), one below the minimum becomes 0. ``clip=False`` shows the raw
+    values, which may then fall outside [0, 1]. If ``vmax == vmin`` every value above
+    ``vmax`` maps to 1 and the others to 0.
+
+    Attributes
+    ----------
+    vmin, vmax : float
+        Validation minimum and maximum (NaNs ignored).
+    """
+
+    vmin: float
+    vmax: float
+
+    @classmethod
+    def fit(cls, values) -> "UncertaintyScaler":
+        """Scaler from the validation uncertainties, shape (N,)."""
+        v = np.asarray(values, dtype=float)
+        if not np.isfinite(v).any():
+            raise ValueError("cannot fit a scaler without a finite value")
+        return cls(float(np.nanmin(v)), float(np.nanmax(v)))
+
+    def transform(self, values, clip: bool = True) -> np.ndarray:
+        """Scaled uncertainties, shape of ``values``; NaN stays NaN."""
+        v = np.asarray(values, dtype=float)
+        span = self.vmax - self.vmin
+        if span > 0:
+            s = (v - self.vmin) / span
+        else:
+            s = np.where(np.isnan(v), np.nan, (v > self.vmax).astype(float))
+        return np.clip(s, 0.0, 1.0) if clip else s
+
+    def to_dict(self) -> dict:
+        return {"vmin": float(self.vmin), "vmax": float(self.vmax)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UncertaintyScaler":
+        return cls(float(d["vmin"]), float(d["vmax"]))
+
+
+@dataclass(frozen=True)
+class ReferralPolicy:
+    """An operating point chosen on validation: what travels in the model bundle.
+
+    Attributes
+    ----------
+    measure : str
+        Uncertainty column, e.g. ``"mutual_information"``.
+    eta : float
+        Refer scans with scaled uncertainty >= eta (eta = 1: refer none).
+    threshold : float
+        Call a retained scan artifact when ``p_artifact >= threshold``.
+    scaler : UncertaintyScaler
+        Validation min/max of ``measure``.
+    valid_metrics : dict
+        :func:`evaluate_policy` on the validation set (for the record; not used to decide).
+    criterion : str
+        The score that chose the operating point (``"youden"`` or ``"f1"``).
+    """
+
+    measure: str
+    eta: float
+    threshold: float
+    scaler: UncertaintyScaler
+    valid_metrics: dict = field(default_factory=dict, compare=False)
+    criterion: str = "youden"
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable state (strict JSON: NaN metrics become None)."""
+        return {"measure": self.measure, "eta": float(self.eta), "threshold": float(self.threshold),
+                "scaler": self.scaler.to_dict(), "valid_metrics": _clean_json(self.valid_metrics),
+                "criterion": self.criterion}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReferralPolicy":
+        vm = {k: (float("nan") if v is None else v) for k, v in d.get("valid_metrics", {}).items()}
+        return cls(d["measure"], float(d["eta"]), float(d["threshold"]),
+                   UncertaintyScaler.from_dict(d["scaler"]), vm, d.get("criterion", "youden"))
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing (eta, t) on validation
+# --------------------------------------------------------------------------------------------
+def _sweep(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, criterion: str) -> np.ndarray:
+    """Criterion at each threshold, shape (len(thresholds),); decision p >= t."""
+    pred = p[None, :] >= thresholds[:, None]
+    pos = y == 1
+    tp, fp = (pred & pos).sum(1), (pred & ~pos).sum(1)
+    fn = pos.sum() - tp
+    if criterion == "youden":
+        return tp / max(pos.sum(), 1) - fp / max((~pos).sum(), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(2 * tp / (2 * tp + fp + fn))
+
+
+def operating_points(valid_table: pd.DataFrame, labels=None, measure: str = "mutual_information",
+                     etas=ETA_GRID, thresholds=THRESHOLD_GRID, criterion: str = "youden",
+                     min_retained: float = 0.5, min_per_class: int = 1) -> pd.DataFrame:
+    """The best threshold for each eta on validation, and whether that eta is admissible.
+
+    Parameters
+    ----------
+    valid_table : DataFrame
+        Validation scans: ``p_artifact``, ``measure`` and (unless ``labels``) ``label``.
+    labels : array_like of {0, 1}, shape (N,), optional
+    measure : str
+    etas : sequence of float
+    thresholds : array_like
+        Candidate thresholds on ``p_artifact``.
+    criterion : {"youden", "f1"}
+    min_retained : float
+        An eta is admissible only if it keeps at least this fraction of the scans ...
+    min_per_class : int
+        ... and at least this many scans of each class.
+
+    Returns
+    -------
+    DataFrame, one row per eta
+        ``eta``, ``n_retained``, ``retained_fraction``, ``n_artifact_retained``,
+        ``n_clean_retained``, ``admissible``, ``threshold`` (best t on the kept scans; when
+        several thresholds tie, the tied one nearest the midpoint of the lowest and highest
+        tied values, i.e. the middle of the plateau in probability, away from its edges where
+        a validation score sits), ``score`` (the criterion there). Inadmissible rows still show their best t
+        when both classes are present, else NaN.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    y = _labels(valid_table, labels)
+    p = _column(valid_table, "p_artifact")
+    scaled = UncertaintyScaler.fit(_column(valid_table, measure)).transform(_column(valid_table, measure))
+    thresholds = np.sort(np.asarray(thresholds, dtype=float))
+    rows = []
+    for eta in etas:
+        kept = ~_referred(scaled, eta)
+        n_art, n_cln = int((y[kept] == 1).sum()), int((y[kept] == 0).sum())
+        t, score = float("nan"), float("nan")
+        if n_art and n_cln:
+            scores = _sweep(y[kept], p[kept], thresholds, criterion)
+            tied = np.flatnonzero(scores >= scores.max() - 1e-12)
+            mid = (thresholds[tied].min() + thresholds[tied].max()) / 2
+            best = tied[np.argmin(np.abs(thresholds[tied] - mid))]
+            t, score = float(thresholds[best]), float(scores[best])
+        rows.append({"eta": float(eta), "n_retained": int(kept.sum()),
+                     "retained_fraction": float(kept.mean()), "n_artifact_retained": n_art,
+                     "n_clean_retained": n_cln,
+                     "admissible": bool(kept.mean() >= min_retained and min(n_art, n_cln) >= min_per_class),
+                     "threshold": t, "score": score})
+    return pd.DataFrame(rows)
+
+
+def select_operating_point(valid_table: pd.DataFrame, measure: str = "mutual_information",
+                           etas=ETA_GRID, thresholds=THRESHOLD_GRID, criterion: str = "youden",
+                           min_retained: float = 0.5, min_per_class: int = 1,
+                           labels=None) -> ReferralPolicy:
+    """Choose (eta, t) on the validation set only.
+
+    Rule: fit the scaler on validation; for each eta take the best threshold on the kept scans
+    (:func:`operating_points`); among the *admissible* etas (retaining at least
+    ``min_retained`` of the scans and ``min_per_class`` of each class), take the one with the
+    highest criterion; ties (within 1e-12) go to the larger eta, i.e. fewer referrals.
+    Without a retention floor Youden's J can nearly always be raised by referring more, so
+    ``min_retained`` is what sets the human workload.
+
+    Parameters
+    ----------
+    valid_table : DataFrame
+        Validation scans (see :func:`operating_points`).
+    measure, etas, thresholds, criterion, min_retained, min_per_class, labels
+        See :func:`operating_points`.
+
+    Returns
+    -------
+    ReferralPolicy
+        With ``valid_metrics`` = :func:`evaluate_policy` on the validation set.
+
+    Raises
+    ------
+    ValueError
+        If no eta is admissible (e.g. validation lacks a class).
+    """
+    ops = operating_points(valid_table, labels, measure, etas, thresholds, criterion,
+                           min_retained, min_per_class)
+    ok = ops[ops["admissible"]]
+    if ok.empty:
+        raise ValueError("no admissible eta on validation (too few scans kept, or a class missing)\n"
+                         + ops.to_string())
+    best = ok[ok["score"] >= ok["score"].max() - 1e-12].sort_values("eta").iloc[-1]
+    scaler = UncertaintyScaler.fit(_column(valid_table, measure))
+    policy = ReferralPolicy(measure, float(best["eta"]), float(best["threshold"]), scaler, {}, criterion)
+    metrics = evaluate_policy(policy, valid_table, labels)
+    metrics["score"] = float(best["score"])
+    return ReferralPolicy(measure, policy.eta, policy.threshold, scaler, metrics, criterion)
+
+
+# --------------------------------------------------------------------------------------------
+# Applying and evaluating a policy (any set; no fitting here)
+# --------------------------------------------------------------------------------------------
+def apply_policy(policy: ReferralPolicy, table: pd.DataFrame) -> pd.DataFrame:
+    """Decisions for every scan of ``table``; nothing is fitted.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``table`` with ``scaled_uncertainty`` (validation scaling, clipped to [0, 1]),
+        ``referred`` (bool), ``predicted`` (float: 1.0 artifact, 0.0 clean, NaN when referred),
+        ``needs_person`` (bool: referred, or retained and called artifact) and ``decision``
+        (``"referred"``, ``"artifact"`` or ``"clean"``).
+    """
+    out = table.copy()
+    scaled = policy.scaler.transform(_column(table, policy.measure))
+    referred = _referred(scaled, policy.eta)
+    flagged = _column(table, "p_artifact") >= policy.threshold
+    out["scaled_uncertainty"] = scaled
+    out["referred"] = referred
+    out["predicted"] = np.where(referred, np.nan, flagged.astype(float))
+    out["needs_person"] = referred | flagged
+    out["decision"] = np.where(referred, "referred", np.where(flagged, "artifact", "clean"))
+    return out
+
+
+def _summary(y, p, referred, threshold) -> dict:
+    """Metrics on the retained scans, plus workload fractions over all scans."""
+    kept = ~referred
+    m = binary_metrics(y[kept], p[kept], threshold)
+    n, n_art = y.size, int((y == 1).sum())
+    m["n_retained"] = m.pop("n")
+    m.update({"n": int(n), "retained_fraction": float(kept.mean()),
+              "referred_fraction": float(referred.mean()),
+              "flagged_fraction": (m["tp"] + m["fp"]) / n,
+              "needs_person_fraction": (int(referred.sum()) + m["tp"] + m["fp"]) / n,
+              "missed_artifact_fraction": m["fn"] / n_art if n_art else float("nan")})
+    return m
+
+
+def evaluate_policy(policy: ReferralPolicy, table: pd.DataFrame, labels=None) -> dict:
+    """Metrics of a fixed policy on one set.
+
+    Returns
+    -------
+    dict
+        On the retained scans (:func:`mriqc_nb.metrics.binary_metrics`): ``accuracy``,
+        ``sensitivity``, ``specificity``, ``precision``, ``f1``, ``balanced_accuracy``,
+        ``youden_j``, ``auc``, ``tp``, ``fp``, ``tn``, ``fn``, ``n_retained``. Over all ``n``
+        scans: ``retained_fraction``, ``referred_fraction``, ``flagged_fraction`` (retained and
+        called artifact), ``needs_person_fraction`` (referred + flagged), and
+        ``missed_artifact_fraction`` (artifacts retained and called clean, over all artifacts).
+        Also ``eta`` and ``threshold``.
+    """
+    y = _labels(table, labels)
+    applied = apply_policy(policy, table)
+    m = _summary(y, _column(table, "p_artifact"), applied["referred"].to_numpy(), policy.threshold)
+    m.update({"eta": policy.eta, "threshold": policy.threshold})
+    return m
+
+
+def select_and_evaluate(valid_table: pd.DataFrame, test_table: pd.DataFrame, valid_labels=None,
+                        test_labels=None, **select_kwargs) -> tuple[ReferralPolicy, dict]:
+    """The whole protocol: choose the policy on validation, then measure it on test.
+
+    ``test_table`` and ``test_labels`` are used only after the policy is frozen.
+
+    Returns
+    -------
+    policy : ReferralPolicy
+    test_metrics : dict
+        :func:`evaluate_policy` on the test set.
+    """
+    policy = select_operating_point(valid_table, labels=valid_labels, **select_kwargs)
+    return policy, evaluate_policy(policy, test_table, test_labels)
+
+
+# --------------------------------------------------------------------------------------------
+# Referral curves
+# --------------------------------------------------------------------------------------------
+_CURVE_KEYS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy",
+               "auc", "needs_person_fraction", "missed_artifact_fraction", "n_retained")
+
+
+def referral_curve(table: pd.DataFrame, labels=None, measure: str = "mutual_information",
+                   threshold: float = 0.5, fractions=np.linspace(0, 0.5, 26), random: bool = False,
+                   seed: int = 0, n_repeats: int = 20) -> pd.DataFrame:
+    """Metrics on the retained scans as a growing fraction is referred.
+
+    With ``random=False`` the scans with the highest ``measure`` are referred first (NaN first
+    of all; ties keep table order); with ``random=True`` a random subset of the same size is
+    referred instead, averaged over ``n_repeats`` permutations -- the control showing whether
+    the uncertainty is informative. No rescaling is needed: only the ranking matters.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``p_artifact``, ``measure`` and (unless ``labels``) ``label``.
+    labels : array_like of {0, 1}, shape (N,), optional
+    measure : str
+    threshold : float
+        Fixed decision threshold on ``p_artifact`` (e.g. ``policy.threshold``).
+    fractions : array_like in [0, 1]
+        Requested fractions referred; ``round(fraction * N)`` scans are referred.
+    random : bool
+    seed, n_repeats : int
+        For ``random=True`` only.
+
+    Returns
+    -------
+    DataFrame, one row per fraction
+        ``fraction``, ``referred_fraction`` (actual), and ``accuracy``, ``sensitivity``,
+        ``specificity``, ``precision``, ``f1``, ``balanced_accuracy``, ``auc`` on the retained
+        scans, ``needs_person_fraction``, ``missed_artifact_fraction`` and ``n_retained``
+        (means over repeats for ``random=True``, NaN-aware).
+    """
+    y = _labels(table, labels)
+    p = _column(table, "p_artifact")
+    u = _column(table, measure)
+    n = y.size
+    if random:
+        rng = np.random.default_rng(seed)
+        orders = [rng.permutation(n) for _ in range(n_repeats)]
+    else:
+        orders = [np.argsort(-np.where(np.isnan(u), np.inf, u), kind="stable")]
+    rows = []
+    for f in np.asarray(fractions, dtype=float):
+        k = int(round(f * n))
+        per = []
+        for order in orders:
+            referred = np.zeros(n, dtype=bool)
+            referred[order[:k]] = True
+            s = _summary(y, p, referred, threshold)
+            per.append([s[key] for key in _CURVE_KEYS])
+        with warnings.catch_warnings():  # an all-NaN column (e.g. AUC with one class) stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.asarray(per, dtype=float), axis=0)
+        rows.append({"fraction": float(f), "referred_fraction": k / n, **dict(zip(_CURVE_KEYS, mean))})
+    return pd.DataFrame(rows)

@@ -1,0 +1,572 @@
+"""Synthetic heads from nilearn's bundled MNI152 tissue maps (no download).
+
+Generative model
+----------------
+**Tissue maps** (:func:`tissue_maps`). The grey- and white-matter probability maps and the brain
+mask of the MNI152 2009 template (1 mm, bundled with nilearn) give ``gm`` and ``wm``. A signed
+distance ``sd`` (mm, negative inside) to the brain mask defines every other tissue as a shell:
+cerebrospinal fluid fills the brain mask plus an outer rim (``sd < csf_rim_mm``) wherever grey
+and white matter do not (sulci, ventricles, subarachnoid rim); the skull is the next shell
+(``skull_mm`` thick, cortical bone, dark on every contrast) and the scalp (fat and skin) the
+next (``scalp_mm`` thick). Below the skull base an analytic soft-tissue *neck* (an elliptic
+cylinder with a dome on top, counted as ``scalp``) continues the head downwards and the
+medulla continues as a spinal cord in a bony canal, so the head has no flat cut at the
+template's inferior edge. Everything else is ``background``. The six maps sum to 1.
+
+**Subject** (:func:`sample_anatomy`, one per subject, shared by its scans). A random affine
+(rotation, translation, anisotropic scale, about the head centre), a smooth elastic
+displacement, random shell thicknesses (CSF rim, skull, scalp) and a texture seed.
+
+**Scan** (:func:`sample_acquisition`, one per scan). A modality, jittered tissue intensities
+(per-modality clinical ordering, contrast ratio varied by a power law), within-tissue texture,
+a clean-range bias field, clean-range Rician noise, an isotropic or a thick-slice resolution,
+and a small repositioning of the head (a subject rescanned is never at the exact same pose).
+
+**Rendering** (:func:`make_scan`). For every target voxel, its world coordinate is pulled back
+through the inverse of (affine + elastic) into template space, where the (anti-aliased,
+cached per voxel size) ``gm``, ``wm`` and ``sd`` maps are sampled with linear interpolation;
+the shells are rebuilt there with the subject's thicknesses and a partial-volume ramp one
+target voxel wide. Then
+
+    image = sum_t p_t * I_t * (1 + texture_fraction * texture)
+
+is blurred along the slice axis (thick slices), multiplied by the bias field, and given Rician
+noise. Target grids are RAS+, axis-aligned, and centred on the head: the world origin is the
+grid centre and the template head centre is placed there (plus the subject's translation).
+
+The elastic displacement and the texture are Gaussian random fields in *world* millimetres
+(sums of Gaussian bumps on a fixed world lattice, drawn from the subject's seeds), evaluated
+separably on the target grid: cheap, exact, and the same function of world position on every
+grid, so grids that share a field of view (all profiles do) see the same anatomy. A scan's
+per-scan repositioning moves the head by a few mm relative to these fields, which changes the
+20-30 mm smooth deformation negligibly and redraws the fine texture pattern. The noise is drawn
+on the target grid, so scans with the same parameters *and* grid are bit-identical.
+
+Everything is deterministic given the parameter dicts, which are JSON-serialisable: a scan can
+be regenerated from its row in a scan table.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = [
+    "MODALITIES",
+    "TISSUES",
+    "tissue_maps",
+    "sample_anatomy",
+    "sample_acquisition",
+    "scan_affine",
+    "tissue_probabilities",
+    "tissue_labels",
+    "make_scan",
+    "make_subject_scans",
+]
+
+MODALITIES = ("T1w", "T2w", "PDw", "FLAIR")
+TISSUES = ("background", "csf", "gm", "wm", "skull", "scalp")
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))  # 2.355
+
+#: Typical tissue mean intensities (arbitrary units) before per-scan jitter.
+BASE_INTENSITIES = {
+    "T1w": {"background": 0.0, "csf": 0.25, "gm": 0.62, "wm": 1.0, "skull": 0.08, "scalp": 0.9},
+    "T2w": {"background": 0.0, "csf": 1.0, "gm": 0.6, "wm": 0.44, "skull": 0.06, "scalp": 0.55},
+    "PDw": {"background": 0.0, "csf": 1.0, "gm": 0.9, "wm": 0.74, "skull": 0.1, "scalp": 0.85},
+    "FLAIR": {"background": 0.0, "csf": 0.12, "gm": 1.0, "wm": 0.74, "skull": 0.05, "scalp": 0.65},
+}
+#: Brain tissues from brightest to darkest, and the largest ratio allowed between neighbours:
+#: the ordering that defines each contrast, kept through the jitter.
+CONTRAST_ORDER = {
+    "T1w": (("wm", "gm", "csf"), (0.9, 0.8)),
+    "T2w": (("csf", "gm", "wm"), (0.85, 0.92)),
+    "PDw": (("csf", "gm", "wm"), (1.0, 0.92)),
+    "FLAIR": (("gm", "wm", "csf"), (0.92, 0.5)),
+}
+#: Anatomy defaults, used for keys a hand-written parameter dict leaves out.
+DEFAULT_ANATOMY = {
+    "rotation_deg": [0.0, 0.0, 0.0],
+    "translation_mm": [0.0, 0.0, 0.0],
+    "scale": [1.0, 1.0, 1.0],
+    "elastic_mm": 0.0,
+    "elastic_smooth_mm": 25.0,
+    "texture_mm": 2.0,
+    "csf_rim_mm": 2.0,
+    "skull_mm": 5.5,
+    "scalp_mm": 6.0,
+}
+_BIAS_TERMS = ("x", "y", "z", "xx", "yy", "zz", "xy", "xz", "yz")
+_BIAS_SCALE_MM = 100.0  # bias polynomial variable: world coordinate / 100 mm
+#: World z (mm) below which a head coil's sensitivity falls off (about the skull base).
+_COIL_EDGE_MM = -60.0
+#: Neck (template world mm): elliptic cylinder below ``z0`` with an ellipsoidal dome on top.
+_NECK = {"centre": (0.0, -25.0), "semi_axes": (55.0, 58.0), "z0": -50.0, "dome": 40.0,
+         "fillet": 15.0}
+#: Half-extents (mm) of the fixed world lattices of the random fields, about the grid centre.
+_ELASTIC_EXTENT_MM = (200.0, 200.0, 200.0)
+_TEXTURE_EXTENT_MM = (140.0, 140.0, 110.0)
+
+
+def _rng(seed: int, salt: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), salt])
+
+
+def _r(x, nd: int = 4):
+    """Round floats for tidy, exactly JSON-round-trippable parameter dicts."""
+    return [round(float(v), nd) for v in x] if np.ndim(x) else round(float(x), nd)
+
+
+# --------------------------------------------------------------------------- template maps
+@functools.lru_cache(maxsize=1)
+def _template() -> dict:
+    """Base maps on the MNI152 1 mm grid: ``gm``, ``wm``, signed distance ``sd`` (mm)."""
+    from nilearn import datasets
+
+    gm_img = datasets.load_mni152_gm_template(resolution=1)
+    affine = np.asarray(gm_img.affine, dtype=float)
+    if not np.allclose(affine[:3, :3], np.diag(np.diag(affine[:3, :3]))):
+        raise RuntimeError("expected an axis-aligned MNI152 template")
+    gm = np.asarray(gm_img.get_fdata(dtype=np.float32))
+    wm = np.asarray(datasets.load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32))
+    mask = np.asarray(datasets.load_mni152_brain_mask(resolution=1).dataobj) > 0.5
+    # The medulla tapers to a point at the inferior edge: continue it as a cord of constant
+    # section (slice 3, ~14 mm across); sampling beyond the grid repeats the edge slice.
+    for a in (gm, wm, mask):
+        a[:, :, :3] = a[:, :, 3:4]
+    brain = gm + wm
+    over = brain > 1.0
+    gm[over] /= brain[over]
+    wm[over] /= brain[over]
+    # Signed distance to the mask boundary (mm; template voxels are 1 mm), negative inside.
+    d_out = ndi.distance_transform_edt(~mask)
+    box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(mask))
+    d_in = np.zeros(mask.shape)
+    d_in[box] = ndi.distance_transform_edt(mask[box])
+    sd = np.where(mask, 0.5 - d_in, d_out - 0.5)
+    sd = np.clip(sd, -10.0, 40.0).astype(np.float32)
+    # Head centre (template world mm): centre of the brain's bounding box in x and y; in z,
+    # 60 mm below the top of the brain, which leaves ~20 mm above the scalp in a 192 mm FOV.
+    idx = np.nonzero(mask[:, :, 3:])
+    lo = np.array([i.min() for i in idx]) + [0, 0, 3]
+    hi = np.array([i.max() for i in idx]) + [0, 0, 3]
+    top = nib.affines.apply_affine(affine, hi)
+    mid = nib.affines.apply_affine(affine, (lo + hi) / 2.0)
+    centre = np.array([mid[0], mid[1], top[2] - 60.0])
+    return {"gm": gm, "wm": wm, "sd": sd, "affine": affine, "centre": centre}
+
+
+@functools.lru_cache(maxsize=4)
+def _smoothed(spacing_mm: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``gm``, ``wm``, ``sd`` anti-aliased for a target voxel size, and decimated.
+
+    Each map is smoothed with a Gaussian of FWHM ``sqrt(s**2 - 1)`` mm along each axis (so the
+    1 mm template voxel plus the smoothing match a target voxel of ``s`` mm), then kept every
+    ``floor(s / 2)`` voxels. Returns the stack ``(3, X, Y, Z)`` and the 4x4 affine from its
+    voxel indices to template world mm.
+    """
+    t = _template()
+    vox = np.abs(np.diag(t["affine"])[:3])
+    s = np.asarray(spacing_mm, dtype=float) / vox
+    sigma = np.sqrt(np.maximum(s**2 - 1.0, 0.0)) / _FWHM_PER_SIGMA
+    q = np.maximum(np.floor(s / 2.0), 1).astype(int)
+    out = []
+    for name in ("gm", "wm", "sd"):
+        a = ndi.gaussian_filter(t[name], sigma, mode="nearest") if sigma.any() else t[name]
+        out.append(np.ascontiguousarray(a[:: q[0], :: q[1], :: q[2]]))
+    return np.stack(out), t["affine"] @ np.diag([*q, 1.0])
+
+
+def _ramp(x):
+    """Partial-volume ramp: 0 below -0.5, 1 above 0.5, linear in between."""
+    return np.clip(x + 0.5, 0.0, 1.0)
+
+
+def _neck(x, y, z):
+    """Approximate signed distance (mm) to the neck (elliptic cylinder + dome), template mm."""
+    (cx, cy), (ax, ay), z0, az = _NECK["centre"], _NECK["semi_axes"], _NECK["z0"], _NECK["dome"]
+    rho = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2
+                  + (np.maximum(z - z0, 0.0) / az) ** 2)
+    return ((rho - 1.0) * min(ax, ay)).astype(np.float32)
+
+
+def _smooth_min(a, b, k):
+    """Smooth union of two signed distances: a fillet of about ``k`` mm in concave corners."""
+    h = np.clip(k - np.abs(a - b), 0.0, None) / k
+    return np.minimum(a, b) - h * h * (k / 4.0)
+
+
+def _fractions(gm, wm, sd, neck_sd, width_mm, anatomy) -> dict:
+    """Six tissue fractions (summing to 1) from sampled base maps and shell thicknesses."""
+    b_csf = anatomy["csf_rim_mm"]
+    b_skull = b_csf + anatomy["skull_mm"]
+    b_scalp = b_skull + anatomy["scalp_mm"]
+    env = _ramp((b_csf - sd) / width_mm)  # brain + CSF envelope
+    brain = gm + wm
+    f = np.where(brain > env, env / np.maximum(brain, 1e-6), 1.0)
+    gm, wm = gm * f, wm * f
+    skull_cum = _ramp((b_skull - sd) / width_mm)
+    head = _ramp(-_smooth_min(sd - b_scalp, neck_sd, _NECK["fillet"]) / width_mm)
+    out = {
+        "csf": env - gm - wm,
+        "gm": gm,
+        "wm": wm,
+        "skull": skull_cum - env,
+        "scalp": np.maximum(head - skull_cum, 0.0),
+        "background": 1.0 - np.maximum(head, skull_cum),
+    }
+    return {k: np.clip(out[k], 0.0, 1.0).astype(np.float32) for k in TISSUES}
+
+
+@functools.lru_cache(maxsize=1)
+def tissue_maps() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Soft tissue probability maps on the MNI152 1 mm grid (cached).
+
+    Shells use the default thicknesses of :data:`DEFAULT_ANATOMY` (CSF rim 2 mm, skull
+    5.5 mm, scalp 6 mm) and a 1 mm partial-volume ramp; the neck and the spinal cord reach the
+    grid's inferior edge (:func:`make_scan` continues them below it).
+
+    Returns
+    -------
+    maps : dict of str to ndarray
+        One float32 array per name in :data:`TISSUES`, shape (197, 233, 189), values in
+        [0, 1], summing to 1 voxel-wise.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (MNI, mm) affine of the template grid.
+    """
+    t = _template()
+    ijk = np.indices(t["gm"].shape, sparse=True)
+    xyz = [t["affine"][c, c] * ijk[c] + t["affine"][c, 3] for c in range(3)]
+    maps = _fractions(t["gm"], t["wm"], t["sd"], _neck(*xyz), 1.0, DEFAULT_ANATOMY)
+    return maps, t["affine"].copy()
+
+
+# --------------------------------------------------------------------------- parameters
+def sample_anatomy(seed: int) -> dict:
+    """Draw the subject-level parameters (shared by all scans of one subject).
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative subject seed; the same seed gives the same dict.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``seed``; ``rotation_deg`` (3, about x, y, z, each in [-8, 8]);
+        ``translation_mm`` (3, each in [-5, 5]); ``scale`` (3: a global factor in
+        [0.85, 1.0], MNI152 heads being larger than average, times a per-axis factor in
+        [0.96, 1.04]); ``elastic_mm`` (RMS displacement per axis, [0, 4] mm);
+        ``elastic_smooth_mm`` (Gaussian width of the displacement field, [20, 30] mm);
+        ``texture_seed`` (int); ``texture_mm`` (Gaussian width of the texture, [2, 3] mm);
+        ``csf_rim_mm`` ([1, 3.5]), ``skull_mm`` ([4, 7]), ``scalp_mm`` ([4, 8]) shell
+        thicknesses in template mm.
+    """
+    rng = _rng(seed, 1)
+    g = rng.uniform(0.85, 1.0)
+    return {
+        "seed": int(seed),
+        "rotation_deg": _r(rng.uniform(-8.0, 8.0, 3)),
+        "translation_mm": _r(rng.uniform(-5.0, 5.0, 3)),
+        "scale": _r(g * rng.uniform(0.96, 1.04, 3)),
+        "elastic_mm": _r(rng.uniform(0.0, 4.0)),
+        "elastic_smooth_mm": _r(rng.uniform(20.0, 30.0)),
+        "texture_seed": int(rng.integers(2**31 - 1)),
+        "texture_mm": _r(rng.uniform(2.0, 3.0)),
+        "csf_rim_mm": _r(rng.uniform(1.0, 3.5)),
+        "skull_mm": _r(rng.uniform(4.0, 7.0)),
+        "scalp_mm": _r(rng.uniform(4.0, 8.0)),
+    }
+
+
+def sample_acquisition(seed: int, modality: str | None = None) -> dict:
+    """Draw the scan-level parameters of one clean acquisition.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative scan seed; the same seed (and modality) gives the same dict.
+    modality : str, optional
+        One of :data:`MODALITIES`; drawn uniformly when None.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``seed``, ``modality``; ``contrast_gamma`` (in [0.75, 1.3]: tissue
+        ratios to the brightest brain tissue are raised to this power); ``intensities`` (mean
+        intensity per tissue, arbitrary units, each jittered by a factor in [0.87, 1.13], brain
+        tissues kept in the modality's order of :data:`CONTRAST_ORDER`, background 0);
+        ``texture_fraction`` ([0.02, 0.05]); ``noise_fraction`` (Rician sigma over the
+        brightest tissue intensity, [0.005, 0.02]); ``bias_coefficients`` (log-bias polynomial
+        of degree 2 in world mm / 100, keys x, y, z in [-0.05, 0.05] and xx, yy, zz, xy, xz, yz
+        in [-0.03, 0.03]: a few % over the head); ``coil_falloff_mm`` ([30, 60]: the head
+        coil's sensitivity falls as ``exp(-(d / coil_falloff_mm)**2)`` at ``d`` mm below world
+        z = -60 mm, so the neck fades as on real scans); ``resolution`` ("iso1mm" with probability 0.4,
+        else "thick") and ``slice_thickness_mm`` (1, or [3, 5] for thick); ``pose_jitter_deg``
+        and ``pose_jitter_mm`` (3 each, in [-2, 2]).
+    """
+    rng = _rng(seed, 2)
+    m = rng.integers(len(MODALITIES))  # drawn even when given, so the stream does not shift
+    modality = MODALITIES[m] if modality is None else str(modality)
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    base = BASE_INTENSITIES[modality]
+    gamma = rng.uniform(0.75, 1.3)
+    ref = max(base.values())
+    inten = {t: ref * (base[t] / ref) ** gamma * rng.uniform(0.87, 1.13) for t in TISSUES}
+    inten["background"] = 0.0
+    order, ratios = CONTRAST_ORDER[modality]
+    vals = sorted((inten[t] for t in order), reverse=True)
+    for i, t in enumerate(order):
+        inten[t] = vals[i] if i == 0 else min(vals[i], inten[order[i - 1]] * ratios[i - 1])
+    thick = rng.uniform() >= 0.4
+    return {
+        "seed": int(seed),
+        "modality": modality,
+        "contrast_gamma": _r(gamma),
+        "intensities": {t: _r(v) for t, v in inten.items()},
+        "texture_fraction": _r(rng.uniform(0.02, 0.05)),
+        "noise_fraction": _r(rng.uniform(0.005, 0.02)),
+        "bias_coefficients": {
+            k: _r(rng.uniform(-1, 1) * (0.05 if len(k) == 1 else 0.03), 5) for k in _BIAS_TERMS
+        },
+        "coil_falloff_mm": _r(rng.uniform(30.0, 60.0)),
+        "resolution": "thick" if thick else "iso1mm",
+        "slice_thickness_mm": _r(rng.uniform(3.0, 5.0)) if thick else 1.0,
+        "pose_jitter_deg": _r(rng.uniform(-2.0, 2.0, 3)),
+        "pose_jitter_mm": _r(rng.uniform(-2.0, 2.0, 3)),
+    }
+
+
+# --------------------------------------------------------------------------- geometry
+def scan_affine(grid, spacing_mm) -> np.ndarray:
+    """RAS+ voxel-to-world affine of a target grid, world origin at the grid centre.
+
+    Parameters
+    ----------
+    grid : tuple of 3 int
+        Grid shape (x, y, z).
+    spacing_mm : tuple of 3 float
+        Voxel size in mm.
+
+    Returns
+    -------
+    ndarray, shape (4, 4)
+    """
+    n, s = np.asarray(grid, dtype=float), np.asarray(spacing_mm, dtype=float)
+    aff = np.diag([*s, 1.0])
+    aff[:3, 3] = -(n - 1.0) / 2.0 * s
+    return aff
+
+
+def _rotation(deg) -> np.ndarray:
+    """Rotation matrix ``Rz @ Ry @ Rx`` from angles (degrees) about x, y, z."""
+    a = np.deg2rad(np.asarray(deg, dtype=float))
+    c, s = np.cos(a), np.sin(a)
+    rx = np.array([[1, 0, 0], [0, c[0], -s[0]], [0, s[0], c[0]]])
+    ry = np.array([[c[1], 0, s[1]], [0, 1, 0], [-s[1], 0, c[1]]])
+    rz = np.array([[c[2], -s[2], 0], [s[2], c[2], 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _world_axes(grid, spacing_mm) -> list[np.ndarray]:
+    """World coordinates (mm) of the voxel centres along each axis of a target grid."""
+    return [(np.arange(n) - (n - 1) / 2.0) * s for n, s in zip(grid, spacing_mm)]
+
+
+def _random_field(rng, sigma_mm, extent_mm, axes_mm, spacing_mm=None) -> np.ndarray:
+    """Stationary Gaussian random field (unit variance) evaluated on a separable grid.
+
+    The field is a sum of Gaussian bumps (width ``sigma_mm``) with standard-normal weights on a
+    fixed world lattice of step ``sigma_mm`` over ``[-extent_mm, extent_mm]``, so it is the same
+    function of world position whatever grid it is evaluated on. With ``spacing_mm`` it is
+    averaged over a voxel (each bump widened by a Gaussian of FWHM ``spacing_mm``), which lowers
+    its variance as a real voxel average would.
+    """
+    nodes = [np.arange(-e, e + sigma_mm / 2.0, sigma_mm) for e in extent_mm]
+    coef = rng.standard_normal([len(n) for n in nodes]).astype(np.float32)
+    spacing_mm = (0.0, 0.0, 0.0) if spacing_mm is None else spacing_mm
+    w = []
+    for n, p, s in zip(nodes, axes_mm, spacing_mm):
+        se = np.hypot(sigma_mm, s / _FWHM_PER_SIGMA)
+        g = np.exp(-0.5 * ((p[:, None] - n[None, :]) / se) ** 2) * (sigma_mm / se)
+        w.append((g / np.pi**0.25).astype(np.float32))  # unit variance for step == sigma
+    f = coef @ w[2].T  # (a, b, z)
+    f = w[1] @ f  # (a, y, z)
+    return np.tensordot(w[0], f, axes=(1, 0))  # (x, y, z)
+
+
+def _pullback(anatomy, acquisition, grid, spacing_mm) -> np.ndarray:
+    """Template world coordinates (mm), shape (3, *grid), of every target voxel centre."""
+    t = _template()
+    acq = acquisition or {}
+    rot = _rotation(acq.get("pose_jitter_deg", (0, 0, 0))) @ _rotation(anatomy["rotation_deg"])
+    shift = np.add(anatomy["translation_mm"], acq.get("pose_jitter_mm", (0, 0, 0)))
+    back = np.diag(1.0 / np.asarray(anatomy["scale"], dtype=float)) @ rot.T
+    axes = _world_axes(grid, spacing_mm)
+    y = [a - s for a, s in zip(axes, shift)]
+    xyz = np.empty((3, *grid))
+    for c in range(3):
+        xyz[c] = (t["centre"][c] + back[c, 0] * y[0][:, None, None]
+                  + back[c, 1] * y[1][None, :, None] + back[c, 2] * y[2][None, None, :])
+    if anatomy["elastic_mm"] > 0:
+        rng = _rng(anatomy["seed"], 3)
+        for c in range(3):
+            xyz[c] += anatomy["elastic_mm"] * _random_field(
+                rng, anatomy["elastic_smooth_mm"], _ELASTIC_EXTENT_MM, axes)
+    return xyz
+
+
+def _anatomy(anatomy: dict) -> dict:
+    out = {**DEFAULT_ANATOMY, **anatomy}
+    out.setdefault("seed", 0)
+    out.setdefault("texture_seed", out["seed"])
+    return out
+
+
+def tissue_probabilities(anatomy, grid=(64, 64, 32), spacing_mm=(4.0, 4.0, 6.0),
+                         acquisition=None) -> dict[str, np.ndarray]:
+    """Tissue fractions of one subject on a target grid (partial-volume, summing to 1).
+
+    Parameters
+    ----------
+    anatomy : dict
+        From :func:`sample_anatomy` (missing keys take :data:`DEFAULT_ANATOMY`).
+    grid, spacing_mm : tuple of 3
+        Target grid shape and voxel size (mm).
+    acquisition : dict, optional
+        Only its ``pose_jitter_deg`` / ``pose_jitter_mm`` are used (none when omitted).
+
+    Returns
+    -------
+    dict of str to ndarray
+        One float32 array of shape ``grid`` per name in :data:`TISSUES`.
+    """
+    anatomy = _anatomy(anatomy)
+    grid = tuple(int(n) for n in grid)
+    spacing_mm = tuple(float(s) for s in spacing_mm)
+    maps, aff = _smoothed(spacing_mm)
+    xyz = _pullback(anatomy, acquisition, grid, spacing_mm)
+    ijk = np.empty_like(xyz)
+    for c in range(3):
+        ijk[c] = (xyz[c] - aff[c, 3]) / aff[c, c]
+    gm, wm, sd = (ndi.map_coordinates(m, ijk, order=1, mode="nearest", output=np.float32)
+                  for m in maps)
+    del ijk
+    # Partial-volume ramp one target voxel wide along the shell normal: |grad sd| per voxel.
+    width = np.sqrt(sum(g**2 for g in np.gradient(sd))).clip(0.5, None)
+    return _fractions(gm, wm, sd, _neck(*xyz), width, anatomy)
+
+
+def tissue_labels(anatomy, grid=(64, 64, 32), spacing_mm=(4.0, 4.0, 6.0),
+                  acquisition=None) -> np.ndarray:
+    """Most probable tissue per voxel: uint8 indices into :data:`TISSUES`, shape ``grid``."""
+    p = tissue_probabilities(anatomy, grid, spacing_mm, acquisition)
+    return np.argmax(np.stack([p[t] for t in TISSUES]), axis=0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- rendering
+def make_scan(anatomy: dict, acquisition: dict, grid=(64, 64, 32), spacing_mm=(4.0, 4.0, 6.0),
+              return_labels: bool = False):
+    """Render one clean scan.
+
+    Parameters
+    ----------
+    anatomy : dict
+        Subject parameters (:func:`sample_anatomy`).
+    acquisition : dict
+        Scan parameters (:func:`sample_acquisition`). Missing ``intensities`` take the
+        modality's :data:`BASE_INTENSITIES`; missing texture, noise, bias, coil falloff or
+        jitter mean none.
+    grid : tuple of 3 int
+        Output shape (x, y, z); axis 2 is the slice axis.
+    spacing_mm : tuple of 3 float
+        Voxel size in mm.
+    return_labels : bool
+        Also return :func:`tissue_labels` for the same pose.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32, shape ``grid``, values >= 0, RAS+ affine from :func:`scan_affine`.
+    labels : ndarray of uint8, optional
+        Only with ``return_labels``.
+    """
+    anatomy = _anatomy(anatomy)
+    acq = acquisition
+    grid = tuple(int(n) for n in grid)
+    spacing_mm = tuple(float(s) for s in spacing_mm)
+    p = tissue_probabilities(anatomy, grid, spacing_mm, acq)
+    inten = acq.get("intensities") or BASE_INTENSITIES[acq["modality"]]
+    img = sum(np.float32(inten[t]) * p[t] for t in TISSUES if inten.get(t, 0.0))
+    axes = _world_axes(grid, spacing_mm)
+    if acq.get("texture_fraction", 0.0) > 0:
+        tex = _random_field(_rng(anatomy["texture_seed"], 4), anatomy["texture_mm"],
+                            _TEXTURE_EXTENT_MM, axes, spacing_mm)
+        img *= np.clip(1.0 + np.float32(acq["texture_fraction"]) * tex, 0.0, None)
+    if acq.get("resolution") == "thick":
+        sigma = acq["slice_thickness_mm"] / _FWHM_PER_SIGMA / spacing_mm[2]
+        img = ndi.gaussian_filter1d(img, sigma, axis=2, mode="constant")
+    falloff = acq.get("coil_falloff_mm")
+    if falloff:
+        below = np.clip(_COIL_EDGE_MM - axes[2], 0.0, None) / falloff
+        img *= np.exp(-(below**2)).astype(np.float32)[None, None, :]
+    coef = acq.get("bias_coefficients") or {}
+    if any(coef.values()):
+        u = [a / _BIAS_SCALE_MM for a in axes]
+        u = [u[0][:, None, None], u[1][None, :, None], u[2][None, None, :]]
+        log_b = np.zeros(grid, dtype=np.float32)
+        for k in _BIAS_TERMS:
+            term = coef.get(k, 0.0)
+            for ch in k:
+                term = term * u["xyz".index(ch)]
+            log_b += term
+        img *= np.exp(log_b)
+    sigma = acq.get("noise_fraction", 0.0) * max(inten.values())
+    if sigma > 0:
+        rng = _rng(acq["seed"], 5)
+        re = img + np.float32(sigma) * rng.standard_normal(grid, dtype=np.float32)
+        im = np.float32(sigma) * rng.standard_normal(grid, dtype=np.float32)
+        img = np.hypot(re, im)
+    img = np.maximum(img, 0.0).astype(np.float32)
+    out = nib.Nifti1Image(img, scan_affine(grid, spacing_mm))
+    out.header.set_xyzt_units("mm", "sec")
+    out.set_qform(out.affine, code=1)
+    out.set_sform(out.affine, code=1)
+    if return_labels:
+        labels = np.argmax(np.stack([p[t] for t in TISSUES]), axis=0).astype(np.uint8)
+        return out, labels
+    return out
+
+
+def make_subject_scans(subject_seed: int, n_scans: int, grid=(64, 64, 32),
+                       spacing_mm=(4.0, 4.0, 6.0), modalities=None) -> list[tuple]:
+    """Several scans of one subject: one anatomy, ``n_scans`` acquisitions.
+
+    Parameters
+    ----------
+    subject_seed : int
+        Seed of :func:`sample_anatomy`; the acquisition seeds derive from it.
+    n_scans : int
+        Number of scans.
+    grid, spacing_mm : tuple of 3
+        Target grid and voxel size (mm).
+    modalities : sequence of str, optional
+        Modality of scan ``i`` is ``modalities[i % len(modalities)]``; drawn at random when
+        None.
+
+    Returns
+    -------
+    list of (anatomy, acquisition, Nifti1Image)
+    """
+    anatomy = sample_anatomy(subject_seed)
+    seeds = _rng(subject_seed, 6).integers(2**31 - 1, size=n_scans)
+    out = []
+    for i, s in enumerate(seeds):
+        mod = None if not modalities else modalities[i % len(modalities)]
+        acq = sample_acquisition(int(s), mod)
+        out.append((anatomy, acq, make_scan(anatomy, acq, grid, spacing_mm)))
+    return out

@@ -1,0 +1,202 @@
+"""Tests of the synthetic-head generator (mriqc_nb.synth)."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from mriqc_nb import synth
+
+GRID, SPACING = (64, 64, 32), (4.0, 4.0, 6.0)  # the laptop profile
+SMOKE_GRID, SMOKE_SPACING = (32, 32, 32), (8.0, 8.0, 6.0)
+LABEL = {t: i for i, t in enumerate(synth.TISSUES)}
+
+
+def _quiet(acq, **kw):
+    """Acquisition without noise/texture/bias (deterministic intensities), with overrides."""
+    return {**acq, "noise_fraction": 0.0, "texture_fraction": 0.0,
+            "bias_coefficients": {}, **kw}
+
+
+def _dice(a, b):
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def test_same_seed_same_params_and_volume_different_seed_differs():
+    assert synth.sample_anatomy(3) == synth.sample_anatomy(3)
+    assert synth.sample_acquisition(5) == synth.sample_acquisition(5)
+    assert synth.sample_anatomy(3) != synth.sample_anatomy(4)
+    assert synth.sample_acquisition(5) != synth.sample_acquisition(6)
+    an, acq = synth.sample_anatomy(3), synth.sample_acquisition(5)
+    a = synth.make_scan(an, acq, GRID, SPACING).get_fdata(dtype=np.float32)
+    b = synth.make_scan(synth.sample_anatomy(3), synth.sample_acquisition(5),
+                        GRID, SPACING).get_fdata(dtype=np.float32)
+    np.testing.assert_array_equal(a, b)
+    c = synth.make_scan(synth.sample_anatomy(4), acq, GRID, SPACING).get_fdata()
+    d = synth.make_scan(an, synth.sample_acquisition(6, acq["modality"]), GRID, SPACING)
+    assert not np.allclose(a, c)
+    assert not np.allclose(a, d.get_fdata())
+
+
+def test_params_json_round_trip_reproduce_scan():
+    an, acq = synth.sample_anatomy(11), synth.sample_acquisition(12)
+    an2, acq2 = json.loads(json.dumps(an)), json.loads(json.dumps(acq))
+    assert an2 == an and acq2 == acq
+    a = synth.make_scan(an, acq, GRID, SPACING).get_fdata(dtype=np.float32)
+    b = synth.make_scan(an2, acq2, GRID, SPACING).get_fdata(dtype=np.float32)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_parameter_ranges_and_modalities():
+    mods = {synth.sample_acquisition(s)["modality"] for s in range(40)}
+    assert mods == set(synth.MODALITIES)
+    for s in range(20):
+        an = synth.sample_anatomy(s)
+        assert np.all(np.abs(an["rotation_deg"]) <= 8) and np.all(np.abs(an["translation_mm"]) <= 5)
+        assert 0 <= an["elastic_mm"] <= 4 and 20 <= an["elastic_smooth_mm"] <= 30
+        acq = synth.sample_acquisition(s, "FLAIR")
+        assert acq["modality"] == "FLAIR" and acq["intensities"]["background"] == 0.0
+        assert 0.005 <= acq["noise_fraction"] <= 0.02
+        assert acq["resolution"] in ("iso1mm", "thick")
+        assert (acq["slice_thickness_mm"] >= 3) == (acq["resolution"] == "thick")
+    with pytest.raises(ValueError):
+        synth.sample_acquisition(0, "DWI")
+
+
+def test_volume_format_and_affine():
+    img = synth.make_scan(synth.sample_anatomy(1), synth.sample_acquisition(1), GRID, SPACING)
+    assert isinstance(img, nib.Nifti1Image)
+    data = np.asanyarray(img.dataobj)
+    assert data.shape == GRID and data.dtype == np.float32
+    assert np.isfinite(data).all() and data.min() >= 0 and data.max() > 0
+    np.testing.assert_allclose(img.header.get_zooms(), SPACING)
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    centre = nib.affines.apply_affine(img.affine, (np.array(GRID) - 1) / 2.0)
+    np.testing.assert_allclose(centre, 0.0, atol=1e-9)  # world origin at the grid centre
+
+
+@pytest.mark.parametrize("seed", [0, 7, 92])
+def test_head_centred_and_inside_fov(seed):
+    an, acq = synth.sample_anatomy(seed), synth.sample_acquisition(seed)
+    img, lab = synth.make_scan(an, acq, GRID, SPACING, return_labels=True)
+    data = img.get_fdata()
+    faces = {"L": (0, 0), "R": (0, -1), "P": (1, 0), "A": (1, -1), "S": (2, -1)}
+    for name, (ax, i) in faces.items():
+        assert (np.take(lab, i, axis=ax) == 0).all(), f"head touches the {name} face"
+        assert np.take(data, i, axis=ax).mean() < 0.05 * data.max(), name
+    # The inferior face cuts through the neck only (at most the spinal cord), not the brain.
+    bottom = lab[:, :, 0]
+    assert np.isin(bottom, [LABEL["gm"], LABEL["wm"]]).sum() <= 12
+    assert (bottom == LABEL["scalp"]).sum() > 50  # the neck is there
+    # Brain centroid near the grid centre: within 3 voxels in x and y; the head sits a little
+    # low by design (room above the vertex, neck below), within 25 mm.
+    brain = np.isin(lab, [LABEL["csf"], LABEL["gm"], LABEL["wm"]])
+    off = (np.array(ndi.center_of_mass(brain)) - (np.array(GRID) - 1) / 2) * SPACING
+    assert np.all(np.abs(off[:2]) <= 3 * np.array(SPACING[:2])), off
+    assert abs(off[2]) <= 25, off
+
+
+def test_identity_pose_is_centred():
+    lab = synth.tissue_labels({"seed": 0}, GRID, SPACING)
+    idx = np.nonzero(lab > 0)
+    for ax in (0, 1):  # left-right and anterior-posterior margins equal within a voxel
+        assert abs(idx[ax].min() - (GRID[ax] - 1 - idx[ax].max())) <= 1
+
+
+@pytest.mark.parametrize("modality", synth.MODALITIES)
+def test_contrast_ordering(modality):
+    order, _ = synth.CONTRAST_ORDER[modality]
+    for seed in (21, 22):
+        an, acq = synth.sample_anatomy(seed), synth.sample_acquisition(seed + 100, modality)
+        img, lab = synth.make_scan(an, acq, GRID, SPACING, return_labels=True)
+        data = img.get_fdata()
+        mean = {t: data[lab == LABEL[t]].mean() for t in synth.TISSUES}
+        hi, mid, lo = (mean[t] for t in order)
+        assert mid > lo, (modality, mean)
+        assert hi > mid or (modality == "PDw" and hi > 0.97 * mid), (modality, mean)
+        assert mean["skull"] < mean["gm"] and mean["background"] < 0.1 * max(mean.values())
+        if modality == "T1w":
+            assert mean["scalp"] > mean["gm"] > mean["csf"]
+        if modality == "FLAIR":
+            assert mean["csf"] < 0.5 * mean["wm"]
+
+
+def test_tissue_maps_sum_to_one_and_shells_outside_brain():
+    maps, affine = synth.tissue_maps()
+    assert synth.tissue_maps()[0] is maps  # cached
+    assert set(maps) == set(synth.TISSUES) and affine.shape == (4, 4)
+    total = sum(maps[t] for t in synth.TISSUES)
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    assert all(m.min() >= 0 and m.max() <= 1 for m in maps.values())
+    brain = maps["gm"] + maps["wm"] > 0.5
+    assert maps["skull"][brain].max() == 0 and maps["scalp"][brain].max() == 0
+    assert maps["skull"].sum() > 1e5 and maps["scalp"].sum() > 1e5  # mm^3
+    # Shells are ordered outwards: scalp farther from the brain than skull, on average.
+    dist = ndi.distance_transform_edt(~brain[::2, ::2, ::2]) * 2.0
+    w = {t: maps[t][::2, ::2, ::2] for t in ("csf", "skull", "scalp")}
+    mean_d = {t: (dist * w[t]).sum() / w[t].sum() for t in w}
+    assert mean_d["csf"] < mean_d["skull"] < mean_d["scalp"]
+    assert maps["background"][0, 0, -1] == 1.0  # a corner is empty
+    # The head continues through the inferior edge (neck), it is not closed off there.
+    assert (1.0 - maps["background"][:, :, 0]).sum() > 5000  # mm^2 of neck section
+
+
+def test_distinct_subjects_and_stable_rescans():
+    def brain(seed, acq=None):
+        lab = synth.tissue_labels(synth.sample_anatomy(seed), GRID, SPACING, acq)
+        return np.isin(lab, [LABEL["gm"], LABEL["wm"]])
+
+    a, b = brain(1), brain(2)
+    assert 0.7 < _dice(a, b) < 0.98
+    rescan = brain(1, synth.sample_acquisition(9))  # same subject, small repositioning
+    assert _dice(a, rescan) > _dice(a, b)
+
+
+def test_anatomy_consistent_across_grids():
+    an = synth.sample_anatomy(5)
+    vol = {}
+    for grid, sp in ((GRID, SPACING), (SMOKE_GRID, SMOKE_SPACING)):
+        p = synth.tissue_probabilities(an, grid, sp)
+        vol[grid] = (p["gm"] + p["wm"]).sum() * np.prod(sp)  # brain volume, mm^3
+        assert p["gm"].shape == grid
+    assert abs(vol[GRID] / vol[SMOKE_GRID] - 1) < 0.03
+
+
+def test_thick_slices_have_less_high_frequency_energy_along_z():
+    an, acq = synth.sample_anatomy(8), synth.sample_acquisition(8, "T2w")
+    grid, sp = (64, 64, 64), (4.0, 4.0, 3.0)
+
+    def hf(resolution, thickness):
+        img = synth.make_scan(an, _quiet(acq, resolution=resolution,
+                                         slice_thickness_mm=thickness), grid, sp)
+        return (np.diff(img.get_fdata(), axis=2) ** 2).sum()
+
+    assert hf("thick", 5.0) < 0.8 * hf("iso1mm", 1.0)
+
+
+def test_noise_and_bias_are_clean_range():
+    an, acq = synth.sample_anatomy(4), synth.sample_acquisition(4, "T1w")
+    clean, lab = synth.make_scan(an, _quiet(acq), GRID, SPACING, return_labels=True)
+    noisy = synth.make_scan(an, _quiet(acq, noise_fraction=0.02), GRID, SPACING)
+    diff = noisy.get_fdata() - clean.get_fdata()
+    bg = lab == LABEL["background"]
+    assert 0 < noisy.get_fdata()[bg].mean() < 0.05 * clean.get_fdata().max()  # Rician floor
+    coef = {k: 0.05 if len(k) == 1 else 0.03 for k in synth._BIAS_TERMS}  # the range's edge
+    biased = synth.make_scan(an, _quiet(acq, bias_coefficients=coef), GRID, SPACING)
+    wm = lab == LABEL["wm"]
+    ratio = biased.get_fdata()[wm] / clean.get_fdata()[wm]
+    assert 1.0 < ratio.max() / ratio.min() < 1.6
+    assert np.abs(diff[~bg]).mean() < 0.05 * clean.get_fdata().max()
+
+
+def test_make_subject_scans():
+    scans = synth.make_subject_scans(3, 3, SMOKE_GRID, SMOKE_SPACING, modalities=("T1w", "FLAIR"))
+    assert len(scans) == 3
+    assert all(an == scans[0][0] for an, _, _ in scans)
+    assert [acq["modality"] for _, acq, _ in scans] == ["T1w", "FLAIR", "T1w"]
+    assert len({acq["seed"] for _, acq, _ in scans}) == 3
+    assert all(img.shape == SMOKE_GRID for _, _, img in scans)
+    again = synth.make_subject_scans(3, 3, SMOKE_GRID, SMOKE_SPACING, modalities=("T1w", "FLAIR"))
+    np.testing.assert_array_equal(scans[2][2].get_fdata(), again[2][2].get_fdata())
