@@ -11,7 +11,7 @@ STAMP   := $(VENV)/.mriqc-nb-installed
 # Profile used to execute the chapters when building the book: smoke | laptop | colab | paper
 PROFILE ?= laptop
 # Extra options for jupyter-book (CI adds -W: Sphinx warnings are errors)
-JB_OPTS ?= -W -n --keep-going
+JB_OPTS ?= -W --keep-going
 
 .PHONY: book test venv lock clean bench
 

@@ -18,8 +18,11 @@ def make_phantom(shape=(40, 36, 32)) -> np.ndarray:
     """Ellipsoid 'head' with a dark inner ellipsoid ('ventricles') and an off-centre bright blob."""
     grid = np.indices(shape, dtype=float)
     centre = (np.asarray(shape, dtype=float) - 1) / 2
-    radius = lambda half_axes, offset=(0, 0, 0): np.sqrt(sum(  # noqa: E731
-        ((grid[a] - centre[a] - offset[a]) / half_axes[a]) ** 2 for a in range(3)))
+
+    def radius(half_axes, offset=(0, 0, 0)):
+        return np.sqrt(sum(((grid[a] - centre[a] - offset[a]) / h) ** 2
+                           for a, h in enumerate(half_axes)))
+
     vol = np.where(radius([0.4 * n for n in shape]) < 1, 0.8, 0.0)
     vol[radius([0.12 * n for n in shape]) < 1] = 0.3
     vol[radius([3, 3, 3], offset=(5, 6, 2)) < 1] = 1.0
@@ -32,7 +35,8 @@ def phantom() -> np.ndarray:
 
 
 def nrmse(a, b) -> float:
-    return float(np.sqrt(np.mean((np.asarray(a, float) - b) ** 2) / np.mean(np.asarray(b, float) ** 2)))
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
 
 
 def mirror(index, shape):
@@ -40,7 +44,7 @@ def mirror(index, shape):
     return tuple((2 * (n // 2) - i) % n for i, n in zip(index, shape))
 
 
-# ------------------------------------------------------------------------------ k-space
+# --------------------------------------------------------------------- k-space
 def test_kspace_round_trip_centre_and_parseval(phantom):
     k = to_kspace(phantom.astype(float))
     centre = tuple(n // 2 for n in phantom.shape)
@@ -59,7 +63,7 @@ def test_kspace_axes_transform_each_slice(phantom):
     assert np.allclose(from_kspace(k2, axes=(0, 1)), phantom, atol=1e-5)
 
 
-# ------------------------------------------------------------------------------ fixed-parameter physics
+# --------------------------------------------------------------------- fixed-parameter physics
 def test_spike_energy_at_its_k_position(phantom):
     vol = phantom + 1.0  # no zero background: the magnitude stays close to linear
     position = [0.25, -0.5, 0.125]
@@ -101,7 +105,8 @@ def test_motion_without_movement_is_identity(phantom):
 
 
 def test_motion_translation_from_the_start_is_a_shift(phantom):
-    event = {"time": 0.0, "rotation_deg": [0, 0, 0], "translation_mm": [2 * SPACING[0], 0, -SPACING[2]]}
+    shift_mm = [2 * SPACING[0], 0, -SPACING[2]]  # +2 voxels along x, -1 along z
+    event = {"time": 0.0, "rotation_deg": [0, 0, 0], "translation_mm": shift_mm}
     out = A.motion(phantom, events=[event], spacing_mm=SPACING)
     assert np.allclose(out, np.roll(phantom, (2, 0, -1), axis=(0, 1, 2)), atol=1e-5)
 
@@ -221,7 +226,7 @@ def test_blur_preserves_signal_and_follows_fwhm_and_spacing():
     assert high_frequency_ratio(out, vol, 2) > 2 * high_frequency_ratio(out, vol, 0)
 
 
-# ------------------------------------------------------------------------------ the params-dict contract
+# --------------------------------------------------------------------- the params-dict contract
 @pytest.mark.parametrize("severity", A.SEVERITIES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_contract(phantom, kind, severity):
@@ -244,12 +249,12 @@ def test_contract(phantom, kind, severity):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_determinism(phantom, kind):
-    p0 = A.sample_params(kind, "prominent", seed=11, shape=phantom.shape, spacing_mm=SPACING)
-    assert A.sample_params(kind, "prominent", seed=11, shape=phantom.shape, spacing_mm=SPACING) == p0
-    rng_params = A.sample_params(kind, "prominent", seed=np.random.default_rng(11), shape=phantom.shape,
-                                 spacing_mm=SPACING)
-    assert rng_params == p0
-    p1 = A.sample_params(kind, "prominent", seed=12, shape=phantom.shape, spacing_mm=SPACING)
+    def draw(seed):
+        return A.sample_params(kind, "prominent", seed, phantom.shape, SPACING)
+
+    p0 = draw(11)
+    assert draw(11) == p0 and draw(np.random.default_rng(11)) == p0
+    p1 = draw(12)
     assert p1 != p0
     out = A.apply(phantom, p0, spacing_mm=SPACING)
     assert np.array_equal(A.apply(phantom, p0, spacing_mm=SPACING), out)
@@ -259,8 +264,8 @@ def test_determinism(phantom, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_prominent_changes_more_than_subtle(phantom, kind):
     def mean_change(severity):
-        return np.mean([nrmse(A.corrupt(phantom, kind, severity, seed=s, spacing_mm=SPACING)[0], phantom)
-                        for s in range(4)])
+        outs = [A.corrupt(phantom, kind, severity, s, SPACING)[0] for s in range(4)]
+        return np.mean([nrmse(out, phantom) for out in outs])
     subtle, prominent = mean_change("subtle"), mean_change("prominent")
     assert prominent > 1.5 * subtle > 0
 
@@ -291,8 +296,8 @@ def test_bad_inputs_raise_value_error(phantom):
 
 
 def test_registry_and_class_table():
-    assert KINDS == ["motion", "ghosting", "spike", "noise", "bias", "blur", "ringing", "wraparound",
-                     "coverage"]
+    assert KINDS == ["motion", "ghosting", "spike", "noise", "bias", "blur", "ringing",
+                     "wraparound", "coverage"]
     assert {a.artifact_class for a in A.ARTIFACTS.values()} == set(A.ARTIFACT_CLASSES)
     table = A.class_table()
     assert list(table.columns) == ["kind", "class", "title", "physics"]

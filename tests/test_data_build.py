@@ -96,9 +96,12 @@ def test_build_is_idempotent_and_resumes(built):
     saved = {f: f.read_bytes() for f in lost}
     for f in lost:
         f.unlink()
+    stray = lost[0].parent / f".{lost[0].name}.abc.tmp"
+    stray.write_bytes(b"half-written")
     data.build_database(TINY, out, workers=1, progress=False)
     for f in lost:
         assert f.read_bytes() == saved[f]
+    stray.unlink()
     assert all(f.stat().st_mtime_ns == before[f] for f in files if f not in saved)
 
 
@@ -184,7 +187,7 @@ def test_tf_dataset(built):
     flipped_any = False
     for x in p1[0][0]:
         matches = [axes for axes in ([], [0], [1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2])
-                   if np.flip(x, axes).tobytes() in originals] if True else []
+                   if np.flip(x, axes).tobytes() in originals]
         assert matches, "every training volume is a flipped copy of a scan"
         flipped_any |= [] not in matches
     assert flipped_any

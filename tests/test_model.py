@@ -143,18 +143,17 @@ def test_smoke_fit_on_separable_toy_set():
     n = 16
     x = rng.normal(0, 1, size=(n, *SMALL)).astype("float32")
     y = np.arange(n) % 2
-    for i in np.flatnonzero(y):  # class 1: a bright 8^3 cube at a random place
-        a, b, c = rng.integers(0, 24, size=3)
-        x[i, a:a + 8, b:b + 8, c:c + 8] += 3.0
+    for i in np.flatnonzero(y):  # class 1: a bright 12^3 cube at a random place
+        a, b, c = rng.integers(0, 20, size=3)
+        x[i, a:a + 12, b:b + 12, c:c + 12] += 2.0
     onehot = np.eye(2, dtype="float32")[y]
     keras.utils.set_random_seed(0)
     m = M.build_nn008(SMALL)
-    schedule = TriangularCyclicalLR(4, base_lr=1e-4, max_lr=3e-3, epochs=6, n_shrink=2)
+    schedule = TriangularCyclicalLR(4, base_lr=1e-4, max_lr=3e-3, epochs=8, n_shrink=2)
     loss = make_loss({"name": "weighted_ce", "class_counts": [8, 8]})
     m.compile(optimizer=keras.optimizers.Nadam(learning_rate=schedule), loss=loss)
-    hist = m.fit(x, onehot, batch_size=4, epochs=6, shuffle=True, verbose=0).history["loss"]
-    print(hist)
-    assert hist[-1] < 0.7 * hist[0], hist
+    hist = m.fit(x, onehot, batch_size=4, epochs=8, shuffle=True, verbose=0).history["loss"]
+    assert np.mean(hist[-2:]) < 0.6 * hist[0], hist  # batch-4 BatchNorm: noisy epochs
     # class weights can change in the compiled model (data-ramping), without recompiling
     before = m.evaluate(x, onehot, batch_size=8, verbose=0)
     loss.set_class_weights([3.0, 3.0])
