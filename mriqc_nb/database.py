@@ -172,6 +172,7 @@ class TableError(ValueError):
             more = f", ... ({len(rows) - _MAX_LISTED} more)" if len(rows) > _MAX_LISTED else ""
             lines.append(f"  {name} ({len(rows)} row{'s' if len(rows) != 1 else ''}): "
                          + "; ".join(shown[:_MAX_LISTED]) + more)
+        lines.append("(rows are numbered from 0: row i is line i + 2 of a table file)")
         super().__init__("\n".join(lines))
 
 
@@ -532,7 +533,7 @@ def validate_table(table: pd.DataFrame, root=None, *, check_files: bool = True) 
 
     if check_files:
         gone = [i for i in df.index[has_path] if not _resolve(df.at[i, "path"], root).exists()]
-        report("missing file", gone, [f"{ident(i)}: {_resolve(df.at[i, 'path'], root)}" for i in gone])
+        report("missing file", gone, [f"{ident(i)}: {_resolve(df.at[i, 'path'], root).absolute()}" for i in gone])
 
     bad_recipe = []
     for i in df.index[has_recipe]:

@@ -269,6 +269,10 @@ def make_mc_model(model: keras.Model, seed: int | None = None) -> keras.Model:
     return keras.Model(inputs, mc_head(trunk(inputs)), name=f"{model.name}_mc")
 
 
+def _numpy(t):
+    return np.asarray(keras.ops.convert_to_numpy(t))
+
+
 def _batches(x, batch_size):
     x = np.asarray(x, dtype="float32")
     for start in range(0, len(x), batch_size):
@@ -302,7 +306,7 @@ def predict_mc_naive(
     """
     mc_model = make_mc_model(model, seed)
     out = [
-        np.stack([mc_model.predict_on_batch(xb) for _ in range(T)])
+        np.stack([_numpy(mc_model(xb, training=False)) for _ in range(T)])
         for xb in _batches(x, batch_size)
     ]
     return np.concatenate(out, axis=1)
@@ -323,9 +327,9 @@ def predict_mc_fast(
     mc_head = make_mc_head(get_head(model), seed)
     out = []
     for xb in _batches(x, batch_size):
-        features = trunk.predict_on_batch(xb)                      # (B, ...)
+        features = _numpy(trunk(xb, training=False))                 # (B, ...)
         tiled = np.tile(features, (T,) + (1,) * (features.ndim - 1))  # (T*B, ...), t-major
-        p = mc_head.predict_on_batch(tiled)
+        p = _numpy(mc_head(tiled, training=False))
         out.append(p.reshape(T, len(xb), -1))
     return np.concatenate(out, axis=1)
 

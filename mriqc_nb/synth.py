@@ -76,7 +76,7 @@ _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))  # 2.355
 BASE_INTENSITIES = {
     "T1w": {"background": 0.0, "csf": 0.25, "gm": 0.62, "wm": 1.0, "skull": 0.08, "scalp": 0.9},
     "T2w": {"background": 0.0, "csf": 1.0, "gm": 0.6, "wm": 0.44, "skull": 0.06, "scalp": 0.55},
-    "PDw": {"background": 0.0, "csf": 1.0, "gm": 0.9, "wm": 0.74, "skull": 0.1, "scalp": 0.85},
+    "PDw": {"background": 0.0, "csf": 1.0, "gm": 0.88, "wm": 0.7, "skull": 0.1, "scalp": 0.85},
     "FLAIR": {"background": 0.0, "csf": 0.12, "gm": 1.0, "wm": 0.74, "skull": 0.05, "scalp": 0.65},
 }
 #: Brain tissues from brightest to darkest, and the largest ratio allowed between neighbours:

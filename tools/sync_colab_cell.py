@@ -56,12 +56,15 @@ def sync(path: Path, url: str) -> bool:
     cell = next((c for c in nb.cells if c.cell_type == "code"), None)
     source = colab_cell_source(url)
     if cell is not None and cell.source.startswith(MARKER):
-        if cell.source == source:
+        if cell.source == source and cell.metadata.get("tags") == ["remove-cell"]:
             return False
         cell.source = source
     else:
         idx = nb.cells.index(cell) if cell is not None else len(nb.cells)
-        nb.cells.insert(idx, nbformat.v4.new_code_cell(source))
+        cell = nbformat.v4.new_code_cell(source)
+        nb.cells.insert(idx, cell)
+    # the cell matters on Colab only: keep it out of the rendered pages
+    cell.metadata["tags"] = ["remove-cell"]
     nbformat.write(nb, path)
     return True
 
