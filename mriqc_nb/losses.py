@@ -94,7 +94,8 @@ class WeightedCategoricalCrossentropy(keras.losses.Loss):
         """Replace the weights (same number of classes); effective without recompiling."""
         w = np.asarray(class_weights, dtype="float32")
         if w.shape != tuple(self._weights.shape) or np.any(w <= 0):
-            raise ValueError(f"need {self._weights.shape[0]} positive weights, got {class_weights!r}")
+            n = self._weights.shape[0]
+            raise ValueError(f"need {n} positive weights, got {class_weights!r}")
         self._weights.assign(w)
 
     def call(self, y_true, y_pred):

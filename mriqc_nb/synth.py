@@ -30,17 +30,18 @@ target voxel wide. Then
 
     image = sum_t p_t * I_t * (1 + texture_fraction * texture)
 
-is blurred along the slice axis (thick slices), multiplied by the bias field, and given Rician
-noise. Target grids are RAS+, axis-aligned, and centred on the head: the world origin is the
-grid centre and the template head centre is placed there (plus the subject's translation).
+is blurred along the slice axis (thick slices), multiplied by the head coil's fall-off below
+the skull base and by a smooth bias field, and given Rician noise. Target grids are RAS+,
+axis-aligned, and centred on the head: the world origin is the grid centre and the template
+head centre is placed there (plus the subject's translation).
 
-The elastic displacement and the texture are Gaussian random fields in *world* millimetres
-(sums of Gaussian bumps on a fixed world lattice, drawn from the subject's seeds), evaluated
-separably on the target grid: cheap, exact, and the same function of world position on every
-grid, so grids that share a field of view (all profiles do) see the same anatomy. A scan's
-per-scan repositioning moves the head by a few mm relative to these fields, which changes the
-20-30 mm smooth deformation negligibly and redraws the fine texture pattern. The noise is drawn
-on the target grid, so scans with the same parameters *and* grid are bit-identical.
+The elastic displacement is a smooth Gaussian random field in *world* millimetres (a sum of
+Gaussian bumps on a fixed world lattice, drawn from the subject's seed), evaluated separably on
+the target grid: cheap, exact, and the same function of world position on every grid, so grids
+that share a field of view (all profiles do) see the same anatomy. A scan's repositioning moves
+the head by a few mm relative to this 20-30 mm smooth field, which changes it negligibly. The
+texture (smoothed white noise, from the subject's texture seed) and the noise are drawn on the
+target grid: scans with the same parameters *and* grid are bit-identical.
 
 Everything is deterministic given the parameter dicts, which are JSON-serialisable: a scan can
 be regenerated from its row in a scan table.
@@ -57,6 +58,9 @@ from scipy import ndimage as ndi
 __all__ = [
     "MODALITIES",
     "TISSUES",
+    "BASE_INTENSITIES",
+    "CONTRAST_ORDER",
+    "DEFAULT_ANATOMY",
     "tissue_maps",
     "sample_anatomy",
     "sample_acquisition",
@@ -106,9 +110,8 @@ _COIL_EDGE_MM = -60.0
 #: Neck (template world mm): elliptic cylinder below ``z0`` with an ellipsoidal dome on top.
 _NECK = {"centre": (0.0, -25.0), "semi_axes": (55.0, 58.0), "z0": -50.0, "dome": 40.0,
          "fillet": 15.0}
-#: Half-extents (mm) of the fixed world lattices of the random fields, about the grid centre.
+#: Half-extents (mm) of the fixed world lattice of the elastic field, about the grid centre.
 _ELASTIC_EXTENT_MM = (200.0, 200.0, 200.0)
-_TEXTURE_EXTENT_MM = (140.0, 140.0, 110.0)
 
 
 def _rng(seed: int, salt: int) -> np.random.Generator:
@@ -144,10 +147,10 @@ def _template() -> dict:
     # Signed distance to the mask boundary (mm; template voxels are 1 mm), negative inside.
     d_out = ndi.distance_transform_edt(~mask)
     box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(mask))
-    d_in = np.zeros(mask.shape)
+    d_in = np.zeros(mask.shape, dtype=np.float32)
     d_in[box] = ndi.distance_transform_edt(mask[box])
     sd = np.where(mask, 0.5 - d_in, d_out - 0.5)
-    sd = np.clip(sd, -10.0, 40.0).astype(np.float32)
+    sd = np.clip(sd, -10.0, 80.0).astype(np.float32)
     # Head centre (template world mm): centre of the brain's bounding box in x and y; in z,
     # 60 mm below the top of the brain, which leaves ~20 mm above the scalp in a 192 mm FOV.
     idx = np.nonzero(mask[:, :, 3:])
@@ -239,7 +242,7 @@ def tissue_maps() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """
     t = _template()
     ijk = np.indices(t["gm"].shape, sparse=True)
-    xyz = [t["affine"][c, c] * ijk[c] + t["affine"][c, 3] for c in range(3)]
+    xyz = [np.float32(t["affine"][c, c] * ijk[c] + t["affine"][c, 3]) for c in range(3)]
     maps = _fractions(t["gm"], t["wm"], t["sd"], _neck(*xyz), 1.0, DEFAULT_ANATOMY)
     return maps, t["affine"].copy()
 
@@ -303,10 +306,11 @@ def sample_acquisition(seed: int, modality: str | None = None) -> dict:
         brightest tissue intensity, [0.005, 0.02]); ``bias_coefficients`` (log-bias polynomial
         of degree 2 in world mm / 100, keys x, y, z in [-0.05, 0.05] and xx, yy, zz, xy, xz, yz
         in [-0.03, 0.03]: a few % over the head); ``coil_falloff_mm`` ([30, 60]: the head
-        coil's sensitivity falls as ``exp(-(d / coil_falloff_mm)**2)`` at ``d`` mm below world
-        z = -60 mm, so the neck fades as on real scans); ``resolution`` ("iso1mm" with probability 0.4,
-        else "thick") and ``slice_thickness_mm`` (1, or [3, 5] for thick); ``pose_jitter_deg``
-        and ``pose_jitter_mm`` (3 each, in [-2, 2]).
+        coil's sensitivity falls as ``exp(-(d / coil_falloff_mm)**2)`` at ``d`` mm below
+        world z = -60 mm, so the neck fades as on real scans); ``resolution`` ("iso1mm" with
+        probability 0.4, else "thick") and ``slice_thickness_mm`` (1, or [3, 5] for thick:
+        Gaussian slice profile of that FWHM along axis 2); ``pose_jitter_deg`` and
+        ``pose_jitter_mm`` (3 each, in [-2, 2]).
     """
     rng = _rng(seed, 2)
     m = rng.integers(len(MODALITIES))  # drawn even when given, so the stream does not shift
@@ -377,26 +381,36 @@ def _world_axes(grid, spacing_mm) -> list[np.ndarray]:
     return [(np.arange(n) - (n - 1) / 2.0) * s for n, s in zip(grid, spacing_mm)]
 
 
-def _random_field(rng, sigma_mm, extent_mm, axes_mm, spacing_mm=None) -> np.ndarray:
-    """Stationary Gaussian random field (unit variance) evaluated on a separable grid.
+def _elastic_field(rng, sigma_mm, axes_mm) -> np.ndarray:
+    """Smooth Gaussian random field (unit variance) in world mm, evaluated on a target grid.
 
-    The field is a sum of Gaussian bumps (width ``sigma_mm``) with standard-normal weights on a
-    fixed world lattice of step ``sigma_mm`` over ``[-extent_mm, extent_mm]``, so it is the same
-    function of world position whatever grid it is evaluated on. With ``spacing_mm`` it is
-    averaged over a voxel (each bump widened by a Gaussian of FWHM ``spacing_mm``), which lowers
-    its variance as a real voxel average would.
+    A sum of Gaussian bumps (width ``sigma_mm``) with standard-normal weights on a fixed world
+    lattice of step ``sigma_mm`` over :data:`_ELASTIC_EXTENT_MM`: the same function of world
+    position whatever grid it is evaluated on. The sum is separable, so it is evaluated with
+    three small contractions (plain ``einsum`` loops: no BLAS threads, which stall on a busy
+    machine).
     """
-    nodes = [np.arange(-e, e + sigma_mm / 2.0, sigma_mm) for e in extent_mm]
-    coef = rng.standard_normal([len(n) for n in nodes]).astype(np.float32)
-    spacing_mm = (0.0, 0.0, 0.0) if spacing_mm is None else spacing_mm
-    w = []
-    for n, p, s in zip(nodes, axes_mm, spacing_mm):
-        se = np.hypot(sigma_mm, s / _FWHM_PER_SIGMA)
-        g = np.exp(-0.5 * ((p[:, None] - n[None, :]) / se) ** 2) * (sigma_mm / se)
-        w.append((g / np.pi**0.25).astype(np.float32))  # unit variance for step == sigma
-    f = coef @ w[2].T  # (a, b, z)
-    f = w[1] @ f  # (a, y, z)
-    return np.tensordot(w[0], f, axes=(1, 0))  # (x, y, z)
+    nodes = [np.arange(-e, e + sigma_mm / 2.0, sigma_mm) for e in _ELASTIC_EXTENT_MM]
+    coef = rng.standard_normal([len(n) for n in nodes])
+    # Unit variance: sum over nodes of g**2 is sqrt(pi) per axis when the step equals sigma.
+    w = [np.exp(-0.5 * ((p[:, None] - n[None, :]) / sigma_mm) ** 2) / np.pi**0.25
+         for n, p in zip(nodes, axes_mm)]
+    f = np.einsum("abc,kc->abk", coef, w[2])
+    f = np.einsum("abk,jb->ajk", f, w[1])
+    return np.einsum("ajk,ia->ijk", f, w[0])
+
+
+def _texture_field(rng, texture_mm, grid, spacing_mm) -> np.ndarray:
+    """Within-tissue texture on the target grid: smoothed white noise, float32.
+
+    White noise smoothed by a Gaussian of width ``texture_mm`` widened by the voxel (FWHM =
+    voxel size), scaled to the standard deviation that a unit-variance texture of width
+    ``texture_mm`` keeps after averaging over a voxel: ``prod(texture_mm / width)**0.5``.
+    """
+    width = np.hypot(texture_mm, np.asarray(spacing_mm) / _FWHM_PER_SIGMA)  # mm, per axis
+    f = ndi.gaussian_filter(rng.standard_normal(grid, dtype=np.float32),
+                            width / np.asarray(spacing_mm), mode="wrap")
+    return f * np.float32(np.sqrt(np.prod(texture_mm / width)) / max(f.std(), 1e-12))
 
 
 def _pullback(anatomy, acquisition, grid, spacing_mm) -> np.ndarray:
@@ -415,8 +429,8 @@ def _pullback(anatomy, acquisition, grid, spacing_mm) -> np.ndarray:
     if anatomy["elastic_mm"] > 0:
         rng = _rng(anatomy["seed"], 3)
         for c in range(3):
-            xyz[c] += anatomy["elastic_mm"] * _random_field(
-                rng, anatomy["elastic_smooth_mm"], _ELASTIC_EXTENT_MM, axes)
+            xyz[c] += anatomy["elastic_mm"] * _elastic_field(
+                rng, anatomy["elastic_smooth_mm"], axes)
     return xyz
 
 
@@ -504,12 +518,12 @@ def make_scan(anatomy: dict, acquisition: dict, grid=(64, 64, 32), spacing_mm=(4
     img = sum(np.float32(inten[t]) * p[t] for t in TISSUES if inten.get(t, 0.0))
     axes = _world_axes(grid, spacing_mm)
     if acq.get("texture_fraction", 0.0) > 0:
-        tex = _random_field(_rng(anatomy["texture_seed"], 4), anatomy["texture_mm"],
-                            _TEXTURE_EXTENT_MM, axes, spacing_mm)
+        tex = _texture_field(_rng(anatomy["texture_seed"], 4), anatomy["texture_mm"],
+                             grid, spacing_mm)
         img *= np.clip(1.0 + np.float32(acq["texture_fraction"]) * tex, 0.0, None)
     if acq.get("resolution") == "thick":
         sigma = acq["slice_thickness_mm"] / _FWHM_PER_SIGMA / spacing_mm[2]
-        img = ndi.gaussian_filter1d(img, sigma, axis=2, mode="constant")
+        img = ndi.gaussian_filter1d(img, sigma, axis=2, mode="nearest")
     falloff = acq.get("coil_falloff_mm")
     if falloff:
         below = np.clip(_COIL_EDGE_MM - axes[2], 0.0, None) / falloff
@@ -527,7 +541,7 @@ def make_scan(anatomy: dict, acquisition: dict, grid=(64, 64, 32), spacing_mm=(4
         img *= np.exp(log_b)
     sigma = acq.get("noise_fraction", 0.0) * max(inten.values())
     if sigma > 0:
-        rng = _rng(acq["seed"], 5)
+        rng = _rng(acq.get("seed", 0), 5)
         re = img + np.float32(sigma) * rng.standard_normal(grid, dtype=np.float32)
         im = np.float32(sigma) * rng.standard_normal(grid, dtype=np.float32)
         img = np.hypot(re, im)

@@ -159,3 +159,17 @@ def test_suggest_lr_range_on_a_known_curve():
     assert top == pytest.approx(1e-3, rel=1e-6)         # minimum at 1e-2, divided by 10
     with pytest.raises(ValueError):
         suggest_lr_range(pd.DataFrame({"lr": lr, "smoothed_loss": np.linspace(1, 2, 71)}))
+
+
+def test_compiled_model_saves_and_loads_with_its_loss_and_schedule(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    schedule = TriangularCyclicalLR(5, epochs=3, n_shrink=1)
+    model.compile(optimizer=keras.optimizers.Nadam(learning_rate=schedule),
+                  loss=L.make_loss({"name": "weighted_ce", "class_counts": [98, 2]}))
+    model.train_on_batch(np.ones((2, 4), "float32"), np.eye(2, dtype="float32"))
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(again.loss, L.WeightedCategoricalCrossentropy)
+    np.testing.assert_array_equal(again.loss.class_weights, [1.0, 49.0])
+    assert again.optimizer._learning_rate.get_config() == schedule.get_config()
+    assert int(again.optimizer.iterations) == 1  # a resumed run continues the schedule
