@@ -572,12 +572,15 @@ def validate_table(table: pd.DataFrame, root=None, *, check_files: bool = True) 
 
 
 def load_table(path, *, validate: bool = True, check_files: bool = True) -> pd.DataFrame:
-    """Read a scan table (``.tsv``, or ``.csv``) and, by default, validate it.
+    """Read a scan table (``.tsv``, or ``.csv``; a database directory reads its
+    ``scans.tsv``) and, by default, validate it.
 
     The table's directory is recorded in ``table.attrs["root"]``: relative ``path`` and
     ``cache_file`` entries are taken from there.
     """
     path = Path(path)
+    if path.is_dir():
+        path = path / TABLE_FILE
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     df.attrs["root"] = str(path.resolve().parent)
@@ -787,7 +790,8 @@ def load_volume(row, cache_dir, *, grid=None, spacing_mm=None, root=None, write:
         A row of a scan table (needs ``scan_id`` and ``recipe`` or ``path``).
     cache_dir : path-like
         The cache directory (:func:`cache_dir_for`); its ``conform.json`` gives the grid and
-        spacing unless they are passed.
+        spacing unless they are passed. A database directory also works for a row of its
+        built table (its ``cache_file`` is read).
     root : path-like, optional
         Directory that a relative ``path`` is relative to.
     write : bool
@@ -800,6 +804,9 @@ def load_volume(row, cache_dir, *, grid=None, spacing_mm=None, root=None, write:
     """
     cache_dir = Path(cache_dir)
     if grid is None or spacing_mm is None:
+        cached = str(row.get("cache_file", "") or "")
+        if not (cache_dir / CONFORM_FILE).exists() and cached and (cache_dir / cached).exists():
+            return np.load(cache_dir / cached).astype(np.float32)  # a database directory
         grid, spacing_mm = _conform_settings(cache_dir)
     f = cache_dir / cache_file_name(row, grid, spacing_mm, root)
     if f.exists():

@@ -112,17 +112,11 @@ def test_split_counts():
 
 # --------------------------------------------------------------------------- the synthetic table
 @pytest.fixture(scope="module")
-def tiny_profile():
-    return replace(get_profile("smoke"), name="tiny", n_scans=40, n_subtle=3, clean_share=0.75,
-                   grid=(16, 16, 16), spacing_mm=(16.0, 16.0, 12.0), seed=7)
-
-
-@pytest.fixture(scope="module")
 def smoke_table():
     return data.make_table("smoke")
 
 
-def test_table_is_deterministic(smoke_table, tiny_profile):
+def test_table_is_deterministic(smoke_table):
     pd.testing.assert_frame_equal(smoke_table, data.make_table("smoke"))
     other = data.make_table(replace(get_profile("smoke"), seed=1))
     assert not other["recipe"].equals(smoke_table["recipe"])
@@ -274,3 +268,15 @@ def test_user_table_gets_grouped_stratified_splits(tmp_path):
     assert out.path.map(lambda p: p.startswith(str(tmp_path.resolve()))).all()
     assert out.prime.sum() == 2 * (out[(out.split == "train")].label == "artifact").sum()
     data.validate_table(out)
+
+
+def test_paper_profile_has_the_papers_counts():
+    """The paper's scale from the table alone: 417 / 139 / 140 artifacts, a priming set of 834."""
+    t = data.make_table("paper")
+    cb = data.class_balance(t)
+    assert cb.loc[list(data.SPLITS), "artifact"].tolist() == [417, 139, 140]
+    assert cb.loc[list(data.SPLITS), "total"].tolist() == [20880, 6960, 6960]  # the paper: 20,879 / 6,958 / 6,958
+    assert cb.loc["subtle", "total"] == get_profile("paper").n_subtle
+    assert t.prime.sum() == 834
+    sizes = [len(ramp_subset(t, e, 5)) for e in (0, 1, 5)]
+    assert sizes == ramp_sizes(834, 20880, 5)[[0, 1, 5]].tolist() == [834, 4843, 20880]

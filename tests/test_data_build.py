@@ -70,6 +70,8 @@ def test_cache_hit_returns_exactly_what_was_written(built, tmp_path):
     again = data.load_volume(row, fresh)  # grid and spacing from conform.json
     np.testing.assert_array_equal(miss, again)
     np.testing.assert_array_equal(miss, hit)
+    np.testing.assert_array_equal(data.load_volume(row, out), hit)  # the database directory
+    pd.testing.assert_frame_equal(data.load_table(out), data.load_table(out / data.TABLE_FILE))
 
 
 def test_changed_recipe_gets_another_cache_file(built):
@@ -163,7 +165,7 @@ def test_your_own_files(tmp_path):
 
 
 def test_tf_dataset(built):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     from mriqc_nb.pipeline import make_dataset, ramp_dataset
 
     out, table = built

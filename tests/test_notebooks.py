@@ -27,18 +27,25 @@ def executed_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("executed")
 
 
+@pytest.fixture(scope="module")
+def nb_home(tmp_path_factory):
+    """One package home (databases, trained runs) shared by the chapters, in order."""
+    return tmp_path_factory.mktemp("mriqc_nb_home")
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_chapter_executes_and_validates(path, executed_dir, monkeypatch):
+def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch):
     import papermill as pm
 
     monkeypatch.setenv("MRIQC_NB_PROFILE", "smoke")
+    monkeypatch.setenv("MRIQC_NB_HOME", str(nb_home))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     out = executed_dir / path.name
     pm.execute_notebook(
         str(path), str(out), parameters={"profile": "smoke"}, kernel_name="python3",
         cwd=str(path.parent), progress_bar=False,
     )
-    env = dict(os.environ, MRIQC_NB_PROFILE="smoke", MPLBACKEND="Agg")
+    env = dict(os.environ, MRIQC_NB_PROFILE="smoke", MPLBACKEND="Agg", MRIQC_NB_HOME=str(nb_home))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
          "--rootdir", str(executed_dir), "--nbval-current-env", str(out)],

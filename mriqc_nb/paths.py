@@ -1,0 +1,44 @@
+"""Where the package keeps what it builds: scan databases and training runs.
+
+Everything lives under one *home* directory, ``$MRIQC_NB_HOME`` if set, else
+``~/.cache/mriqc-nb``::
+
+    <home>/databases/<profile>/   scan table, conform settings, volume cache
+    <home>/runs/<profile>/<name>/ one training run: config.json, checkpoints, history.csv
+
+Chapters ask for a database or a trained model by profile (and name); the package builds
+it once under the home directory and every later chapter reuses it. Delete a folder to
+rebuild it. The notebook tests point ``MRIQC_NB_HOME`` at a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["HOME_ENV", "home", "database_dir", "runs_dir"]
+
+#: Environment variable that overrides the home directory.
+HOME_ENV = "MRIQC_NB_HOME"
+
+
+def home() -> Path:
+    """The home directory (created if missing)."""
+    root = os.environ.get(HOME_ENV)
+    path = Path(root).expanduser() if root else Path.home() / ".cache" / "mriqc-nb"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _profile_name(profile) -> str:
+    return getattr(profile, "name", None) or str(profile)
+
+
+def database_dir(profile) -> Path:
+    """Directory of the scan database of ``profile`` (a name or a Profile)."""
+    return home() / "databases" / _profile_name(profile)
+
+
+def runs_dir(profile) -> Path:
+    """Directory that holds the training runs of ``profile``."""
+    return home() / "runs" / _profile_name(profile)
