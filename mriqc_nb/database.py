@@ -42,7 +42,7 @@ Splits
 Subjects, not scans, are assigned to splits (60/20/20 by default). In a synthetic database
 the labels are decided after the subjects are split, so the class counts per split are
 exact: split ``k`` gets ``floor(n_artifact * f_k)`` artifacts, the last split the remainder
-(with the paper's 696 artifacts: 417 / 139 / 140, as in the paper). Artifact kinds cycle
+(with the paper's 696 artifacts: 417 / 139 / 140, as in the paper; see :func:`split_counts`). Artifact kinds cycle
 evenly through the simulators within each split, at *prominent* severity; the *subtle* set is
 drawn from subjects of its own. In your own database, subjects are split stratified on
 whether they have any artifact scan.
@@ -207,16 +207,31 @@ def _rng(master: int, stream: int, index: int = 0) -> np.random.Generator:
 
 
 def split_counts(n: int, fractions=(0.6, 0.2, 0.2)) -> list[int]:
-    """Split ``n`` items by ``fractions``: ``floor(n * f_k)`` each, the remainder to the last.
+    """Split ``n`` items by ``fractions``: ``floor(n * f_k)`` each, the remainder to the last
+    split (of positive fraction).
+
+    When ``n`` is at least the number of splits with a positive fraction, none of them is left
+    empty (one item moves to it from the largest split), so a validation split always has
+    some artifacts to choose thresholds on.
 
     >>> split_counts(696)   # the paper's artifacts
     [417, 139, 140]
+    >>> split_counts(4)     # floor alone would give [2, 0, 2]
+    [1, 1, 2]
     """
     fractions = [float(f) for f in fractions]
     if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
-    counts = [int(math.floor(round(n * f, 9))) for f in fractions[:-1]]
-    return counts + [int(n) - sum(counts)]
+    n = int(n)
+    wanted = [k for k, f in enumerate(fractions) if f > 0]
+    counts = [int(math.floor(round(n * f, 9))) for f in fractions]
+    counts[wanted[-1]] += n - sum(counts)  # the remainder to the last non-empty split
+    if n >= len(wanted):
+        for k in wanted:
+            if counts[k] == 0:
+                counts[int(np.argmax(counts))] -= 1
+                counts[k] += 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------

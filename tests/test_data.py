@@ -104,6 +104,9 @@ def test_epoch_zero_is_the_priming_set():
 def test_split_counts():
     assert split_counts(696) == [PAPER_ART, 139, 140]  # the paper's artifacts per split
     assert split_counts(12) == [7, 2, 3]
+    assert split_counts(4) == [1, 1, 2]  # no split left without artifacts
+    assert split_counts(2) == [1, 0, 1]
+    assert split_counts(5, (0.5, 0.5, 0.0)) == [2, 3, 0]
     assert split_counts(100, (0.7, 0.15, 0.15)) == [70, 15, 15]
     assert sum(split_counts(34800)) == 34800
     with pytest.raises(ValueError):
