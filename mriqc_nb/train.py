@@ -1,0 +1,696 @@
+"""Training stages, run directories, resuming, and the one entry point for trained models.
+
+Stages
+------
+Every model of the book is trained by one of five *stages* (:data:`STAGES`):
+
+``baseline``
+    Random initialisation, the full (imbalanced) training set, weighted cross-entropy with
+    ``w_c = n_max / n_c``.
+``focal``
+    As ``baseline`` with focal loss (gamma 2) instead.
+``prime``
+    Random initialisation, the 50%-clean priming set (every training artifact and as many
+    clean scans).
+``ramp``
+    Data-ramping: the primed weights (every layer, BatchNorm statistics included), a fresh
+    optimizer; for epochs ``1 .. E_R`` the training set grows linearly from the priming set
+    to the full set (:func:`mriqc_nb.ramp.epoch_table`), with class weights recomputed every
+    epoch; then ``finetune_epochs`` on the full set while the cyclical LR's peak shrinks
+    geometrically (:class:`mriqc_nb.schedules.TriangularCyclicalLR`).
+``primed_baseline``
+    The primed weights, the full set from the first epoch (no ramp), as many epochs and the
+    same fine-tuning as ``ramp``: the control that isolates the ramp's effect.
+
+``ramp`` and ``primed_baseline`` train ``prime`` first if it is not there yet. All stages
+use Nadam with the paper's triangular cyclical LR (one cycle per epoch, 1e-6 to 1e-3), random
+flips, and evaluate on the validation split after every epoch. A stage's defaults come from
+the profile (:func:`stage_config`); keyword overrides change them.
+
+Run directories
+---------------
+A run lives in ``paths.runs_dir(profile) / <stage>`` (``<stage>_<model>`` for a model other
+than NN008)::
+
+    config.json              the RunConfig: what is trained, with which loss, for how long
+    run.json                 how: global batch size, replicas, the checkpoint transferred from
+    checkpoints/epoch-000.keras   the initial model (random or transferred), optimizer at step 0
+    checkpoints/epoch-001.keras   full model + optimizer state after epoch 1, and so on
+    history.csv              one row per epoch (subset sizes, class weights, LR peak, metrics)
+    DONE                     written after the last epoch
+
+A call on an existing run directory resumes from its last checkpoint; the loss and everything
+else come from ``config.json``, and a request whose configuration differs (another loss, say)
+is refused with a :class:`ValueError` instead of silently training something else. Transfer
+(``init_from``) copies weights only; the new run's own configuration defines its loss.
+
+Determinism: every epoch reseeds Python, NumPy, TensorFlow and the dropout layers from
+``(seed, epoch)`` and builds its input pipeline from the same pair, and a checkpoint holds the
+optimizer's state, so on CPU an interrupted and resumed run ends with the same weights as an
+uninterrupted one.
+
+Scale: the profile's ``batch_size`` is *per replica*; under a ``tf.distribute`` strategy the
+global batch is ``batch_size * num_replicas_in_sync`` (:func:`get_strategy`).
+
+TensorFlow is imported only when a model is built, trained or loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mriqc_nb.paths import database_dir, runs_dir
+from mriqc_nb.profiles import Profile, get_profile
+from mriqc_nb.ramp import class_weights, epoch_table, priming_set
+
+__all__ = [
+    "STAGES",
+    "MODELS",
+    "PER_EPOCH",
+    "RunConfig",
+    "Run",
+    "stage_config",
+    "run_name",
+    "epoch_plan",
+    "get_strategy",
+    "train_stage",
+    "trained_model",
+]
+
+#: The training stages, in the order the book introduces them.
+STAGES = ("baseline", "focal", "prime", "ramp", "primed_baseline")
+#: Network builders by name (functions of :mod:`mriqc_nb.model`).
+MODELS = ("nn008", "alexnet3d")
+#: ``class_weights`` value of a weighted cross-entropy whose weights ``n_max / n_c`` are
+#: recomputed from each epoch's training subset.
+PER_EPOCH = "per_epoch"
+#: Training-set choices of a run: all training scans, the priming set, or the ramp schedule.
+DATA = ("full", "prime", "ramp")
+
+CONFIG_FILE, RUN_FILE, HISTORY_FILE, DONE_FILE, CKPT_DIR = (
+    "config.json", "run.json", "history.csv", "DONE", "checkpoints")
+WEIGHTED_CE = {"name": "weighted_ce", "class_weights": PER_EPOCH}
+FOCAL = {"name": "focal", "gamma": 2.0, "alpha": None}
+HISTORY_COLUMNS = (
+    "epoch", "phase", "n_train", "n_clean", "n_artifact", "clean_share", "weight_clean",
+    "weight_artifact", "global_batch", "steps", "lr_peak", "loss", "accuracy", "ce",
+    "val_loss", "val_accuracy", "val_ce", "seconds",
+)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class RunConfig:
+    """What a run trains: stored as ``config.json``, the single source of its loss.
+
+    Attributes
+    ----------
+    stage : str
+        One of :data:`STAGES` (a label; the other fields define the training).
+    profile : str
+        Profile name (database and run directory).
+    model : str
+        Network, one of :data:`MODELS`.
+    input_shape : tuple of int
+        ``(x, y, z, 1)`` in voxels (the profile's grid).
+    loss : dict
+        Loss configuration for :func:`mriqc_nb.losses.make_loss`, except that
+        ``{"name": "weighted_ce", "class_weights": "per_epoch"}`` recomputes ``n_max / n_c``
+        from each epoch's training subset.
+    data : {"full", "prime", "ramp"}
+        Training set: every training scan, the priming set, or the ramp schedule.
+    epochs : int
+        Epochs in all (ramp and fine-tuning included).
+    ramp_epochs : int
+        Ramp length ``E_R`` (``data="ramp"`` only; 0 otherwise).
+    finetune_epochs : int
+        Final epochs in which the cyclical LR's peak shrinks geometrically (``n_shrink``).
+    ramp_mode : {"size", "share"}
+        Ramp schedule (see :mod:`mriqc_nb.ramp`).
+    batch_size : int
+        Batch size per replica.
+    base_lr, max_lr : float
+        Range of the triangular cyclical LR.
+    seed : int
+        Seed of the initial weights, data order, flips and dropout masks.
+    init_from : str or None
+        Stage whose final weights initialise this run (``"prime"``), or None (random).
+    flips : bool
+        Random flips along each axis during training.
+    """
+
+    stage: str
+    profile: str
+    model: str = "nn008"
+    input_shape: tuple = (32, 32, 32, 1)
+    loss: dict = field(default_factory=lambda: dict(WEIGHTED_CE))
+    data: str = "full"
+    epochs: int = 1
+    ramp_epochs: int = 0
+    finetune_epochs: int = 0
+    ramp_mode: str = "size"
+    batch_size: int = 4
+    base_lr: float = 1e-6
+    max_lr: float = 1e-3
+    seed: int = 0
+    init_from: str | None = None
+    flips: bool = True
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        self.loss = json.loads(json.dumps(dict(self.loss)))  # plain JSON types
+        problems = []
+        if self.model not in MODELS:
+            problems.append(f"model {self.model!r} not in {MODELS}")
+        if self.data not in DATA:
+            problems.append(f"data {self.data!r} not in {DATA}")
+        if self.epochs < 1 or self.batch_size < 1:
+            problems.append("epochs and batch_size must be >= 1")
+        if self.data == "ramp" and not 1 <= self.ramp_epochs <= self.epochs:
+            problems.append(f"a ramp needs 1 <= ramp_epochs <= epochs, got {self.ramp_epochs}")
+        if not 0 <= self.finetune_epochs <= self.epochs:
+            problems.append(f"need 0 <= finetune_epochs <= epochs, got {self.finetune_epochs}")
+        if self.init_from is not None and self.init_from not in STAGES:
+            problems.append(f"init_from {self.init_from!r} not in {STAGES}")
+        if problems:
+            raise ValueError("invalid run configuration: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        """The configuration as indented JSON."""
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        """Inverse of :meth:`to_json`; unknown keys are an error."""
+        d = json.loads(text)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown run configuration keys {sorted(unknown)}")
+        return cls(**d)
+
+    def differences(self, other: RunConfig) -> dict:
+        """``{field: (self value, other value)}`` for every field that differs."""
+        a, b = json.loads(self.to_json()), json.loads(other.to_json())
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+    def phase(self, epoch: int) -> str:
+        """``"prime"``, ``"ramp"``, ``"full"`` or ``"finetune"`` for (1-based) ``epoch``."""
+        if epoch > self.epochs - self.finetune_epochs:
+            return "finetune"
+        if self.data == "prime":
+            return "prime"
+        if self.data == "ramp" and epoch <= self.ramp_epochs:
+            return "ramp"
+        return "full"
+
+
+def run_name(stage: str, model: str = "nn008") -> str:
+    """Directory name of a stage's run: the stage, suffixed with the model unless NN008."""
+    return stage if model == "nn008" else f"{stage}_{model}"
+
+
+def stage_config(stage: str, profile: str | Profile, **overrides) -> RunConfig:
+    """The default configuration of ``stage`` under ``profile``, with ``overrides``.
+
+    Epochs: ``prime`` ``epochs_prime``; ``baseline`` and ``focal`` ``epochs_baseline`` (the
+    last ``epochs_finetune`` of them fine-tuning); ``ramp`` and ``primed_baseline``
+    ``ramp_epochs + epochs_finetune``. Batch size (per replica) and seed from the profile.
+
+    Raises
+    ------
+    ValueError
+        For an unknown stage or an invalid resulting configuration.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
+    p = get_profile(profile)
+    ft, eb, er = p.epochs_finetune, p.epochs_baseline, p.ramp_epochs
+    per_stage = {
+        "baseline": dict(epochs=eb, finetune_epochs=min(ft, eb)),
+        "focal": dict(epochs=eb, finetune_epochs=min(ft, eb), loss=dict(FOCAL)),
+        "prime": dict(data="prime", epochs=p.epochs_prime),
+        "ramp": dict(data="ramp", init_from="prime", epochs=er + ft, ramp_epochs=er,
+                     finetune_epochs=ft),
+        "primed_baseline": dict(init_from="prime", epochs=er + ft, finetune_epochs=ft),
+    }[stage]
+    base = dict(stage=stage, profile=p.name, input_shape=(*p.grid, 1),
+                batch_size=p.batch_size, seed=p.seed)
+    return RunConfig(**{**base, **per_stage, **overrides})
+
+
+# --------------------------------------------------------------------------- epoch plan
+
+
+def _train_rows(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["split"].astype(str) == "train"]
+
+
+def _subset(config: RunConfig, table: pd.DataFrame, epoch: int) -> pd.DataFrame:
+    """Training rows of (1-based) ``epoch``."""
+    train = _train_rows(table)
+    if config.data == "prime":
+        return priming_set(train)
+    if config.data == "ramp":
+        return epoch_table(train, min(epoch, config.ramp_epochs), config.ramp_epochs,
+                           mode=config.ramp_mode)
+    return train
+
+
+def _uses_epoch_weights(loss: dict) -> bool:
+    return loss.get("name") == "weighted_ce" and loss.get("class_weights") == PER_EPOCH
+
+
+def epoch_plan(config: RunConfig, table: pd.DataFrame, replicas: int = 1) -> pd.DataFrame:
+    """Per-epoch schedule of a run, before training (the first columns of ``history.csv``).
+
+    Parameters
+    ----------
+    config : RunConfig
+    table : pandas.DataFrame
+        The scan table (the ``train`` rows are used).
+    replicas : int
+        ``num_replicas_in_sync`` of the strategy; the global batch is
+        ``config.batch_size * replicas`` and a last partial batch is dropped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch ``1 .. config.epochs``: ``epoch``, ``phase``, ``n_train``,
+        ``n_clean``, ``n_artifact``, ``clean_share``, ``weight_clean``, ``weight_artifact``
+        (the class weights the loss uses; NaN if it uses none), ``global_batch``, ``steps``,
+        ``lr_peak``.
+
+    Raises
+    ------
+    ValueError
+        If an epoch's training set is smaller than one global batch.
+    """
+    gb = int(config.batch_size) * int(replicas)
+    fixed = config.loss.get("class_weights") if config.loss.get("name") == "weighted_ce" else None
+    rows = []
+    for e in range(1, config.epochs + 1):
+        sub = _subset(config, table, e)
+        n_art = int((sub["label"].astype(str) == "artifact").sum())
+        n_clean = len(sub) - n_art
+        if fixed == PER_EPOCH:
+            w = class_weights(n_clean, n_art)
+            w = (w[0], w[1])
+        elif fixed is not None and "class_counts" not in config.loss:
+            w = (fixed[0], fixed[1]) if not isinstance(fixed, dict) else (fixed["0"], fixed["1"])
+        else:
+            w = (np.nan, np.nan)
+        if len(sub) < gb:
+            raise ValueError(f"epoch {e}: {len(sub)} training scans, fewer than one global "
+                             f"batch of {gb}")
+        rows.append(dict(epoch=e, phase=config.phase(e), n_train=len(sub), n_clean=n_clean,
+                         n_artifact=n_art, clean_share=n_clean / len(sub),
+                         weight_clean=float(w[0]), weight_artifact=float(w[1]),
+                         global_batch=gb, steps=len(sub) // gb))
+    plan = pd.DataFrame(rows)
+    peaks = _schedule(config, plan["steps"]).peak_lr(plan["epoch"].to_numpy() - 1)
+    plan["lr_peak"] = np.asarray(peaks, dtype=float)
+    return plan
+
+
+def _schedule(config: RunConfig, steps):
+    from mriqc_nb.schedules import TriangularCyclicalLR
+
+    return TriangularCyclicalLR([int(s) for s in steps], base_lr=config.base_lr,
+                                max_lr=config.max_lr, epochs=config.epochs,
+                                n_shrink=config.finetune_epochs)
+
+
+# --------------------------------------------------------------------------- runs on disk
+
+
+class Run:
+    """A run directory: its configuration, history and checkpoints (see the module notes).
+
+    Parameters
+    ----------
+    run_dir : path-like
+    """
+
+    def __init__(self, run_dir):
+        self.dir = Path(run_dir)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, last_epoch={self.last_epoch}, done={self.done})"
+
+    @property
+    def config(self) -> RunConfig:
+        """The stored :class:`RunConfig`."""
+        return RunConfig.from_json((self.dir / CONFIG_FILE).read_text())
+
+    @property
+    def info(self) -> dict:
+        """``run.json``: global batch, replicas, strategy, transfer source."""
+        path = self.dir / RUN_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """``history.csv`` (columns :data:`HISTORY_COLUMNS`; empty before the first epoch)."""
+        path = self.dir / HISTORY_FILE
+        if not path.exists():
+            return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+        return pd.read_csv(path)
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files, epoch 0 (the initial model) first."""
+        return sorted((self.dir / CKPT_DIR).glob("epoch-[0-9][0-9][0-9].keras"))
+
+    @property
+    def last_epoch(self) -> int | None:
+        """Epoch of the last checkpoint (0: initial model only), or None if there is none."""
+        ckpts = self.checkpoints
+        return int(ckpts[-1].stem.split("-")[1]) if ckpts else None
+
+    @property
+    def done(self) -> bool:
+        """True once the last epoch's checkpoint and the ``DONE`` marker are written."""
+        return (self.dir / DONE_FILE).exists()
+
+    def checkpoint(self, epoch: int | None = None) -> Path:
+        """Path of the checkpoint of ``epoch`` (default: the last one)."""
+        epoch = self.last_epoch if epoch is None else int(epoch)
+        if epoch is None:
+            raise FileNotFoundError(f"{self.dir}: no checkpoint yet")
+        return self.dir / CKPT_DIR / f"epoch-{epoch:03d}.keras"
+
+    def model(self, epoch: int | None = None, compile: bool = False):
+        """Load the model of ``epoch`` (default: the last checkpoint).
+
+        With ``compile=True`` the optimizer state and the stored loss come back too.
+        """
+        import keras
+
+        import mriqc_nb.losses  # noqa: F401 - registers the custom objects
+        import mriqc_nb.model  # noqa: F401
+        import mriqc_nb.schedules  # noqa: F401
+
+        return keras.models.load_model(self.checkpoint(epoch), compile=compile)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- distribution
+
+
+def get_strategy(name=None):
+    """A ``tf.distribute`` strategy by name (a Strategy is returned unchanged).
+
+    Parameters
+    ----------
+    name : {None, "default", "mirrored", "multiworker"} or tf.distribute.Strategy
+        ``"default"`` (or None): the current strategy (one device). ``"mirrored"``: every
+        GPU of this machine, or every logical CPU device if there is no GPU.
+        ``"multiworker"``: ``MultiWorkerMirroredStrategy`` (cluster from ``TF_CONFIG``).
+    """
+    import tensorflow as tf
+
+    if isinstance(name, tf.distribute.Strategy):
+        return name
+    if name in (None, "default"):
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; use default, mirrored or multiworker")
+
+
+def _is_chief(strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    spec = resolver.cluster_spec().as_dict()
+    if "chief" in spec:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _database(profile: Profile, progress: bool) -> pd.DataFrame:
+    """The profile's scan table, building its database on first use (idempotent)."""
+    from mriqc_nb.database import build_database
+
+    return build_database(profile, database_dir(profile), progress=progress)
+
+
+def _make_loss(loss: dict):
+    from mriqc_nb.losses import make_loss
+
+    if _uses_epoch_weights(loss):  # weights set at the start of every epoch
+        return make_loss({"name": "weighted_ce", "class_weights": [1.0, 1.0]})
+    return make_loss(loss)
+
+
+def _compile(model, config: RunConfig, steps, optimizer=None) -> None:
+    """Compile with the loss of ``config``; a new Nadam + cyclical LR unless ``optimizer``."""
+    import keras
+
+    if optimizer is None:
+        optimizer = keras.optimizers.Nadam(learning_rate=_schedule(config, steps))
+    model.compile(optimizer=optimizer, loss=_make_loss(config.loss),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                           keras.metrics.CategoricalCrossentropy(name="ce")])
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] % (2**31 - 1))
+
+
+def _seed_epoch(model, seed: int) -> None:
+    """Seed Python, NumPy, TF and every dropout layer's generator (not saved in checkpoints)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    for i, v in enumerate(states):
+        v.assign(np.array([seed + i, 0], dtype=v.dtype))
+
+
+def _save(model, path: Path, chief: bool) -> None:
+    """Save atomically (a non-chief worker saves to a scratch file, as Keras requires)."""
+    if not chief:
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save(Path(tmp) / path.name)
+        return
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _initial_weights(config: RunConfig, run_dir: Path, profile, progress, strategy):
+    """Weights of ``config.init_from`` (training that stage if needed) and their checkpoint."""
+    if config.init_from is None:
+        return None, None
+    src_dir = run_dir.parent / run_name(config.init_from, config.model)
+    src = Run(src_dir)
+    if not src.done:
+        src = train_stage(config.init_from, profile, run_dir=src_dir, progress=progress,
+                          strategy=strategy, model=config.model)
+    return src.model().get_weights(), str(src.checkpoint())
+
+
+def _progress_callback(bar):
+    import keras
+
+    class _Bar(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(1)
+
+    return _Bar()
+
+
+def train_stage(
+    stage: str,
+    profile: str | Profile,
+    *,
+    run_dir=None,
+    force: bool = False,
+    progress: bool = True,
+    strategy=None,
+    stop_after_epoch: int | None = None,
+    **overrides,
+) -> Run:
+    """Train a stage, or resume it, or return it if it is done.
+
+    Parameters
+    ----------
+    stage : str
+        One of :data:`STAGES`.
+    profile : str or Profile
+        Profile (name or object): data, epochs, batch size, seed.
+    run_dir : path-like, optional
+        Run directory (default ``runs_dir(profile) / run_name(stage, model)``). A stage
+        initialised from another (``init_from``) finds it next to ``run_dir``.
+    force : bool
+        Delete an existing run directory and start again.
+    progress : bool
+        Show a progress bar (``tqdm.auto``: notebook or terminal).
+    strategy : str or tf.distribute.Strategy, optional
+        See :func:`get_strategy`. Resuming needs the same global batch size.
+    stop_after_epoch : int, optional
+        Stop after this epoch's checkpoint (0: set up and save the initial model only);
+        simulates an interruption. The next call resumes.
+    **overrides
+        Fields of :class:`RunConfig` that differ from :func:`stage_config`.
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ValueError
+        If ``run_dir`` holds a run with another configuration (e.g. another loss), or it
+        was started with another global batch size.
+    """
+    p = get_profile(profile)
+    config = stage_config(stage, p, **overrides)
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir(p) / run_name(stage, config.model)
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run = Run(run_dir)
+    if (run_dir / CONFIG_FILE).exists():
+        diff = run.config.differences(config)
+        if "loss" in diff:
+            raise ValueError(f"{run_dir} was trained with loss {diff['loss'][0]}, not "
+                             f"{diff['loss'][1]}: a run never changes its loss; use another "
+                             "run_dir or force=True")
+        if diff:
+            raise ValueError(f"{run_dir} holds a run with another configuration "
+                             f"(stored, requested): {diff}; use another run_dir or force=True")
+    if run.done:
+        return run
+    return _train(run, config, p, progress=progress, strategy=strategy,
+                  stop_after_epoch=stop_after_epoch)
+
+
+def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
+           stop_after_epoch) -> Run:
+    import keras
+    from tqdm.auto import tqdm
+
+    from mriqc_nb import model as networks
+    from mriqc_nb.pipeline import make_dataset
+
+    strategy = get_strategy(strategy)
+    chief = _is_chief(strategy)
+    table = _database(profile, progress)
+    root = table.attrs.get("root")
+    plan = epoch_plan(config, table, strategy.num_replicas_in_sync)
+    gb = int(plan["global_batch"].iloc[0])
+    (run.dir / CKPT_DIR).mkdir(parents=True, exist_ok=True)
+    if not (run.dir / CONFIG_FILE).exists():
+        _atomic_write(run.dir / CONFIG_FILE, config.to_json())
+    info = run.info
+    if info and info["global_batch"] != gb:
+        raise ValueError(f"{run.dir} was trained with a global batch of {info['global_batch']}"
+                         f", this strategy gives {gb} ({strategy.num_replicas_in_sync} "
+                         "replicas): resume it with the same number of replicas")
+
+    last = run.last_epoch
+    if last is None:
+        weights, source = _initial_weights(config, run.dir, profile, progress, strategy)
+        with strategy.scope():
+            keras.utils.set_random_seed(config.seed)
+            build = {"nn008": networks.build_nn008, "alexnet3d": networks.build_alexnet3d}
+            model = build[config.model](config.input_shape)
+            if weights is not None:
+                model.set_weights(weights)
+            _compile(model, config, plan["steps"])
+        _atomic_write(run.dir / RUN_FILE, json.dumps(dict(
+            global_batch=gb, replicas=strategy.num_replicas_in_sync,
+            strategy=type(strategy).__name__, init_checkpoint=source), indent=2))
+        _save(model, run.checkpoint(0), chief)
+        last = 0
+    else:
+        with strategy.scope():
+            model = run.model(last, compile=True)
+            _compile(model, config, plan["steps"], optimizer=model.optimizer)
+    history = run.history
+    history = history[history["epoch"] <= last]
+
+    valid = table[table["split"].astype(str) == "valid"]
+    val_ds = make_dataset(valid, batch_size=gb, training=False, root=root)
+    bar = tqdm(total=int(plan["steps"].sum()), initial=int(plan["steps"].iloc[:last].sum()),
+               desc=f"{run.dir.name} ({config.profile})", unit="step", disable=not progress)
+    callbacks = [_progress_callback(bar)]
+    try:
+        for epoch in range(last + 1, config.epochs + 1):
+            if stop_after_epoch is not None and epoch > stop_after_epoch:
+                return run
+            row = plan.iloc[epoch - 1].to_dict()
+            seed = _epoch_seed(config.seed, epoch)
+            _seed_epoch(model, seed)
+            if _uses_epoch_weights(config.loss):
+                model.loss.set_class_weights([row["weight_clean"], row["weight_artifact"]])
+            train_ds = make_dataset(_subset(config, table, epoch), batch_size=gb,
+                                    training=True, flips=config.flips, seed=seed,
+                                    drop_remainder=True, root=root)
+            t0 = time.perf_counter()
+            fit = model.fit(train_ds, validation_data=val_ds, epochs=1, verbose=0,
+                            callbacks=callbacks)
+            metrics = {k: float(v[-1]) for k, v in fit.history.items()}
+            row.update({k: metrics.get(k, np.nan) for k in HISTORY_COLUMNS[11:-1]},
+                       seconds=time.perf_counter() - t0)
+            history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
+            if chief:
+                _atomic_write(run.dir / HISTORY_FILE,
+                              history[list(HISTORY_COLUMNS)].to_csv(index=False))
+            _save(model, run.checkpoint(epoch), chief)
+            bar.set_postfix(epoch=f"{epoch}/{config.epochs}", loss=f"{row['loss']:.3g}",
+                            val_acc=f"{row['val_accuracy']:.3f}")
+    finally:
+        bar.close()
+    if chief:
+        (run.dir / DONE_FILE).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return run
+
+
+def trained_model(stage: str, profile: str | Profile, *, compile: bool = False, **kwargs):
+    """The trained model of ``stage`` under ``profile``: trained once, then loaded.
+
+    The first call trains the stage (and ``prime`` before ``ramp`` or ``primed_baseline``)
+    under ``paths.runs_dir(profile)``, resuming an interrupted run; later calls only load
+    the last checkpoint, the model the paper used.
+
+    Parameters
+    ----------
+    stage : str
+        One of :data:`STAGES`.
+    profile : str or Profile
+    compile : bool
+        Also restore the optimizer and the loss (to train further).
+    **kwargs
+        Passed to :func:`train_stage` (``progress``, ``strategy``, ``run_dir``, overrides
+        such as ``model="alexnet3d"``).
+
+    Returns
+    -------
+    keras.Model
+    """
+    return train_stage(stage, profile, **kwargs).model(compile=compile)
