@@ -100,10 +100,11 @@ CONFIG_FILE, RUN_FILE, HISTORY_FILE, DONE_FILE, CKPT_DIR = (
     "config.json", "run.json", "history.csv", "DONE", "checkpoints")
 WEIGHTED_CE = {"name": "weighted_ce", "class_weights": PER_EPOCH}
 FOCAL = {"name": "focal", "gamma": 2.0, "alpha": None}
+#: Metrics of every epoch (``ce``: unweighted cross-entropy, comparable across runs).
+METRIC_COLUMNS = ("loss", "accuracy", "ce", "val_loss", "val_accuracy", "val_ce")
 HISTORY_COLUMNS = (
     "epoch", "phase", "n_train", "n_clean", "n_artifact", "clean_share", "weight_clean",
-    "weight_artifact", "global_batch", "steps", "lr_peak", "loss", "accuracy", "ce",
-    "val_loss", "val_accuracy", "val_ce", "seconds",
+    "weight_artifact", "global_batch", "steps", "lr_peak", *METRIC_COLUMNS, "seconds",
 )
 
 
@@ -271,6 +272,20 @@ def _uses_epoch_weights(loss: dict) -> bool:
     return loss.get("name") == "weighted_ce" and loss.get("class_weights") == PER_EPOCH
 
 
+def _loss_weights(loss: dict, n_clean: int, n_artifact: int) -> tuple[float, float]:
+    """(clean, artifact) weights of a loss config for a subset; NaN if it has none."""
+    if loss.get("name") != "weighted_ce":
+        return (np.nan, np.nan)
+    if _uses_epoch_weights(loss):
+        w = class_weights(n_clean, n_artifact)
+        return (w[0], w[1])
+    if "class_counts" in loss:
+        n = np.asarray(loss["class_counts"], dtype=float)
+        return tuple((n.max() / n).tolist())
+    w = loss["class_weights"]
+    return (w["0"], w["1"]) if isinstance(w, dict) else (w[0], w[1])
+
+
 def epoch_plan(config: RunConfig, table: pd.DataFrame, replicas: int = 1) -> pd.DataFrame:
     """Per-epoch schedule of a run, before training (the first columns of ``history.csv``).
 
@@ -297,19 +312,12 @@ def epoch_plan(config: RunConfig, table: pd.DataFrame, replicas: int = 1) -> pd.
         If an epoch's training set is smaller than one global batch.
     """
     gb = int(config.batch_size) * int(replicas)
-    fixed = config.loss.get("class_weights") if config.loss.get("name") == "weighted_ce" else None
     rows = []
     for e in range(1, config.epochs + 1):
         sub = _subset(config, table, e)
         n_art = int((sub["label"].astype(str) == "artifact").sum())
         n_clean = len(sub) - n_art
-        if fixed == PER_EPOCH:
-            w = class_weights(n_clean, n_art)
-            w = (w[0], w[1])
-        elif fixed is not None and "class_counts" not in config.loss:
-            w = (fixed[0], fixed[1]) if not isinstance(fixed, dict) else (fixed["0"], fixed["1"])
-        else:
-            w = (np.nan, np.nan)
+        w = _loss_weights(config.loss, n_clean, n_art)
         if len(sub) < gb:
             raise ValueError(f"epoch {e}: {len(sub)} training scans, fewer than one global "
                              f"batch of {gb}")
@@ -591,6 +599,7 @@ def train_stage(
 
 def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
            stop_after_epoch) -> Run:
+    table = _database(profile, progress)  # first: it can fork workers while TF is unloaded
     import keras
     from tqdm.auto import tqdm
 
@@ -599,7 +608,6 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
 
     strategy = get_strategy(strategy)
     chief = _is_chief(strategy)
-    table = _database(profile, progress)
     root = table.attrs.get("root")
     plan = epoch_plan(config, table, strategy.num_replicas_in_sync)
     gb = int(plan["global_batch"].iloc[0])
@@ -655,7 +663,7 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
             fit = model.fit(train_ds, validation_data=val_ds, epochs=1, verbose=0,
                             callbacks=callbacks)
             metrics = {k: float(v[-1]) for k, v in fit.history.items()}
-            row.update({k: metrics.get(k, np.nan) for k in HISTORY_COLUMNS[11:-1]},
+            row.update({k: metrics.get(k, np.nan) for k in METRIC_COLUMNS},
                        seconds=time.perf_counter() - t0)
             history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
             if chief:
