@@ -6,6 +6,8 @@ Sub-commands
     Write a corrupted copy of any NIfTI or MINC scan (teachers use it on their own scans).
 ``database``
     Build the synthetic scan database of a profile (scan table + volume cache).
+``train``
+    Train (or resume) one stage of the book under a profile, e.g. ``--stage ramp``.
 
 Run ``mriqc-nb SUBCOMMAND --help`` for the options of each.
 """
@@ -97,10 +99,26 @@ def _cmd_database(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from mriqc_nb.train import train_stage
+
+    try:
+        run = train_stage(args.stage, args.profile, force=args.force, progress=not args.quiet,
+                          strategy=args.strategy, model=args.model)
+    except ValueError as err:
+        print(f"mriqc-nb train: error: {err}", file=sys.stderr)
+        return 2
+    last = run.history.iloc[-1]
+    print(f"{run.dir}: {args.stage} done, {int(last['epoch'])} epochs; last epoch: "
+          f"val_loss {last['val_loss']:.4g}, val_accuracy {last['val_accuracy']:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mriqc_nb import __version__
     from mriqc_nb.artifacts import ARTIFACTS, SEVERITIES
     from mriqc_nb.profiles import PROFILES
+    from mriqc_nb.train import MODELS, STAGES
 
     parser = argparse.ArgumentParser(prog="mriqc-nb", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"mriqc-nb {__version__}")
@@ -129,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--workers", "-j", type=int, default=None, help="processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     db.set_defaults(func=_cmd_database)
+
+    tr = sub.add_parser("train", help="train (or resume) one stage under a profile",
+                        description="Train one stage, resuming an interrupted run; a finished "
+                                    "run is not trained again. Runs live in HOME/runs/PROFILE/STAGE "
+                                    "(HOME: $MRIQC_NB_HOME, else ~/.cache/mriqc-nb).")
+    tr.add_argument("--stage", "-s", required=True, choices=list(STAGES),
+                    help="ramp and primed_baseline train prime first if needed")
+    tr.add_argument("--profile", "-p", default="laptop", choices=list(PROFILES))
+    tr.add_argument("--model", "-m", default="nn008", choices=list(MODELS))
+    tr.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                    help="tf.distribute strategy; the global batch is the profile's batch x replicas")
+    tr.add_argument("--force", action="store_true", help="delete the run and start again")
+    tr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
     return parser
 
 

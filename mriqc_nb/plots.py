@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "log_kspace"]
+__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "log_kspace", "plot_histories"]
 
 #: (name, axis that is cut, (horizontal axis, vertical axis)) for the three views.
 VIEWS = (
@@ -181,3 +181,52 @@ def plot_artifact_panel(
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_histories(histories, columns=("ce", "val_ce", "val_accuracy"), *, offsets=None,
+                   phases: bool = False, axes=None):
+    """Training curves of several runs, one panel per history column.
+
+    Parameters
+    ----------
+    histories : dict name -> pandas.DataFrame
+        ``Run.history`` tables (columns ``epoch``, ``phase`` and the metrics).
+    columns : sequence of str
+        History columns to draw (``ce``/``val_ce``: unweighted cross-entropy, comparable
+        across losses and class weights; ``val_accuracy``...).
+    offsets : dict name -> int, optional
+        Epochs added to a run's epoch numbers (to draw priming, then ramping, on one axis).
+    phases : bool
+        Mark each epoch with the run's phase (prime / ramp / finetune / full) by marker shape.
+
+    Returns
+    -------
+    list of matplotlib axes
+    """
+    import pandas as pd
+
+    if axes is None:
+        _, axes = plt.subplots(1, len(columns), figsize=(3.8 * len(columns), 3.2), squeeze=False)
+        axes = axes[0]
+    markers = {"prime": "s", "ramp": "^", "full": "o", "finetune": "v"}
+    for name, h in histories.items():
+        h = pd.DataFrame(h)
+        x = h["epoch"] + (offsets or {}).get(name, 0)
+        for ax, col in zip(axes, columns):
+            (line,) = ax.plot(x, h[col], lw=1.2, label=name)
+            if phases and "phase" in h:
+                for phase, m in markers.items():
+                    sel = h["phase"] == phase
+                    if sel.any():
+                        ax.scatter(x[sel], h.loc[sel, col], marker=m, s=18, color=line.get_color(),
+                                   label=None)
+    for ax, col in zip(axes, columns):
+        ax.set(xlabel="epoch", title=col)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if phases:
+        axes[-1].legend(
+            handles=[plt.Line2D([], [], ls="", marker=m, color="grey", label=p) for p, m in markers.items()],
+            fontsize=7, title="phase", title_fontsize=7)
+    plt.tight_layout()
+    return list(axes)

@@ -32,21 +32,27 @@ Run directories
 A run lives in ``paths.runs_dir(profile) / <stage>`` (``<stage>_<model>`` for a model other
 than NN008)::
 
-    config.json              the RunConfig: what is trained, with which loss, for how long
-    run.json                 how: global batch size, replicas, the checkpoint transferred from
-    checkpoints/epoch-000.keras   the initial model (random or transferred), optimizer at step 0
-    checkpoints/epoch-001.keras   full model + optimizer state after epoch 1, and so on
-    history.csv              one row per epoch (subset sizes, class weights, LR peak, metrics)
-    DONE                     written after the last epoch
+    config.json                 the RunConfig: what is trained, with which loss, how long
+    run.json                    how: global batch, replicas, the weights transferred from
+    checkpoints/epoch-000.npz   the initial weights (random or transferred)
+    checkpoints/epoch-001.npz   the weights after epoch 1, and so on (every epoch is kept)
+    checkpoints/state-003.keras full model + optimizer after the last finished epoch (one
+                                file, replaced every epoch): what a resumed run loads
+    history.csv                 one row per epoch (set sizes, class weights, LR peak, metrics)
+    DONE                        written after the last epoch
 
-A call on an existing run directory resumes from its last checkpoint; the loss and everything
+The per-epoch weights hold no optimizer state (Nadam keeps two slots per weight), so they
+take a third of a full checkpoint; :meth:`Run.model` rebuilds the network from
+``config.json`` and loads them.
+
+A call on an existing run directory resumes from its saved state; the loss and everything
 else come from ``config.json``, and a request whose configuration differs (another loss, say)
 is refused with a :class:`ValueError` instead of silently training something else. Transfer
 (``init_from``) copies weights only; the new run's own configuration defines its loss.
 
 Determinism: every epoch reseeds Python, NumPy, TensorFlow and the dropout layers from
-``(seed, epoch)`` and builds its input pipeline from the same pair, and a checkpoint holds the
-optimizer's state, so on CPU an interrupted and resumed run ends with the same weights as an
+``(seed, epoch)`` and builds its input pipeline from the same pair, and the saved state holds
+the optimizer's, so on CPU an interrupted and resumed run ends with the same weights as an
 uninterrupted one.
 
 Scale: the profile's ``batch_size`` is *per replica*; under a ``tf.distribute`` strategy the
@@ -377,39 +383,61 @@ class Run:
 
     @property
     def checkpoints(self) -> list[Path]:
-        """Checkpoint files, epoch 0 (the initial model) first."""
-        return sorted((self.dir / CKPT_DIR).glob("epoch-[0-9][0-9][0-9].keras"))
+        """Per-epoch weight files (``epoch-NNN.npz``), epoch 0 (the initial weights) first."""
+        return sorted((self.dir / CKPT_DIR).glob("epoch-[0-9][0-9][0-9].npz"))
 
     @property
     def last_epoch(self) -> int | None:
-        """Epoch of the last checkpoint (0: initial model only), or None if there is none."""
-        ckpts = self.checkpoints
-        return int(ckpts[-1].stem.split("-")[1]) if ckpts else None
+        """Last finished epoch (0: set up, not trained yet), or None before set-up."""
+        states = sorted((self.dir / CKPT_DIR).glob("state-[0-9][0-9][0-9].keras"))
+        return int(states[-1].stem.split("-")[1]) if states else None
 
     @property
     def done(self) -> bool:
-        """True once the last epoch's checkpoint and the ``DONE`` marker are written."""
+        """True once the last epoch is saved and the ``DONE`` marker written."""
         return (self.dir / DONE_FILE).exists()
 
     def checkpoint(self, epoch: int | None = None) -> Path:
-        """Path of the checkpoint of ``epoch`` (default: the last one)."""
+        """Weights file of ``epoch`` (default: the last finished epoch)."""
         epoch = self.last_epoch if epoch is None else int(epoch)
         if epoch is None:
             raise FileNotFoundError(f"{self.dir}: no checkpoint yet")
-        return self.dir / CKPT_DIR / f"epoch-{epoch:03d}.keras"
+        return self.dir / CKPT_DIR / f"epoch-{epoch:03d}.npz"
+
+    @property
+    def state(self) -> Path:
+        """Full model + optimizer file of the last finished epoch (what resuming loads)."""
+        if self.last_epoch is None:
+            raise FileNotFoundError(f"{self.dir}: no saved state yet")
+        return self.dir / CKPT_DIR / f"state-{self.last_epoch:03d}.keras"
 
     def model(self, epoch: int | None = None, compile: bool = False):
-        """Load the model of ``epoch`` (default: the last checkpoint).
+        """The model after ``epoch`` (default: the last finished epoch).
 
-        With ``compile=True`` the optimizer state and the stored loss come back too.
+        Parameters
+        ----------
+        epoch : int, optional
+            0 gives the initial weights (random or transferred).
+        compile : bool
+            Load the full saved state instead: the optimizer (its step and moments) and the
+            stored loss come back too. Only the last finished epoch has one.
         """
         import keras
 
         import mriqc_nb.losses  # noqa: F401 - registers the custom objects
-        import mriqc_nb.model  # noqa: F401
+        import mriqc_nb.model as networks
         import mriqc_nb.schedules  # noqa: F401
 
-        return keras.models.load_model(self.checkpoint(epoch), compile=compile)
+        if compile:
+            if epoch not in (None, self.last_epoch):
+                raise ValueError(f"{self.dir}: only the last epoch ({self.last_epoch}) has "
+                                 "an optimizer state; use compile=False")
+            return keras.models.load_model(self.state, compile=True)
+        config = self.config
+        model = getattr(networks, f"build_{config.model}")(config.input_shape)
+        with np.load(self.checkpoint(epoch)) as f:
+            model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
+        return model
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -499,19 +527,30 @@ def _seed_epoch(model, seed: int) -> None:
         v.assign(np.array([seed + i, 0], dtype=v.dtype))
 
 
-def _save(model, path: Path, chief: bool) -> None:
-    """Save atomically (a non-chief worker saves to a scratch file, as Keras requires)."""
+def _save(model, run: Run, epoch: int, chief: bool) -> None:
+    """Write the weights of ``epoch`` and the full state, each atomically; drop older states.
+
+    A non-chief worker of a cluster saves to a scratch directory, as Keras requires.
+    """
+    name = f"state-{epoch:03d}.keras"
     if not chief:
         with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / path.name)
+            model.save(Path(tmp) / name)
         return
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    folder = run.dir / CKPT_DIR
+    weights = run.checkpoint(epoch)
+    with open(folder / f".{weights.name}.tmp", "wb") as f:
+        np.savez(f, *model.get_weights())
+    os.replace(folder / f".{weights.name}.tmp", weights)
+    model.save(folder / f".{name}.tmp.keras")
+    os.replace(folder / f".{name}.tmp.keras", folder / name)
+    for old in folder.glob("state-[0-9][0-9][0-9].keras"):
+        if old.name != name:
+            old.unlink()
 
 
 def _initial_weights(config: RunConfig, run_dir: Path, profile, progress, strategy):
-    """Weights of ``config.init_from`` (training that stage if needed) and their checkpoint."""
+    """Last weights of ``config.init_from`` (training that stage if needed) and their file."""
     if config.init_from is None:
         return None, None
     src_dir = run_dir.parent / run_name(config.init_from, config.model)
@@ -561,7 +600,7 @@ def train_stage(
     strategy : str or tf.distribute.Strategy, optional
         See :func:`get_strategy`. Resuming needs the same global batch size.
     stop_after_epoch : int, optional
-        Stop after this epoch's checkpoint (0: set up and save the initial model only);
+        Stop after this epoch is saved (0: set up and save the initial model only);
         simulates an interruption. The next call resumes.
     **overrides
         Fields of :class:`RunConfig` that differ from :func:`stage_config`.
@@ -630,14 +669,15 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
             if weights is not None:
                 model.set_weights(weights)
             _compile(model, config, plan["steps"])
+            model.optimizer.build(model.trainable_variables)  # saved state: zeros, step 0
         _atomic_write(run.dir / RUN_FILE, json.dumps(dict(
             global_batch=gb, replicas=strategy.num_replicas_in_sync,
             strategy=type(strategy).__name__, init_checkpoint=source), indent=2))
-        _save(model, run.checkpoint(0), chief)
+        _save(model, run, 0, chief)
         last = 0
     else:
         with strategy.scope():
-            model = run.model(last, compile=True)
+            model = run.model(compile=True)
             _compile(model, config, plan["steps"], optimizer=model.optimizer)
     history = run.history
     history = history[history["epoch"] <= last]
@@ -661,7 +701,7 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
                                     drop_remainder=True, root=root)
             t0 = time.perf_counter()
             fit = model.fit(train_ds, validation_data=val_ds, epochs=1, verbose=0,
-                            callbacks=callbacks)
+                            shuffle=False, callbacks=callbacks)  # the dataset shuffles
             metrics = {k: float(v[-1]) for k, v in fit.history.items()}
             row.update({k: metrics.get(k, np.nan) for k in METRIC_COLUMNS},
                        seconds=time.perf_counter() - t0)
@@ -669,7 +709,7 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
             if chief:
                 _atomic_write(run.dir / HISTORY_FILE,
                               history[list(HISTORY_COLUMNS)].to_csv(index=False))
-            _save(model, run.checkpoint(epoch), chief)
+            _save(model, run, epoch, chief)
             bar.set_postfix(epoch=f"{epoch}/{config.epochs}", loss=f"{row['loss']:.3g}",
                             val_acc=f"{row['val_accuracy']:.3f}")
     finally:
@@ -684,7 +724,7 @@ def trained_model(stage: str, profile: str | Profile, *, compile: bool = False, 
 
     The first call trains the stage (and ``prime`` before ``ramp`` or ``primed_baseline``)
     under ``paths.runs_dir(profile)``, resuming an interrupted run; later calls only load
-    the last checkpoint, the model the paper used.
+    the weights of the last epoch (the paper used the last checkpoint).
 
     Parameters
     ----------

@@ -1,0 +1,219 @@
+"""Training stages: resume equality, transfer, the loss trap, MirroredStrategy, caching, CLI.
+
+One tiny database (50 scans of 32^3 voxels at 80% clean: 30 training scans, 6 of them
+artifacts) is built once for the module under a temporary ``MRIQC_NB_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mriqc_nb import train
+from mriqc_nb.database import build_database, make_table
+from mriqc_nb.paths import database_dir, runs_dir
+from mriqc_nb.profiles import get_profile
+from mriqc_nb.ramp import ramp_sizes
+from mriqc_nb.train import Run, RunConfig, stage_config, train_stage, trained_model
+
+TINY = replace(get_profile("smoke"), name="tiny", n_scans=50, clean_share=0.8, n_subtle=0,
+               epochs_prime=2, ramp_epochs=2, epochs_finetune=1, epochs_baseline=3,
+               batch_size=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MRIQC_NB_HOME", str(root))
+        build_database(TINY, database_dir(TINY), workers=1, progress=False)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def baseline(home):
+    """The tiny profile's baseline, 3 epochs, uninterrupted, in the default run directory."""
+    return train_stage("baseline", TINY, progress=False)
+
+
+def _weights(model):
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+# --------------------------------------------------------------------------- no TensorFlow
+
+
+def test_stage_configs_follow_the_profile_and_round_trip_through_json():
+    ramp = stage_config("ramp", TINY)
+    assert (ramp.data, ramp.init_from, ramp.epochs, ramp.ramp_epochs, ramp.finetune_epochs) == (
+        "ramp", "prime", 3, 2, 1)
+    assert [ramp.phase(e) for e in (1, 2, 3)] == ["ramp", "ramp", "finetune"]
+    assert stage_config("focal", TINY).loss == train.FOCAL
+    assert stage_config("prime", TINY).phase(2) == "prime"
+    assert stage_config("primed_baseline", TINY).epochs == ramp.epochs
+    base = stage_config("baseline", TINY, batch_size=2)
+    assert base.batch_size == 2 and base.input_shape == (32, 32, 32, 1) and base.seed == 11
+    back = RunConfig.from_json(base.to_json())
+    assert back == base and not back.differences(base)
+    with pytest.raises(ValueError, match="unknown stage"):
+        stage_config("warmup", TINY)
+    with pytest.raises(ValueError, match="ramp_epochs"):
+        stage_config("ramp", TINY, ramp_epochs=9)
+
+
+def test_epoch_plan_of_the_ramp_grows_the_set_and_recomputes_class_weights():
+    table = make_table(TINY)  # counts only: no volumes needed
+    plan = train.epoch_plan(stage_config("ramp", TINY), table, replicas=2)
+    n_art, n_full = 6, 30
+    assert plan["n_train"].tolist() == ramp_sizes(2 * n_art, n_full, 2)[1:].tolist() + [n_full]
+    assert (plan["n_artifact"] == n_art).all()
+    np.testing.assert_allclose(plan["weight_artifact"], plan["n_clean"] / n_art)
+    assert (plan["global_batch"] == 8).all() and (plan["steps"] == plan["n_train"] // 8).all()
+    assert plan["lr_peak"].iloc[-1] < plan["lr_peak"].iloc[0] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        train.epoch_plan(stage_config("prime", TINY, batch_size=13), table)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(home, baseline, tmp_path):
+    assert baseline.done and baseline.last_epoch == 3 and len(baseline.checkpoints) == 4
+    assert [p.name for p in (baseline.dir / "checkpoints").glob("*.keras")] == ["state-003.keras"]
+    b = tmp_path / "b"
+    run = train_stage("baseline", TINY, run_dir=b, stop_after_epoch=1, progress=False)
+    assert (run.last_epoch, run.done, len(run.history)) == (1, False, 1)
+    run = train_stage("baseline", TINY, run_dir=b, progress=False)  # a new call resumes
+    assert run.done and run.history["epoch"].tolist() == [1, 2, 3]
+    for wa, wb in zip(_weights(baseline.model()), _weights(run.model())):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
+    cols = ["n_train", "weight_artifact", "steps", "loss", "val_loss", "val_accuracy"]
+    np.testing.assert_allclose(baseline.history[cols], run.history[cols], rtol=1e-5)
+    assert int(run.model(compile=True).optimizer.iterations) == run.history["steps"].sum()
+
+
+def test_ramp_starts_from_the_primed_weights_with_a_fresh_optimizer(home):
+    run = train_stage("ramp", TINY, progress=False)
+    prime = Run(runs_dir(TINY) / "prime")
+    assert prime.done and run.done
+    assert run.info["init_checkpoint"] == str(prime.checkpoint())
+    primed, start = prime.model(), run.model(0)  # run.model(0): the weights before training
+    names = [w.path for w in primed.weights]
+    assert any("moving_variance" in n for n in names)
+    for n, wp, w0 in zip(names, _weights(primed), _weights(start)):
+        np.testing.assert_array_equal(wp, w0, err_msg=n)  # BatchNorm statistics included
+    moving = [w for n, w in zip(names, _weights(primed)) if n.endswith("moving_variance")]
+    assert not all(np.allclose(v, 1.0) for v in moving), "priming left BN statistics untouched"
+    h = run.history
+    # a fresh optimizer: its step counts the ramp's steps only, not the priming's too
+    final = run.model(compile=True)
+    assert int(final.optimizer.iterations) == h["steps"].sum()
+    assert int(prime.model(compile=True).optimizer.iterations) == prime.history["steps"].sum() > 0
+    assert final.loss.name == "weighted_ce"  # the ramp's own loss
+
+    n_art = int(prime.history["n_artifact"].iloc[0])
+    n_prime, n_full = int(prime.history["n_train"].iloc[0]), 30
+    assert h["n_train"].tolist() == ramp_sizes(n_prime, n_full, 2)[1:].tolist() + [n_full]
+    assert h["phase"].tolist() == ["ramp", "ramp", "finetune"]
+    np.testing.assert_allclose(h["weight_artifact"], (h["n_train"] - n_art) / n_art)
+    assert h["weight_artifact"].is_monotonic_increasing and h["weight_artifact"].nunique() == 2
+    assert np.isfinite(h[["loss", "val_loss", "val_accuracy"]].to_numpy()).all()
+    assert not np.array_equal(_weights(run.model())[0], _weights(primed)[0])
+
+
+def test_a_run_never_changes_its_loss(home, tmp_path):
+    r = tmp_path / "focal"
+    run = train_stage("focal", TINY, run_dir=r, stop_after_epoch=0, progress=False)
+    assert run.last_epoch == 0 and not run.done
+    stored = json.loads((r / "config.json").read_text())
+    assert stored["loss"] == train.FOCAL and run.config == stage_config("focal", TINY)
+    with pytest.raises(ValueError, match="loss") as err:
+        train_stage("focal", TINY, run_dir=r, loss={"name": "ce"}, progress=False)
+    assert str(r) in str(err.value)
+    with pytest.raises(ValueError, match="epochs"):
+        train_stage("focal", TINY, run_dir=r, epochs=5, progress=False)
+    assert run.model(0, compile=True).loss.name == "focal"
+
+
+def test_trained_model_trains_once_then_loads_the_last_checkpoint(baseline, monkeypatch):
+    files = [baseline.dir / "history.csv", baseline.state, *baseline.checkpoints]
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained_model() trained again")
+
+    monkeypatch.setattr(train, "_train", no_training)
+    model = trained_model("baseline", TINY, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    x = np.random.default_rng(0).standard_normal((3, 32, 32, 32, 1)).astype("float32")
+    import keras
+
+    last = keras.models.load_model(baseline.dir / "checkpoints" / "state-003.keras")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), last.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="loss"):
+        trained_model("baseline", TINY, loss=train.FOCAL, progress=False)
+
+
+_MIRRORED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[2])
+from test_train import TINY
+from mriqc_nb.train import get_strategy, train_stage
+strategy = get_strategy("mirrored")
+run = train_stage("baseline", TINY, run_dir=sys.argv[1], strategy=strategy, epochs=2,
+                  stop_after_epoch=1, progress=False)
+print("RESULT", json.dumps({"replicas": strategy.num_replicas_in_sync, **run.info,
+                            "history": run.history.to_dict("records")}))
+"""
+
+
+def test_mirrored_strategy_on_two_cpu_devices_scales_the_global_batch(home, tmp_path):
+    r = tmp_path / "mirrored"
+    out = subprocess.run([sys.executable, "-c", _MIRRORED, str(r), str(Path(__file__).parent)],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.split("RESULT", 1)[1])
+    assert result["replicas"] == 2 and result["strategy"] == "MirroredStrategy"
+    (row,) = result["history"]
+    assert row["global_batch"] == result["global_batch"] == 2 * TINY.batch_size
+    assert row["steps"] == 30 // 8 and np.isfinite([row["loss"], row["val_loss"]]).all()
+    # resuming on one device would change the batch and the LR schedule: refused
+    with pytest.raises(ValueError, match="global batch"):
+        train_stage("baseline", TINY, run_dir=r, epochs=2, progress=False)
+
+
+def test_cli_train_calls_train_stage(monkeypatch, capsys, tmp_path):
+    from mriqc_nb.cli import main
+
+    calls = []
+    run = Run(tmp_path)
+    (tmp_path / "history.csv").write_text("epoch,val_loss,val_accuracy\n1,0.5,0.9\n")
+
+    def fake(stage, profile, **kw):
+        calls.append((stage, profile, kw))
+        return run
+
+    monkeypatch.setattr(train, "train_stage", fake)
+    assert main(["train", "--stage", "ramp", "--profile", "smoke", "-q"]) == 0
+    assert calls == [("ramp", "smoke", dict(force=False, progress=False, strategy="default",
+                                            model="nn008"))]
+    assert "val_accuracy 0.900" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--stage", "warmup"])
+
+    def refuse(*args, **kw):
+        raise ValueError("run dir X was trained with another loss")
+
+    monkeypatch.setattr(train, "train_stage", refuse)
+    assert main(["train", "--stage", "prime", "--profile", "smoke"]) == 2
+    assert "another loss" in capsys.readouterr().err
