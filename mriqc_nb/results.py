@@ -1,0 +1,109 @@
+"""The comparison of chapter 8: every method on the test split, with intervals, beside the paper.
+
+A *method* is a trained stage plus a way to decide:
+
+- no referral: the threshold ``t`` on the mean artifact probability is chosen by Youden's J on
+  the validation split (``eta = 1``: every scan is kept);
+- referral: ``(eta, t)`` chosen on validation by :func:`mriqc_nb.referral.select_operating_point`
+  for an uncertainty measure; the referred scans go to a person.
+
+Every decision is fixed on validation and applied unchanged to test. Test metrics carry
+stratified percentile-bootstrap intervals over test scans (the policy held fixed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mriqc_nb import evaluate, referral, train
+from mriqc_nb.metrics import bootstrap_ci
+from mriqc_nb.paths import database_dir
+from mriqc_nb.profiles import get_profile
+
+__all__ = ["PAPER", "predictions", "no_referral_policy", "method_metrics", "comparison_table"]
+
+#: Pizarro et al. (2023), test split of their private database (METHOD.md).
+PAPER = {
+    "baseline": {"accuracy": 0.893, "f1": 0.230},
+    "focal": {"accuracy": 0.929, "f1": 0.304},
+    "ramp": {"accuracy": 0.949, "f1": 0.357},
+    "ramp + MC referral": {"accuracy": 0.995, "f1": 0.834},
+}
+
+
+def predictions(stage: str, profile, split: str, kind: str = "mc", *, T: int | None = None,
+                seed: int = 0, progress: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-scan predictions of a stage's trained model on a split (cached in its run).
+
+    ``T`` defaults to the profile's ``mc_samples_valid`` for ``valid`` and
+    ``mc_samples_test`` otherwise. Trains the stage first if needed.
+    """
+    from mriqc_nb.database import build_database
+
+    p = get_profile(profile)
+    if T is None:
+        T = p.mc_samples_valid if split == "valid" else p.mc_samples_test
+    table = build_database(p, database_dir(p), progress=progress)
+    run = train.train_stage(stage, p, progress=progress)
+    return evaluate.predict_split(run.model(), table, split, kind=kind, T=T, seed=seed,
+                                  cache_dir=run.dir / "predictions")
+
+
+def no_referral_policy(valid: pd.DataFrame, measure: str = "mutual_information") -> referral.ReferralPolicy:
+    """Threshold by Youden's J on validation, nobody referred (``eta = 1``)."""
+    return referral.select_operating_point(valid, measure=measure, etas=(1.0,), min_retained=0.0)
+
+
+def method_metrics(policy: referral.ReferralPolicy, test: pd.DataFrame, *, n_boot: int = 1000,
+                   seed: int = 0, keys=("accuracy", "f1", "sensitivity", "specificity")) -> dict:
+    """Test metrics of a fixed policy, with bootstrap intervals for ``keys``.
+
+    Returns a flat dict: every key of :func:`mriqc_nb.referral.evaluate_policy`, plus
+    ``<key>_low`` and ``<key>_high`` (95% interval) for each of ``keys``.
+    """
+    out = referral.evaluate_policy(policy, test)
+    y = test["label"].to_numpy()
+    idx = np.arange(len(test))
+    for key in keys:
+        def fn(_y, rows, key=key):
+            return referral.evaluate_policy(policy, test.iloc[np.asarray(rows, dtype=int)])[key]
+        _, low, high = bootstrap_ci(fn, y, idx, n_boot=n_boot, seed=seed)
+        out[f"{key}_low"], out[f"{key}_high"] = low, high
+    return out
+
+
+def comparison_table(profile, *, stages=("baseline", "focal", "primed_baseline", "ramp"),
+                     referral_stage: str = "ramp", measure: str = "mutual_information",
+                     n_boot: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """One row per method: test metrics with intervals, referral shares, the paper's numbers.
+
+    Methods: each of ``stages`` without referral (MC-dropout mean probability, threshold by
+    Youden's J on validation); ``referral_stage`` with MC-dropout referral by ``measure``; and
+    ``referral_stage`` with referral by the same measure on MC dropout x the 8 test-time flips.
+    """
+    rows = []
+
+    def add(name, stage, policy, test):
+        m = method_metrics(policy, test, n_boot=n_boot, seed=seed)
+        paper = PAPER.get(name, {})
+        rows.append({"method": name, "stage": stage, "measure": policy.measure if policy.eta < 1 else "-",
+                     "eta": policy.eta, "threshold": policy.threshold, **m,
+                     "paper_accuracy": paper.get("accuracy", np.nan), "paper_f1": paper.get("f1", np.nan)})
+
+    for stage in stages:
+        valid, _ = predictions(stage, profile, "valid", progress=progress)
+        test, _ = predictions(stage, profile, "test", progress=progress)
+        add(stage, stage, no_referral_policy(valid, measure), test)
+    valid, _ = predictions(referral_stage, profile, "valid", progress=progress)
+    test, _ = predictions(referral_stage, profile, "test", progress=progress)
+    add(f"{referral_stage} + MC referral", referral_stage,
+        referral.select_operating_point(valid, measure=measure), test)
+    p = get_profile(profile)
+    t_flips = max(1, p.mc_samples_valid // 8)
+    valid_f, _ = predictions(referral_stage, profile, "valid", "mc_flips", T=t_flips, progress=progress)
+    test_f, _ = predictions(referral_stage, profile, "test", "mc_flips", T=max(1, p.mc_samples_test // 8),
+                            progress=progress)
+    add(f"{referral_stage} + MC x flips referral", referral_stage,
+        referral.select_operating_point(valid_f, measure=measure), test_f)
+    return pd.DataFrame(rows)
