@@ -8,6 +8,10 @@ Sub-commands
     Build the synthetic scan database of a profile (scan table + volume cache).
 ``train``
     Train (or resume) one stage of the book under a profile, e.g. ``--stage ramp``.
+``bundle``
+    Export a trained stage as a model bundle (weights, conform settings, referral policy).
+``screen``
+    Screen NIfTI/MINC files with a model bundle into a TSV table (resumable).
 
 Run ``mriqc-nb SUBCOMMAND --help`` for the options of each.
 """
@@ -114,6 +118,43 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_bundle(args) -> int:
+    from mriqc_nb.screen import bundle_from_run
+
+    try:
+        out = bundle_from_run(args.stage, args.profile, args.out, measure=args.measure,
+                              progress=not args.quiet)
+    except ValueError as err:
+        print(f"mriqc-nb bundle: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote the {args.stage} bundle of profile {args.profile} to {out}")
+    return 0
+
+
+def _cmd_screen(args) -> int:
+    from mriqc_nb.screen import BundleError, collect_sources, load_bundle, report, screen
+
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as err:
+        print(f"mriqc-nb screen: error: {err}", file=sys.stderr)
+        return 2
+    if not collect_sources(args.inputs):
+        print(f"mriqc-nb screen: error: no .nii, .nii.gz or .mnc file in {' '.join(args.inputs)}",
+              file=sys.stderr)
+        return 2
+    try:
+        table = screen(args.inputs, bundle, args.out, batch_size=args.batch_size, seed=args.seed,
+                       progress=not args.quiet)
+    except ValueError as err:
+        print(f"mriqc-nb screen: error: {err}", file=sys.stderr)
+        return 2
+    print(report(table))
+    n_err = int((table["status"] == "error").sum())
+    print(f"wrote {len(table)} rows to {args.out} ({n_err} could not be screened)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mriqc_nb import __version__
     from mriqc_nb.artifacts import ARTIFACTS, SEVERITIES
@@ -161,6 +202,33 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--force", action="store_true", help="delete the run and start again")
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+
+    bd = sub.add_parser("bundle", help="export a trained stage as a model bundle",
+                        description="Write a model bundle (weights.npz + bundle.json: network, "
+                                    "conform settings, class names, referral policy chosen on the "
+                                    "validation split). Trains the stage first if needed.")
+    bd.add_argument("--stage", "-s", default="ramp", choices=list(STAGES), help="(default: ramp)")
+    bd.add_argument("--profile", "-p", default="laptop", choices=list(PROFILES))
+    bd.add_argument("--out", "-o", required=True, help="output directory of the bundle")
+    bd.add_argument("--measure", default="mutual_information",
+                    choices=["mutual_information", "entropy", "variance"],
+                    help="uncertainty measure that refers scans (default: mutual_information)")
+    bd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    bd.set_defaults(func=_cmd_bundle)
+
+    sc = sub.add_parser("screen", help="screen NIfTI/MINC files with a model bundle",
+                        description="Predict every scan (files, or directories searched for "
+                                    ".nii/.nii.gz/.mnc) and write one TSV row per scan: "
+                                    "decision clean/artifact/refer, probability, uncertainty. "
+                                    "Unreadable scans get status 'error' and the run goes on. "
+                                    "An existing OUT is resumed: paths already in it are skipped.")
+    sc.add_argument("inputs", nargs="+", metavar="INPUTS", help="scan files and/or directories")
+    sc.add_argument("--bundle", "-b", required=True, help="model bundle directory (mriqc-nb bundle)")
+    sc.add_argument("--out", "-o", required=True, help="output table (.tsv)")
+    sc.add_argument("--batch-size", type=int, default=4, help="scans per batch (default: 4)")
+    sc.add_argument("--seed", type=int, default=0, help="seed of the dropout masks (default: 0)")
+    sc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    sc.set_defaults(func=_cmd_screen)
     return parser
 
 

@@ -1,0 +1,251 @@
+"""Model bundles and the screening of files on disk (``mriqc_nb.screen``, ``mriqc-nb screen``)."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mriqc_nb import io, screen, uncertainty
+from mriqc_nb.cli import main
+from mriqc_nb.model import build_nn008
+from mriqc_nb.referral import ReferralPolicy, UncertaintyScaler
+
+GRID, SPACING, T = (32, 32, 32), (8.0, 8.0, 6.0), 4
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRIQC_NB_HOME", str(tmp_path / "home"))
+
+
+def _head(path, seed, shape=(40, 44, 36), zooms=(5.0, 5.5, 4.0), radii=(0.8, 0.85, 0.75)):
+    """A noisy bright ellipsoid on a grid and voxel size unlike the bundle's."""
+    rng = np.random.default_rng(seed)
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inside = np.sum((g / np.reshape(radii, (3, 1, 1, 1))) ** 2, axis=0) < 1
+    data = (inside * (100 + 20 * seed) + rng.normal(0, 5, shape)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([*zooms, 1.0])), str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    keras.utils.set_random_seed(7)
+    model = build_nn008((*GRID, 1))
+    policy = ReferralPolicy("mutual_information", eta=0.5, threshold=0.5,
+                            scaler=UncertaintyScaler.fit([0.0, 0.02, 0.05]))
+    out = tmp_path_factory.mktemp("bundle")
+    screen.export_bundle(out, model, grid=GRID, spacing_mm=SPACING, policy=policy, mc_samples=T,
+                         provenance={"profile": "test", "stage": "ramp", "seed": 7})
+    return out, model, policy
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir):
+    return screen.load_bundle(bundle_dir[0])
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """Valid, valid, corrupt, missing, valid (with batch_size=2, a batch of 2 valid scans)."""
+    d = tmp_path_factory.mktemp("scans")
+    corrupt = d / "corrupt.nii.gz"
+    corrupt.write_bytes(b"this is not a NIfTI file" * 20)
+    return [_head(d / "a.nii.gz", 0), _head(d / "b.nii", 1), str(corrupt),
+            str(d / "missing.nii.gz"), _head(d / "c.nii.gz", 2, radii=(0.7, 0.8, 0.7))]
+
+
+@pytest.fixture(scope="module")
+def full_run(bundle, scans, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "results.tsv"
+    return out, screen.screen(scans, bundle, out, batch_size=2, seed=3, progress=False)
+
+
+# ---------------------------------------------------------------------------------- bundle
+def test_bundle_json_holds_conform_settings_and_policy(bundle_dir):
+    out, _, policy = bundle_dir
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["format_version"] == screen.FORMAT_VERSION
+    assert info["model_name"] == "nn008" and info["input_shape"] == [*GRID, 1]
+    assert info["conform"] == {"grid": list(GRID), "spacing_mm": list(SPACING), "normalise": True}
+    assert info["class_names"] == ["clean", "artifact"] and info["mc_samples"] == T
+    assert ReferralPolicy.from_dict(info["policy"]) == policy
+    assert info["policy"]["scaler"] == {"vmin": 0.0, "vmax": 0.05}
+    prov = info["provenance"]
+    assert prov["profile"] == "test" and prov["stage"] == "ramp" and prov["seed"] == 7
+    assert prov["created"] and prov["package_version"]
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "weights.npz"]
+
+
+def test_round_trip_gives_identical_predictions(bundle_dir, bundle):
+    _, model, policy = bundle_dir
+    assert bundle.grid == GRID and bundle.spacing_mm == SPACING and bundle.mc_samples == T
+    assert bundle.policy == policy
+    x = np.random.default_rng(0).normal(size=(2, *GRID, 1)).astype(np.float32)
+    np.testing.assert_array_equal(bundle.model.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(screen.predict_samples(bundle.model, x, T, seed=1),
+                                  screen.predict_samples(model, x, T, seed=1))
+
+
+def test_load_bundle_errors_name_the_path(bundle_dir, tmp_path):
+    src = bundle_dir[0]
+    with pytest.raises(screen.BundleError, match="nowhere"):
+        screen.load_bundle(tmp_path / "nowhere")
+    for name in ("bundle.json", "weights.npz"):
+        d = tmp_path / f"without_{name}"
+        d.mkdir()
+        other = "weights.npz" if name == "bundle.json" else "bundle.json"
+        (d / other).write_bytes((src / other).read_bytes())
+        with pytest.raises(screen.BundleError, match=f"without_{name}.*{name}"):
+            screen.load_bundle(d)
+    d = tmp_path / "future"
+    d.mkdir()
+    (d / "weights.npz").write_bytes((src / "weights.npz").read_bytes())
+    info = json.loads((src / "bundle.json").read_text())
+    (d / "bundle.json").write_text(json.dumps({**info, "format_version": 99}))
+    with pytest.raises(screen.BundleError, match="future.*format_version 99"):
+        screen.load_bundle(d / "bundle.json")
+
+
+# ---------------------------------------------------------------------------------- screen
+def test_screen_one_row_per_input_errors_do_not_stop_the_run(full_run, scans, bundle):
+    out, df = full_run
+    assert list(df.columns) == list(screen.COLUMNS)
+    assert df["path"].tolist() == scans
+    bad = df[df["status"] == "error"]
+    assert bad["path"].tolist() == [scans[2], scans[3]]
+    assert "corrupt.nii.gz" in bad["error"].iloc[0] and "missing.nii.gz" in bad["error"].iloc[1]
+    assert (bad["decision"] == "error").all() and bad["needs_person"].all()
+    assert bad["p_artifact"].isna().all() and bad["referred"].isna().all()
+    ok = df[df["status"] == "ok"]
+    assert len(ok) == 3 and (ok["error"] == "").all()
+    for c in ("p_artifact", "entropy", "mutual_information", "variance", "scaled_uncertainty"):
+        assert np.isfinite(ok[c]).all(), c
+    assert ok["p_artifact"].between(0, 1).all()
+    assert set(ok["decision"]) <= {"clean", "artifact", "refer"}
+    assert ((ok["decision"] == "refer") == ok["referred"]).all()
+    # the numbers on disk are the model's, to the last bit
+    x = np.stack([io.conform(p, GRID, SPACING) for p in ok["path"]])[..., None]
+    expect = uncertainty.summarise(screen.predict_samples(bundle.model, x, T, seed=3))
+    for c in ("p_artifact", "entropy", "mutual_information", "variance"):
+        np.testing.assert_array_equal(ok[c].to_numpy(), expect[c].to_numpy(dtype=float))
+    pd.testing.assert_frame_equal(screen.read_results(out), df)
+    raw = pd.read_csv(out, sep="\t", keep_default_na=False)
+    assert raw["path"].tolist() == scans and len(raw.columns) == len(screen.COLUMNS)
+
+
+def test_rerun_resumes_without_predicting(full_run, scans, bundle, monkeypatch, tmp_path):
+    out, df = full_run
+    copy = tmp_path / "results.tsv"
+    copy.write_bytes(out.read_bytes())
+
+    def boom(*a, **k):
+        raise AssertionError("nothing should be predicted or conformed again")
+
+    monkeypatch.setattr(screen, "predict_samples", boom)
+    monkeypatch.setattr(io, "conform", boom)
+    again = screen.screen(scans, bundle, copy, batch_size=2, seed=3, progress=False)
+    assert copy.read_bytes() == out.read_bytes()
+    pd.testing.assert_frame_equal(again, df)
+
+
+def test_interrupted_run_completes_without_duplicates(full_run, scans, bundle, monkeypatch,
+                                                       tmp_path):
+    out, df = full_run
+    lines = out.read_text().splitlines(keepends=True)
+    part = tmp_path / "results.tsv"
+    part.write_text("".join(lines[:3]) + lines[3][:10])  # header, 2 rows, half a third row
+    seen = []
+    conform = io.conform
+    monkeypatch.setattr(io, "conform", lambda src, *a, **k: seen.append(src) or conform(src, *a, **k))
+    resumed = screen.screen(scans, bundle, part, batch_size=4, seed=3, progress=False)
+    assert seen == scans[2:]
+    assert resumed["path"].tolist() == scans
+    assert part.read_text().count("\n") == len(scans) + 1
+    pd.testing.assert_frame_equal(resumed, df, check_exact=False, atol=1e-6, rtol=1e-5)
+
+
+def test_same_seed_same_numbers(full_run, scans, bundle, tmp_path):
+    out, df = full_run
+    again = screen.screen(scans, bundle, tmp_path / "again.tsv", batch_size=2, seed=3, progress=False)
+    assert (tmp_path / "again.tsv").read_bytes() == out.read_bytes()
+    one = screen.screen(scans, bundle, tmp_path / "b1.tsv", batch_size=1, seed=3, progress=False)
+    pd.testing.assert_frame_equal(one, df, check_exact=False, atol=1e-6, rtol=1e-5)
+    other = screen.screen(scans, bundle, tmp_path / "s4.tsv", batch_size=2, seed=4, progress=False)
+    ok = df["status"] == "ok"
+    assert not np.allclose(other.loc[ok, "mutual_information"], again.loc[ok, "mutual_information"])
+
+
+def test_other_table_is_not_overwritten(bundle, scans, tmp_path):
+    out = tmp_path / "other.tsv"
+    out.write_text("a\tb\n1\t2\n")
+    with pytest.raises(ValueError, match="other.tsv.*other columns"):
+        screen.screen(scans, bundle, out, progress=False)
+    assert out.read_text() == "a\tb\n1\t2\n"
+
+
+def test_report_counts_and_lists_errors(full_run):
+    text = screen.report(full_run[1])
+    assert text.startswith("5 scans:") and "2 error" in text
+    assert "corrupt.nii.gz" in text and "missing.nii.gz" in text
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_cli_screen_directory_with_broken_files(bundle_dir, tmp_path, capsys):
+    d = tmp_path / "site" / "sub-01"
+    d.mkdir(parents=True)
+    _head(d / "T1w.nii.gz", 0)
+    four_d = np.random.default_rng(0).normal(size=(20, 20, 20, 2)).astype(np.float32)
+    nib.save(nib.Nifti1Image(four_d, np.eye(4)), str(d / "bold.nii.gz"))
+    nib.save(nib.Nifti1Image(np.full((20, 20, 20), 7, np.float32), np.eye(4)), str(d / "flat.nii"))
+    (d / "notes.txt").write_text("not a scan")
+    out = tmp_path / "qc" / "results.tsv"
+    rc = main(["screen", str(tmp_path / "site"), "--bundle", str(bundle_dir[0]), "--out", str(out),
+               "--batch-size", "2", "--seed", "1", "-q"])
+    assert rc == 0
+    df = screen.read_results(out)
+    assert [p.split("/")[-1] for p in df["path"]] == ["T1w.nii.gz", "bold.nii.gz", "flat.nii"]
+    assert df["status"].tolist() == ["ok", "error", "error"]
+    assert "bold.nii.gz" in df["error"][1] and "volumes" in df["error"][1]
+    assert "flat.nii" in df["error"][2] and "constant" in df["error"][2]
+    printed = capsys.readouterr().out
+    assert "3 rows" in printed and "2 could not be screened" in printed
+
+
+def test_cli_screen_bad_bundle_exits_2(tmp_path, capsys):
+    scan = _head(tmp_path / "a.nii.gz", 0)
+    rc = main(["screen", scan, "--bundle", str(tmp_path / "no_bundle"), "--out",
+               str(tmp_path / "r.tsv"), "-q"])
+    assert rc == 2
+    assert "no_bundle" in capsys.readouterr().err
+    assert not (tmp_path / "r.tsv").exists()
+
+
+def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from mriqc_nb import referral, results, train
+
+    model = bundle_dir[1]
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(30, int), np.ones(10, int)]
+    valid = pd.DataFrame({"label": y, "p_artifact": np.clip(0.2 + 0.6 * y + rng.normal(0, 0.1, 40), 0, 1),
+                          "mutual_information": rng.uniform(0, 0.1, 40)})
+    calls = []
+    run = SimpleNamespace(config=SimpleNamespace(model="nn008", seed=5), dir=tmp_path / "run",
+                          last_epoch=3, model=lambda: model)
+    monkeypatch.setattr(train, "train_stage", lambda stage, profile, **k: run)
+    monkeypatch.setattr(results, "predictions",
+                        lambda stage, profile, split, **k: calls.append(split) or (valid, None))
+    assert main(["bundle", "--stage", "ramp", "--profile", "smoke", "--out", str(tmp_path / "b"), "-q"]) == 0
+    assert calls == ["valid"] and str(tmp_path / "b") in capsys.readouterr().out
+    b = screen.load_bundle(tmp_path / "b")
+    assert b.policy == referral.select_operating_point(valid, measure="mutual_information")
+    assert b.grid == (32, 32, 32) and b.spacing_mm == (8.0, 8.0, 6.0) and b.mc_samples == 10
+    prov = b.info["provenance"]
+    assert (prov["profile"], prov["stage"], prov["seed"], prov["epoch"]) == ("smoke", "ramp", 5, 3)
