@@ -16,6 +16,8 @@ The helper package of the mriqc-nb executable book. Each concept lives in one mo
 - :mod:`mriqc_nb.evaluate` -- MC / flip predictions of a split, cached per run
 - :mod:`mriqc_nb.uncertainty`, :mod:`mriqc_nb.referral`, :mod:`mriqc_nb.metrics` --
   uncertainty measures, referral of uncertain scans, metrics with bootstrap intervals
+- :mod:`mriqc_nb.results` -- the comparison table (test metrics with intervals, paper's numbers)
+- :mod:`mriqc_nb.screen` -- model bundles and screening of scans on disk to a TSV
 - :mod:`mriqc_nb.paths` -- where databases and runs are kept (``$MRIQC_NB_HOME``)
 - :mod:`mriqc_nb.plots` -- orthogonal views, difference maps, k-space figures
 - :mod:`mriqc_nb.cli` -- the ``mriqc-nb`` command
