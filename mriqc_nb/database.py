@@ -113,6 +113,7 @@ __all__ = [
     "load_arrays",
     "cache_paths",
     "build_database",
+    "profile_database",
     "database_main",
 ]
 
@@ -1037,6 +1038,19 @@ def build_database(
     if failures and on_error == "raise":
         raise BuildError(failures)
     return df
+
+
+def profile_database(profile, *, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """The scan table of ``profile``'s own database, built on first use.
+
+    The database lives in :func:`mriqc_nb.paths.database_dir` (under ``$MRIQC_NB_HOME``), so
+    every chapter, training stage and command that asks for a profile's data shares one copy.
+    Later calls only check the cache (see :func:`build_database`).
+    """
+    from mriqc_nb.paths import database_dir
+
+    p = get_profile(profile)
+    return build_database(p, database_dir(p), workers=workers, progress=progress)
 
 
 def database_main(argv=None) -> int:

@@ -18,7 +18,6 @@ import pandas as pd
 
 from mriqc_nb import evaluate, referral, train
 from mriqc_nb.metrics import bootstrap_ci
-from mriqc_nb.paths import database_dir
 from mriqc_nb.profiles import get_profile
 
 __all__ = ["PAPER", "predictions", "no_referral_policy", "method_metrics", "comparison_table"]
@@ -39,12 +38,12 @@ def predictions(stage: str, profile, split: str, kind: str = "mc", *, T: int | N
     ``T`` defaults to the profile's ``mc_samples_valid`` for ``valid`` and
     ``mc_samples_test`` otherwise. Trains the stage first if needed.
     """
-    from mriqc_nb.database import build_database
+    from mriqc_nb.database import profile_database
 
     p = get_profile(profile)
     if T is None:
         T = p.mc_samples_valid if split == "valid" else p.mc_samples_test
-    table = build_database(p, database_dir(p), progress=progress)
+    table = profile_database(p, progress=progress)
     run = train.train_stage(stage, p, progress=progress)
     return evaluate.predict_split(run.model(), table, split, kind=kind, T=T, seed=seed,
                                   cache_dir=run.dir / "predictions")

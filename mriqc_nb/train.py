@@ -74,7 +74,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mriqc_nb.paths import database_dir, runs_dir
+from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
 from mriqc_nb.ramp import class_weights, epoch_table, priming_set
 
@@ -489,9 +489,9 @@ def _is_chief(strategy) -> bool:
 
 def _database(profile: Profile, progress: bool) -> pd.DataFrame:
     """The profile's scan table, building its database on first use (idempotent)."""
-    from mriqc_nb.database import build_database
+    from mriqc_nb.database import profile_database
 
-    return build_database(profile, database_dir(profile), progress=progress)
+    return profile_database(profile, progress=progress)
 
 
 def _make_loss(loss: dict):
