@@ -1,0 +1,563 @@
+"""Real rater data: MRIQC's ABIDE and DS030 tables, IQM classifiers, and the MR-ART loader.
+
+The book's main benchmark is synthetic. This module brings in what real raters said about real
+scans, in two forms:
+
+1. **Image-quality metrics (IQMs) with rater labels**, as shipped by the ``mriqc-learn``
+   package (install with ``pip install "mriqc-nb[ratings]"``; no download at run time):
+
+   - ``abide``: 1,101 T1-weighted scans of ABIDE from 17 sites. Three raters, ratings
+     ``-1`` (exclude), ``0`` (doubtful), ``1`` (accept). ``rater_3`` rated every scan;
+     ``rater_1`` and ``rater_2`` each rated about half (600 each, 99 scans by both), so every
+     scan has two or three ratings.
+   - ``ds030``: 265 T1-weighted scans of OpenNeuro ds000030 from 2 sites (``BMC``, ``CCN``),
+     one rater (``rater_1``, same scale) and a ``has_ghost`` flag.
+
+   Each row also holds about 68 IQMs computed by MRIQC from the image alone: noise (``snr_*``,
+   ``snrd_*``, ``cnr``, ``cjv``), ghosting and blurring (``efc``, ``fber``, ``fwhm_*``, ``qi_1``,
+   ``qi_2``), intensity non-uniformity (``inu_*``), tissue statistics (``summary_*``,
+   ``icvs_*``, ``rpve_*``, ``tpm_overlap_*``, ``wm2max``), and the image's size and spacing.
+   :data:`IQM_COLUMNS` are the ones used as features: all of them except ``size_*`` and
+   ``spacing_*``, which describe the acquisition rather than its quality and would let a
+   classifier recognise sites (MRIQC's own classifier dropped them too).
+
+2. **Images with rater scores**: MR-ART (OpenNeuro ds004173, 148 adults, one T1w scan at rest
+   and two with deliberate head motion each, scored 1/2/3 = good/medium/bad by
+   neuroradiologists). Nothing is downloaded here; :func:`mrart_table` turns a local copy into
+   the book's scan table, ready for :func:`mriqc_nb.database.build_database`.
+
+Labels
+------
+The book's convention: ``label`` is ``"clean"`` or ``"artifact"`` and ``y`` is the integer
+``1 = artifact`` (``0 = clean``). From ratings (:func:`label_from_ratings`):
+
+- an ``exclude`` (-1) is a vote for *artifact*, an ``accept`` (1) a vote for *clean*;
+- a ``doubtful`` (0) counts as a vote for *clean* by default (``doubtful="clean"``): the
+  rater did not exclude the scan. This is what MRIQC's classifier did with "maybe" ratings,
+  and it matches the paper's rule that only *prominent* artifacts count.
+  ``doubtful="artifact"`` counts it as an exclusion, ``doubtful="abstain"`` ignores it;
+- missing ratings (NaN) are ignored;
+- the scan is an *artifact* when the artifact votes are a **strict majority** of the counted
+  votes; a tie is *clean*. With the default, a scan rated by two raters is an artifact only
+  if both excluded it; with three raters, if at least two did.
+
+The raw ratings are kept in the table, so any other rule can be applied afterwards.
+
+Uncertainty
+-----------
+:func:`fit_iqm_classifier` fits a bagged ensemble (by default 50 L2-regularised logistic
+regressions, each on a bootstrap sample of the training scans, classes weighted to balance).
+Its members play the role of the Monte Carlo dropout samples of the network:
+:func:`ensemble_probabilities` returns their softmax-like outputs as an array of shape
+(members, N, 2), and :func:`predict_with_uncertainty` summarises it with
+:func:`mriqc_nb.uncertainty.summarise`, so every measure (entropy, mutual information,
+variance...) is computed exactly as in the rest of the book, and the referral of
+:mod:`mriqc_nb.referral` applies unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from mriqc_nb.database import LABELS
+
+__all__ = [
+    "DATASETS",
+    "RATING_VALUES",
+    "IQM_COLUMNS",
+    "MRART_ACQUISITIONS",
+    "MRART_SCORES",
+    "label_from_ratings",
+    "load_ratings",
+    "rater_columns",
+    "rater_agreement",
+    "site_split",
+    "fit_iqm_classifier",
+    "ensemble_probabilities",
+    "predict_with_uncertainty",
+    "mrart_table",
+]
+
+#: Tables shipped by mriqc-learn.
+DATASETS = ("abide", "ds030")
+#: The raters' scale in both tables.
+RATING_VALUES = {-1: "exclude", 0: "doubtful", 1: "accept"}
+#: The IQMs used as features (every IQM of both tables except ``size_*`` and ``spacing_*``).
+IQM_COLUMNS: tuple[str, ...] = (
+    "cjv", "cnr", "efc", "fber", "fwhm_avg", "fwhm_x", "fwhm_y", "fwhm_z",
+    "icvs_csf", "icvs_gm", "icvs_wm", "inu_med", "inu_range", "qi_1", "qi_2",
+    "rpve_csf", "rpve_gm", "rpve_wm",
+    "snr_csf", "snr_gm", "snr_total", "snr_wm", "snrd_csf", "snrd_gm", "snrd_total", "snrd_wm",
+    *(f"summary_{t}_{s}" for t in ("bg", "csf", "gm", "wm")
+      for s in ("k", "mad", "mean", "median", "n", "p05", "p95", "stdv")),
+    "tpm_overlap_csf", "tpm_overlap_gm", "tpm_overlap_wm", "wm2max",
+)
+_DOUBTFUL = ("clean", "artifact", "abstain")
+_INSTALL_HINT = ('the real-rater tables ship with the mriqc-learn package; install it with '
+                 '`pip install "mriqc-nb[ratings]"` (or `pip install mriqc-learn`)')
+_find_spec = importlib.util.find_spec  # replaced in the tests to simulate a missing package
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels from ratings
+# ---------------------------------------------------------------------------------------------
+def rater_columns(df: pd.DataFrame) -> list[str]:
+    """The rating columns of a table: ``rater_1``, ``rater_2``, ... in order."""
+    return sorted((c for c in df.columns if re.fullmatch(r"rater_\d+", str(c))), key=lambda c: int(c[6:]))
+
+
+def label_from_ratings(ratings, doubtful: str = "clean") -> pd.Series:
+    """Binary label (1 = artifact) of each scan from its raters' ratings.
+
+    Parameters
+    ----------
+    ratings : DataFrame or array_like, shape (N, R)
+        One column per rater; values -1 (exclude), 0 (doubtful), 1 (accept) or NaN (not rated).
+    doubtful : {"clean", "artifact", "abstain"}
+        What a doubtful (0) rating counts as (see the module notes).
+
+    Returns
+    -------
+    pandas.Series of int, length N
+        1 when the artifact votes are a strict majority of the counted votes, else 0 (a tie
+        is clean). Same index as ``ratings`` if it is a DataFrame.
+
+    Raises
+    ------
+    ValueError
+        A value outside {-1, 0, 1, NaN}, a scan without any rating, or an unknown ``doubtful``.
+    """
+    if doubtful not in _DOUBTFUL:
+        raise ValueError(f"doubtful must be one of {_DOUBTFUL}, got {doubtful!r}")
+    frame = ratings if isinstance(ratings, pd.DataFrame) else pd.DataFrame(np.atleast_2d(np.asarray(ratings, dtype=float)))
+    r = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    raw_missing = frame.isna().to_numpy()
+    bad = ~(r.isin(list(RATING_VALUES)).to_numpy() | raw_missing)
+    if bad.any():
+        rows = r.index[bad.any(axis=1)].tolist()
+        raise ValueError(f"ratings must be -1 (exclude), 0 (doubtful), 1 (accept) or NaN; rows {rows[:20]} "
+                         f"hold {sorted(set(frame.to_numpy()[bad].tolist()), key=str)[:10]}")
+    unrated = r.index[r.isna().all(axis=1)]
+    if len(unrated):
+        raise ValueError(f"{len(unrated)} scan(s) without any rating: rows {unrated.tolist()[:20]}")
+    exclude, accept, doubt = ((r == v).sum(axis=1) for v in (-1, 1, 0))
+    votes_artifact = exclude + (doubt if doubtful == "artifact" else 0)
+    votes_clean = accept + (doubt if doubtful == "clean" else 0)
+    return (votes_artifact > votes_clean).astype(int).rename("y")
+
+
+# ---------------------------------------------------------------------------------------------
+# The bundled tables
+# ---------------------------------------------------------------------------------------------
+def _dataset_path(name: str) -> Path:
+    """The TSV of a bundled table, found without importing ``mriqc_learn.datasets`` (whose
+    ``__init__`` needs ``pkg_resources``, gone from recent setuptools)."""
+    spec = _find_spec("mriqc_learn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"mriqc-learn is not installed: {_INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / f"{name}.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: this mriqc-learn does not ship the {name!r} table "
+                                f"({_INSTALL_HINT}, version 0.0.3 or later)")
+    return path
+
+
+def load_ratings(name: str = "abide", doubtful: str = "clean") -> pd.DataFrame:
+    """One of MRIQC's rated IQM tables, with a binary label.
+
+    Parameters
+    ----------
+    name : {"abide", "ds030"}
+    doubtful : {"clean", "artifact", "abstain"}
+        How a doubtful rating counts (:func:`label_from_ratings`).
+
+    Returns
+    -------
+    pandas.DataFrame, one row per scan (1,101 for ABIDE, 265 for DS030)
+        ``scan_id`` (``"<name>_<subject_id>"``), ``subject_id`` (str), ``site``, ``label``
+        (``"clean"``/``"artifact"``), ``y`` (1 = artifact), ``n_ratings``, ``n_exclude``,
+        ``n_doubtful``, the raw ratings ``rater_*`` (nullable integers, ``<NA>`` = not rated),
+        ``has_ghost`` (DS030 only), then every IQM column of the file (:data:`IQM_COLUMNS`
+        plus ``size_*`` and ``spacing_*``). ``df.attrs`` records the dataset and the rule.
+
+    Raises
+    ------
+    ImportError
+        If mriqc-learn is not installed (the message says how to install it).
+    ValueError
+        For an unknown ``name``.
+    """
+    key = str(name).strip().lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown rated table {name!r}; choose one of {DATASETS}")
+    raw = pd.read_csv(_dataset_path(key), sep="\t")
+    raters = rater_columns(raw)
+    r = raw[raters].astype(float)
+    y = label_from_ratings(r, doubtful=doubtful)
+    first_iqm = raw.columns.get_loc("cjv")
+    iqms = list(raw.columns[first_iqm:])
+    missing = sorted(set(IQM_COLUMNS) - set(iqms))
+    if missing:
+        raise ValueError(f"{key}.tsv lacks the IQM columns {missing}")
+    out = pd.DataFrame({
+        "scan_id": [f"{key}_{s}" for s in raw["subject_id"].astype(str)],
+        "subject_id": raw["subject_id"].astype(str),
+        "site": raw["site"].astype(str),
+        "label": np.asarray(LABELS, dtype=object)[y.to_numpy()],
+        "y": y.to_numpy(),
+        "n_ratings": r.notna().sum(axis=1).to_numpy(),
+        "n_exclude": (r == -1).sum(axis=1).to_numpy(),
+        "n_doubtful": (r == 0).sum(axis=1).to_numpy(),
+    })
+    for c in raters:
+        out[c] = raw[c].astype("Int64")
+    if "has_ghost" in raw.columns:
+        out["has_ghost"] = raw["has_ghost"].astype(bool)
+    out = pd.concat([out, raw[iqms]], axis=1)
+    out.attrs.update({"dataset": key, "doubtful": doubtful,
+                      "rule": "artifact = strict majority of exclude votes among the available raters; "
+                              f"doubtful counts as {doubtful}; ties are clean"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Raters
+# ---------------------------------------------------------------------------------------------
+def _kappa(a: np.ndarray, b: np.ndarray) -> float:
+    from sklearn.metrics import cohen_kappa_score
+
+    if a.size < 2 or (np.unique(a).size == 1 and np.unique(b).size == 1):
+        return float("nan")  # undefined: no variation to agree on
+    return float(cohen_kappa_score(a, b))
+
+
+def rater_agreement(df: pd.DataFrame, raters=None) -> pd.DataFrame:
+    """Pairwise agreement between raters, on the scans both rated.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A table with rating columns (:func:`load_ratings`).
+    raters : list of str, optional
+        Default: every ``rater_*`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair of raters: ``rater_a``, ``rater_b``, ``n_both`` (scans rated by
+        both), ``kappa`` (Cohen's kappa on the three levels exclude/doubtful/accept),
+        ``kappa_exclude`` (Cohen's kappa on *exclude vs not*, the decision that makes a label),
+        ``disagreement`` (share of those scans with different ratings) and
+        ``disagreement_exclude`` (share where exactly one of them excluded). A last row
+        ``all`` / ``all`` covers every scan with at least two ratings: its ``disagreement`` is
+        the share whose ratings are not all equal (kappas NaN there). Kappa is NaN when it is
+        undefined (fewer than 2 shared scans, or both raters constant).
+
+    Raises
+    ------
+    ValueError
+        With fewer than two raters (DS030 has one).
+    """
+    raters = list(raters) if raters is not None else rater_columns(df)
+    if len(raters) < 2:
+        raise ValueError(f"rater agreement needs at least two rater columns, got {raters}")
+    r = df[raters].apply(pd.to_numeric, errors="coerce").astype(float)
+    rows = []
+    for i, a in enumerate(raters):
+        for b in raters[i + 1:]:
+            both = r[[a, b]].dropna()
+            x, z = both[a].to_numpy(), both[b].to_numpy()
+            rows.append({"rater_a": a, "rater_b": b, "n_both": int(len(both)),
+                         "kappa": _kappa(x, z), "kappa_exclude": _kappa(x == -1, z == -1),
+                         "disagreement": float(np.mean(x != z)) if len(both) else float("nan"),
+                         "disagreement_exclude": float(np.mean((x == -1) != (z == -1))) if len(both) else float("nan")})
+    multi = r[r.notna().sum(axis=1) >= 2]
+    spread = multi.max(axis=1) != multi.min(axis=1)
+    excl = multi == -1
+    split_excl = excl.any(axis=1) & ~(excl | multi.isna()).all(axis=1)
+    rows.append({"rater_a": "all", "rater_b": "all", "n_both": int(len(multi)), "kappa": float("nan"),
+                 "kappa_exclude": float("nan"),
+                 "disagreement": float(spread.mean()) if len(multi) else float("nan"),
+                 "disagreement_exclude": float(split_excl.mean()) if len(multi) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits by site
+# ---------------------------------------------------------------------------------------------
+def site_split(df: pd.DataFrame, test_sites=None, *, test_fraction: float = 0.25,
+               seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave-sites-out split: every scan of a site goes to the same side.
+
+    The real-database counterpart of the book's subject-grouped splits: a classifier of IQMs
+    can learn what a *site's* scans look like, so it must be tested on sites it never saw.
+
+    Parameters
+    ----------
+    df : DataFrame
+        With a ``site`` column.
+    test_sites : sequence of str, optional
+        The held-out sites. Default: sites are taken in a seeded random order until at least
+        ``test_fraction`` of the scans are held out.
+    test_fraction : float in (0, 1)
+        Used only without ``test_sites``.
+    seed : int
+
+    Returns
+    -------
+    train, test : DataFrame
+        Copies; ``train.attrs["test_sites"]`` and ``test.attrs["test_sites"]`` list the held-out
+        sites.
+
+    Raises
+    ------
+    ValueError
+        Unknown test sites, no site left for training, or a bad ``test_fraction``.
+    """
+    sites = sorted(df["site"].astype(str).unique())
+    if test_sites is None:
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        sizes = df["site"].astype(str).value_counts()
+        chosen, n = [], 0
+        for s in np.random.default_rng(seed).permutation(sites):
+            if n >= test_fraction * len(df):
+                break
+            chosen.append(str(s))
+            n += int(sizes[s])
+    else:
+        chosen = [str(test_sites)] if isinstance(test_sites, str) else [str(s) for s in test_sites]
+        unknown = sorted(set(chosen) - set(sites))
+        if unknown:
+            raise ValueError(f"unknown test sites {unknown}; sites: {sites}")
+    if set(chosen) >= set(sites):
+        raise ValueError("every site is in the test split: nothing left to train on")
+    held = df["site"].astype(str).isin(chosen)
+    train, test = df[~held].copy(), df[held].copy()
+    for part in (train, test):
+        part.attrs = dict(df.attrs, test_sites=sorted(chosen))
+    return train, test
+
+
+# ---------------------------------------------------------------------------------------------
+# IQM classifiers with an ensemble uncertainty
+# ---------------------------------------------------------------------------------------------
+def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "logistic",
+                       n_members: int = 50, C: float = 0.1, features=IQM_COLUMNS):
+    """Fit an ensemble classifier of IQMs (1 = artifact), balanced for the classes.
+
+    Parameters
+    ----------
+    train_df : DataFrame
+        Training scans: the ``features`` columns and ``y`` (1 = artifact).
+    seed : int
+        Seeds the bootstrap samples (and the trees).
+    kind : {"logistic", "forest"}
+        ``"logistic"`` (default): z-scoring, then a :class:`~sklearn.ensemble.BaggingClassifier`
+        of ``n_members`` L2-regularised logistic regressions (inverse strength ``C``), each
+        fitted on a bootstrap sample with ``class_weight="balanced"``. ``"forest"``: a random
+        forest of ``n_members`` trees (``class_weight="balanced_subsample"``, at least 3 scans
+        per leaf, so each tree gives graded probabilities).
+    n_members : int
+        Ensemble members: the samples of :func:`ensemble_probabilities`.
+    C : float
+        Logistic regression only. 0.1 suits about 60 correlated IQMs and a few hundred scans.
+    features : sequence of str
+        Feature columns (default :data:`IQM_COLUMNS`).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Fitted; it remembers its feature names (``feature_names_in_``). ``predict_proba``
+        gives the ensemble mean; see :func:`ensemble_probabilities` for the members.
+    """
+    from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(train_df["y"]).astype(int)
+    if np.unique(y).size < 2:
+        raise ValueError("the training scans need both classes (clean and artifact)")
+    if kind == "logistic":
+        member = LogisticRegression(C=C, class_weight="balanced", max_iter=5000)
+        head = BaggingClassifier(member, n_estimators=n_members, random_state=seed)
+    elif kind == "forest":
+        head = RandomForestClassifier(n_estimators=n_members, class_weight="balanced_subsample",
+                                      min_samples_leaf=3, random_state=seed, n_jobs=1)
+    else:
+        raise ValueError(f"kind must be 'logistic' or 'forest', got {kind!r}")
+    model = make_pipeline(StandardScaler(), head)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only add overhead
+        return model.fit(train_df[list(features)], y)
+
+
+def ensemble_probabilities(model, df: pd.DataFrame) -> np.ndarray:
+    """Class probabilities of every ensemble member: the book's (T, N, C) sample array.
+
+    Parameters
+    ----------
+    model : Pipeline
+        From :func:`fit_iqm_classifier`.
+    df : DataFrame
+        Scans with the model's feature columns.
+
+    Returns
+    -------
+    ndarray, shape (members, N, 2)
+        Column 0 = clean, 1 = artifact; a member whose bootstrap sample lacked a class gives
+        that class probability 0. The mean over members equals ``model.predict_proba``.
+    """
+    X = model[:-1].transform(df[list(model.feature_names_in_)])
+    X = np.asarray(X, dtype=float)
+    head = model[-1]
+    subsets = getattr(head, "estimators_features_", None) or [slice(None)] * len(head.estimators_)
+    out = np.zeros((len(head.estimators_), len(X), 2))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for m, (est, cols) in enumerate(zip(head.estimators_, subsets)):
+            out[m][:, np.asarray(est.classes_).astype(int)] = est.predict_proba(X[:, cols])
+    return out
+
+
+def predict_with_uncertainty(model, df: pd.DataFrame) -> pd.DataFrame:
+    """Per-scan prediction and uncertainty, in the book's prediction-table format.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per scan of ``df`` (same index)
+        ``scan_id``, ``subject_id``, ``site`` (those present in ``df``), ``label`` as the
+        *integer* 1 = artifact (as in every prediction table of the book, e.g.
+        :func:`mriqc_nb.evaluate.predict_split`; only if ``df`` has ``y``), then the columns
+        of :func:`mriqc_nb.uncertainty.summarise` over the ensemble members (``p_artifact``,
+        ``entropy``, ``mutual_information``, ``variance``, ``std_p_artifact``...).
+        Ready for :func:`mriqc_nb.referral.select_operating_point`.
+    """
+    from mriqc_nb.uncertainty import summarise
+
+    summary = summarise(ensemble_probabilities(model, df), index=df.index)
+    ids = df[[c for c in ("scan_id", "subject_id", "site") if c in df.columns]].copy()
+    if "y" in df.columns:
+        ids["label"] = np.asarray(df["y"]).astype(np.int64)
+    return pd.concat([ids, summary], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# MR-ART (OpenNeuro ds004173), from a local copy
+# ---------------------------------------------------------------------------------------------
+#: The three acquisitions of each MR-ART subject (BIDS ``acq-`` entity).
+MRART_ACQUISITIONS = ("standard", "headmotion1", "headmotion2")
+#: The radiologists' scores of MR-ART.
+MRART_SCORES = {1: "good", 2: "medium", 3: "bad"}
+_MEDIUM = ("drop", "artifact", "clean")
+_MRART_FILE = re.compile(r"^(sub-[^_]+)_acq-(standard|headmotion1|headmotion2)_T1w\.nii(\.gz)?$")
+_MRART_HINT = ("expected a local copy of MR-ART (OpenNeuro ds004173): sub-*/anat/sub-*_acq-standard_T1w.nii.gz "
+               "(and acq-headmotion1, acq-headmotion2) with derivatives/scores.tsv (columns bids_name, score). "
+               "Get it with internet access, e.g. `datalad install https://github.com/OpenNeuroDatasets/ds004173.git` "
+               "then `datalad get`, or `openneuro-py download --dataset ds004173 --target-dir DIR`")
+
+
+def _bids_stem(name: str) -> str:
+    name = Path(str(name).strip()).name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def mrart_table(root, scores_tsv=None, *, medium: str = "drop") -> pd.DataFrame:
+    """The book's scan table for a local copy of MR-ART (OpenNeuro ds004173).
+
+    Score 1 (good) is *clean*, score 3 (bad) is a *prominent artifact*, and score 2 (medium)
+    follows ``medium``:
+
+    - ``"drop"`` (default): left out, as the paper trained and tested on prominent artifacts
+      only. (They cannot be kept aside in the book's ``subtle`` split: that split must hold
+      subjects of its own, and every MR-ART subject also has a scan in the labelled splits.)
+    - ``"artifact"``: kept as artifacts with ``severity = "subtle"``;
+    - ``"clean"``: kept as clean.
+
+    Parameters
+    ----------
+    root : path-like
+        The dataset's root directory (the one holding ``sub-*/`` and ``derivatives/``).
+    scores_tsv : path-like, optional
+        The scores table; default ``ROOT/derivatives/scores.tsv``. Columns ``bids_name`` (e.g.
+        ``sub-000103_acq-standard_T1w``, with or without ``.nii.gz``) and ``score``.
+    medium : {"drop", "artifact", "clean"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``scan_id`` (the BIDS name), ``subject_id``, ``site`` (``"MR-ART"``: one
+        scanner), ``modality`` (``"T1w"``), ``label``, ``severity``, ``path`` (absolute), plus
+        ``acq`` and ``score``. No ``split``: :func:`mriqc_nb.database.build_database` (with
+        ``table=``) splits it by subject, so a subject's still and moving scans stay together.
+        Scans without a score are left out with a warning, as are scores without a file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` does not look like MR-ART (no ``acq-standard`` T1w scans, or no scores
+        table); the message names ``root`` and says how to get the dataset.
+    ValueError
+        Bad ``medium``, a scores table without ``bids_name``/``score``, or scores outside 1-3.
+    """
+    if medium not in _MEDIUM:
+        raise ValueError(f"medium must be one of {_MEDIUM}, got {medium!r}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"MR-ART root {str(root)!r} is not a directory; {_MRART_HINT}")
+    files = {}
+    for path in sorted(root.glob("sub-*/anat/sub-*_T1w.nii*")):
+        m = _MRART_FILE.match(path.name)
+        if m and path.parent.parent.name == m.group(1):
+            files[_bids_stem(path.name)] = (m.group(1), m.group(2), path.resolve())
+    if not any(acq == "standard" for _, acq, _ in files.values()):
+        raise FileNotFoundError(f"{str(root)!r} does not look like MR-ART: no sub-*/anat/sub-*_acq-standard_T1w.nii[.gz] "
+                                f"found; {_MRART_HINT}")
+    scores_path = Path(scores_tsv).expanduser() if scores_tsv is not None else root / "derivatives" / "scores.tsv"
+    if not scores_path.is_file():
+        raise FileNotFoundError(f"{str(root)!r} does not look like MR-ART: no scores table at {str(scores_path)!r}; "
+                                f"{_MRART_HINT}")
+    scores = pd.read_csv(scores_path, sep=None, engine="python", dtype={"bids_name": str})
+    if not {"bids_name", "score"} <= set(scores.columns):
+        raise ValueError(f"{scores_path}: expected columns bids_name and score, got {list(scores.columns)}")
+    scores["stem"] = scores["bids_name"].map(_bids_stem)
+    scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
+    bad = scores[~scores["score"].isin(list(MRART_SCORES))]
+    if len(bad):
+        raise ValueError(f"{scores_path}: scores must be 1, 2 or 3; offending rows: "
+                         f"{bad[['bids_name', 'score']].head(10).to_dict('records')}")
+    scored = dict(zip(scores["stem"], scores["score"].astype(int)))
+    unscored = sorted(set(files) - set(scored))
+    orphans = sorted(set(scored) - set(files))
+    if unscored:
+        warnings.warn(f"MR-ART: {len(unscored)} scan(s) without a score left out, e.g. {unscored[:3]}", stacklevel=2)
+    if orphans:
+        warnings.warn(f"MR-ART: {len(orphans)} score(s) without a scan file ignored, e.g. {orphans[:3]}", stacklevel=2)
+    rows = []
+    for stem, (subject, acq, path) in files.items():
+        if stem not in scored:
+            continue
+        score = scored[stem]
+        if score == 1 or (score == 2 and medium == "clean"):
+            label, severity = "clean", "none"
+        elif score == 3:
+            label, severity = "artifact", "prominent"
+        elif medium == "artifact":
+            label, severity = "artifact", "subtle"
+        else:  # score 2, dropped
+            continue
+        rows.append({"scan_id": stem, "subject_id": subject, "site": "MR-ART", "modality": "T1w",
+                     "label": label, "severity": severity, "path": str(path), "acq": acq, "score": score})
+    cols = ["scan_id", "subject_id", "site", "modality", "label", "severity", "path", "acq", "score"]
+    table = pd.DataFrame(rows, columns=cols)
+    table.attrs.update({"dataset": "MR-ART (OpenNeuro ds004173)", "root": str(root.resolve()), "medium": medium})
+    return table

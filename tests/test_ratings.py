@@ -1,0 +1,286 @@
+"""Real rater data: label rules, the bundled MRIQC tables, site splits, the IQM ensemble, MR-ART."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mriqc_nb import database, ratings, referral, uncertainty
+
+NAN = np.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels from ratings (hand-made rows)
+# ---------------------------------------------------------------------------------------------
+ROWS = pd.DataFrame(
+    [[-1, -1, NAN],   # both raters exclude -> artifact
+     [-1, 1, NAN],    # tie -> clean
+     [-1, 0, NAN],    # doubtful counts as clean by default -> tie -> clean
+     [-1, -1, 1],     # 2 of 3 exclude -> artifact
+     [0, 0, -1],      # one exclude against two doubtful
+     [NAN, NAN, -1],  # a single rater who excludes
+     [1, 1, 1],
+     [0, 0, 0]],
+    columns=["rater_1", "rater_2", "rater_3"],
+)
+
+
+@pytest.mark.parametrize("doubtful, expected", [
+    ("clean", [1, 0, 0, 1, 0, 1, 0, 0]),
+    ("artifact", [1, 0, 1, 1, 1, 1, 0, 1]),
+    ("abstain", [1, 0, 1, 1, 1, 1, 0, 0]),
+])
+def test_label_rule_on_hand_made_rows(doubtful, expected):
+    y = ratings.label_from_ratings(ROWS, doubtful=doubtful)
+    assert y.tolist() == expected
+    assert y.index.equals(ROWS.index)
+
+
+def test_label_rule_rejects_bad_input():
+    with pytest.raises(ValueError, match="-1 \\(exclude\\)"):
+        ratings.label_from_ratings(pd.DataFrame({"rater_1": [1, 2]}))
+    with pytest.raises(ValueError, match="without any rating"):
+        ratings.label_from_ratings(pd.DataFrame({"rater_1": [1, NAN], "rater_2": [1, NAN]}))
+    with pytest.raises(ValueError, match="doubtful"):
+        ratings.label_from_ratings(ROWS, doubtful="maybe")
+
+
+# ---------------------------------------------------------------------------------------------
+# The bundled tables
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def abide():
+    pytest.importorskip("mriqc_learn")
+    return ratings.load_ratings("abide")
+
+
+@pytest.fixture(scope="module")
+def ds030():
+    pytest.importorskip("mriqc_learn")
+    return ratings.load_ratings("ds030")
+
+
+@pytest.mark.parametrize("name, n, n_artifact, raters", [
+    ("abide", 1101, 149, ["rater_1", "rater_2", "rater_3"]),
+    ("ds030", 265, 75, ["rater_1"]),
+])
+def test_bundled_tables(name, n, n_artifact, raters, request):
+    df = request.getfixturevalue(name)
+    assert len(df) == n and df.scan_id.is_unique
+    assert ratings.rater_columns(df) == raters
+    assert set(df.label) == {"clean", "artifact"}
+    assert (df.label == "artifact").sum() == df.y.sum() == n_artifact
+    assert ((df.label == "artifact") == (df.y == 1)).all()
+    # the raw ratings are kept, on the documented scale, and the label follows the rule
+    values = set(pd.unique(df[raters].stack().dropna().astype(int)))
+    assert values == {-1, 0, 1}
+    assert df.y.tolist() == ratings.label_from_ratings(df[raters].astype(float)).tolist()
+    assert (df.n_ratings >= 1).all()
+    X = df[list(ratings.IQM_COLUMNS)].to_numpy(dtype=float)
+    assert X.shape == (n, 62) and np.isfinite(X).all()
+    assert not any(c.startswith(("size_", "spacing_")) for c in ratings.IQM_COLUMNS)
+
+
+def test_abide_rating_design(abide):
+    # rater_3 rated every scan, raters 1 and 2 about half each, so 2 or 3 ratings per scan
+    assert abide.rater_3.notna().all()
+    assert set(abide.n_ratings) == {2, 3}
+    assert abide.site.nunique() == 17
+
+
+def test_load_ratings_errors(monkeypatch):
+    with pytest.raises(ValueError, match="abide"):
+        ratings.load_ratings("hcp")
+    monkeypatch.setattr(ratings, "_find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"mriqc-nb\[ratings\]"):
+        ratings.load_ratings("abide")
+
+
+# ---------------------------------------------------------------------------------------------
+# Raters
+# ---------------------------------------------------------------------------------------------
+def test_rater_agreement_on_abide(abide):
+    agree = ratings.rater_agreement(abide)
+    pairs = agree[agree.rater_a != "all"]
+    assert pairs.n_both.tolist() == [99, 600, 600]
+    for col in ("kappa", "kappa_exclude"):
+        assert pairs[col].between(-1, 1).all()
+    for col in ("disagreement", "disagreement_exclude"):
+        assert agree[col].between(0, 1).all()
+    # real raters agree far from perfectly (the ceiling of any detector trained on them)
+    assert (pairs.kappa_exclude < 0.8).all()
+    assert agree.iloc[-1].n_both == len(abide)
+
+
+def test_rater_agreement_hand_made():
+    df = pd.DataFrame({"rater_1": [-1, 0, 1, 1, NAN], "rater_2": [-1, 0, 1, 1, 1], "rater_3": [1, 0, -1, -1, 1]})
+    agree = ratings.rater_agreement(df).set_index(["rater_a", "rater_b"])
+    assert agree.loc[("rater_1", "rater_2"), "kappa"] == pytest.approx(1.0)
+    assert agree.loc[("rater_1", "rater_2"), "n_both"] == 4
+    assert agree.loc[("rater_1", "rater_2"), "disagreement"] == 0
+    assert agree.loc[("rater_1", "rater_3"), "kappa"] < 0
+    assert agree.loc[("rater_1", "rater_3"), "disagreement_exclude"] == pytest.approx(0.75)
+    assert agree.loc[("all", "all"), "disagreement"] == pytest.approx(3 / 5)
+
+
+def test_rater_agreement_needs_two_raters(ds030):
+    with pytest.raises(ValueError, match="two rater"):
+        ratings.rater_agreement(ds030)
+
+
+# ---------------------------------------------------------------------------------------------
+# Site splits
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_site_split_holds_sites_out(abide, seed):
+    train, test = ratings.site_split(abide, seed=seed)
+    assert not set(train.site) & set(test.site)
+    assert len(train) + len(test) == len(abide)
+    assert set(train.scan_id).isdisjoint(test.scan_id)
+    assert len(test) >= 0.25 * len(abide)
+    assert sorted(set(test.site)) == test.attrs["test_sites"]
+    again, _ = ratings.site_split(abide, seed=seed)
+    assert again.scan_id.tolist() == train.scan_id.tolist()
+
+
+def test_site_split_explicit_and_errors(abide):
+    train, test = ratings.site_split(abide, test_sites=["NYU", "UM"])
+    assert set(test.site) == {"NYU", "UM"} and len(test) == 184 + 145
+    with pytest.raises(ValueError, match="unknown test sites"):
+        ratings.site_split(abide, test_sites=["MARS"])
+    with pytest.raises(ValueError, match="nothing left"):
+        ratings.site_split(abide, test_sites=sorted(abide.site.unique()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The IQM ensemble and its uncertainty
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_classifier_beats_chance_on_unseen_sites(abide, seed):
+    # measured: AUC 0.80-0.95 over seeds 0-4 on held-out ABIDE sites
+    train, test = ratings.site_split(abide, seed=seed)
+    model = ratings.fit_iqm_classifier(train, seed=seed)
+    pred = ratings.predict_with_uncertainty(model, test)
+    assert roc_auc_score(test.y, pred.p_artifact) > 0.75
+
+
+def test_uncertainty_table_is_the_books(abide):
+    train, test = ratings.site_split(abide, seed=0)
+    model = ratings.fit_iqm_classifier(train, seed=0, n_members=20)
+    samples = ratings.ensemble_probabilities(model, test)
+    assert samples.shape == (20, len(test), 2)
+    np.testing.assert_allclose(samples.sum(-1), 1.0)
+    np.testing.assert_allclose(samples.mean(0), model.predict_proba(test[list(ratings.IQM_COLUMNS)]), atol=1e-12)
+    pred = ratings.predict_with_uncertainty(model, test)
+    book = uncertainty.summarise(samples, index=test.index)
+    assert list(pred.columns[-len(book.columns):]) == list(book.columns)
+    pd.testing.assert_frame_equal(pred[book.columns], book)
+    assert pred.label.tolist() == test.y.tolist() and pred.index.equals(test.index)
+    assert (pred.mutual_information > 0).any() and (pred.n_samples == 20).all()
+    # the table plugs into the book's referral unchanged
+    policy = referral.select_operating_point(pred, measure="mutual_information")
+    assert 0 < policy.threshold < 1
+    # seeded: the same seed gives the same ensemble
+    again = ratings.predict_with_uncertainty(ratings.fit_iqm_classifier(train, seed=0, n_members=20), test)
+    pd.testing.assert_frame_equal(pred, again)
+
+
+def test_forest_variant_and_errors(abide):
+    train, test = ratings.site_split(abide, seed=0)
+    model = ratings.fit_iqm_classifier(train, seed=0, kind="forest", n_members=30)
+    samples = ratings.ensemble_probabilities(model, test)
+    assert samples.shape == (30, len(test), 2)
+    assert roc_auc_score(test.y, samples.mean(0)[:, 1]) > 0.75
+    with pytest.raises(ValueError, match="kind"):
+        ratings.fit_iqm_classifier(train, kind="svm")
+    with pytest.raises(ValueError, match="both classes"):
+        ratings.fit_iqm_classifier(train[train.y == 0])
+
+
+# ---------------------------------------------------------------------------------------------
+# MR-ART on a fake BIDS tree
+# ---------------------------------------------------------------------------------------------
+SCORES = {  # subject -> scores of (standard, headmotion1, headmotion2)
+    "sub-000101": (1, 2, 3),
+    "sub-000102": (1, 1, 2),
+    "sub-000103": (1, 3, 3),
+}
+
+
+def _fake_mrart(root, scores=SCORES, ext=".nii.gz"):
+    import nibabel as nib
+
+    rows = []
+    for sub, subj_scores in scores.items():
+        anat = root / sub / "anat"
+        anat.mkdir(parents=True)
+        for acq, score in zip(ratings.MRART_ACQUISITIONS, subj_scores):
+            name = f"{sub}_acq-{acq}_T1w"
+            img = nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 3)).astype(np.float32), np.eye(4))
+            nib.save(img, anat / f"{name}{ext}")
+            rows.append({"bids_name": name, "score": score})
+    (root / "derivatives").mkdir()
+    pd.DataFrame(rows).to_csv(root / "derivatives" / "scores.tsv", sep="\t", index=False)
+    (root / "dataset_description.json").write_text('{"Name": "fake MR-ART", "BIDSVersion": "1.6.0"}')
+    return root
+
+
+def test_mrart_table_labels(tmp_path):
+    root = _fake_mrart(tmp_path / "ds004173")
+    table = ratings.mrart_table(root)
+    by_id = table.set_index("scan_id")
+    assert len(table) == 7  # 9 scans, the 2 scored "medium" dropped
+    assert by_id.loc["sub-000101_acq-standard_T1w", "label"] == "clean"
+    assert by_id.loc["sub-000101_acq-headmotion2_T1w", "label"] == "artifact"
+    assert by_id.loc["sub-000101_acq-headmotion2_T1w", "severity"] == "prominent"
+    assert "sub-000101_acq-headmotion1_T1w" not in by_id.index
+    assert (table.label == "artifact").sum() == 3 and (table.label == "clean").sum() == 4
+    assert set(table.subject_id) == set(SCORES) and (table.site == "MR-ART").all()
+    assert table.path.map(lambda p: p.endswith(".nii.gz")).all()
+    # the book's scan table: validates with its files, and splits keep subjects whole
+    checked = database.validate_table(table)
+    assert checked.label.tolist() == table.label.tolist()
+    prepared = database.prepare_table(table, "smoke")
+    assert (prepared.groupby("subject_id").split.nunique() == 1).all()
+
+
+@pytest.mark.parametrize("medium, n, n_artifact, n_subtle", [("artifact", 9, 5, 2), ("clean", 9, 3, 0)])
+def test_mrart_medium_scores(tmp_path, medium, n, n_artifact, n_subtle):
+    table = ratings.mrart_table(_fake_mrart(tmp_path / "mrart"), medium=medium)
+    assert len(table) == n and (table.label == "artifact").sum() == n_artifact
+    assert (table.severity == "subtle").sum() == n_subtle
+    database.validate_table(table)
+
+
+def test_mrart_scores_with_extension_and_unscored_scans(tmp_path):
+    root = _fake_mrart(tmp_path / "mrart", ext=".nii")
+    scores = pd.read_csv(root / "derivatives" / "scores.tsv", sep="\t")
+    scores["bids_name"] = scores.bids_name + ".nii.gz"
+    scores.iloc[1:].to_csv(tmp_path / "my_scores.tsv", sep="\t", index=False)  # first scan unscored
+    with pytest.warns(UserWarning, match="without a score"):
+        table = ratings.mrart_table(root, scores_tsv=tmp_path / "my_scores.tsv", medium="clean")
+    assert len(table) == 8 and "sub-000101_acq-standard_T1w" not in set(table.scan_id)
+
+
+def test_mrart_errors_name_the_root(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        ratings.mrart_table(missing)
+    other = tmp_path / "some_bids"
+    (other / "sub-01" / "anat").mkdir(parents=True)
+    (other / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="some_bids.*does not look like MR-ART"):
+        ratings.mrart_table(other)
+    root = _fake_mrart(tmp_path / "no_scores")
+    (root / "derivatives" / "scores.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match="no_scores.*scores"):
+        ratings.mrart_table(root)
+    with pytest.raises(ValueError, match="medium"):
+        ratings.mrart_table(root, medium="subtle")
+    pd.DataFrame({"bids_name": ["sub-000101_acq-standard_T1w"], "score": [5]}).to_csv(
+        root / "derivatives" / "scores.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match="1, 2 or 3"):
+        ratings.mrart_table(root)
