@@ -161,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mriqc_nb.profiles import PROFILES
     from mriqc_nb.train import MODELS, STAGES
 
-    parser = argparse.ArgumentParser(prog="mriqc-nb", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mriqc-nb",
+        description="Detect artifacts in brain MRI with deep learning and uncertainty: simulate "
+        "artifacts, build the benchmark, train, and screen your own scans.")
     parser.add_argument("--version", action="version", version=f"mriqc-nb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
