@@ -8,7 +8,7 @@ magnitude of compute:
     Continuous integration: the whole book in minutes on 2 CPU cores, on a tiny grid. Its
     numbers test that the code runs; they are not results.
 ``laptop``
-    The default for building the book: about an hour on 2 CPU cores, with enough artifact
+    The default for building the book: about 1.5 hours on 2 CPU cores, with enough artifact
     scans for a meaningful F1.
 ``colab``
     One T4-class GPU: a chapter in under about 15 minutes, thousands of scans at 98% clean.
@@ -147,7 +147,7 @@ PROFILES: dict[str, Profile] = {
             batch_size=8,
             mc_samples_valid=50,
             mc_samples_test=100,
-            description="the default: the whole book in about an hour on 2 CPU cores",
+            description="the default: the whole book in about 1.5 hours on 2 CPU cores",
         ),
         Profile(
             name="colab",
