@@ -23,12 +23,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[cpu,book,test]"
 	touch $(STAMP)
 
-# jupyter-cache keys executed chapters on their source only, so outputs executed under one
-# profile would be reused under another: start the execution cache afresh when PROFILE
-# changes (`make clean` forces a full re-execution, e.g. after changing the package).
+# Sphinx and jupyter-cache decide what to re-execute from each chapter's source only, so
+# pages executed under one profile would be kept under another: start the build afresh when
+# PROFILE changes (`make clean` forces a full re-execution, e.g. after changing the package).
 book: $(STAMP)
-	@if [ "$$(cat _build/.profile 2>/dev/null)" != "$(PROFILE)" ]; then \
-	  rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
+	@if [ "$$(cat _build/.profile 2>/dev/null)" != "$(PROFILE)" ]; then rm -rf _build; fi
 	mkdir -p _build && echo "$(PROFILE)" > _build/.profile
 	MRIQC_NB_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . $(JB_OPTS)
 	@echo "Open _build/html/index.html"
