@@ -164,7 +164,7 @@ PROFILES: dict[str, Profile] = {
             batch_size=8,
             mc_samples_valid=50,
             mc_samples_test=100,
-            description="one T4-class GPU: a chapter in under about 15 minutes",
+            description="one T4-class GPU; target: a chapter in under about 15 minutes (not yet timed on a GPU)",
         ),
         Profile(
             name="paper",
