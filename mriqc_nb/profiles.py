@@ -11,7 +11,8 @@ magnitude of compute:
     The default for building the book: about 1.5 hours on 2 CPU cores, with enough artifact
     scans for a meaningful F1.
 ``colab``
-    One T4-class GPU: a chapter in under about 15 minutes, thousands of scans at 98% clean.
+    One T4-class GPU; the target is a chapter in under about 15 minutes (not yet timed on a
+    GPU), thousands of scans at 98% clean.
 ``paper``
     The scale of Pizarro et al. (2023): a 256 x 256 x 64 grid and 34,800 scans.
 
