@@ -20,7 +20,8 @@ from mriqc_nb import evaluate, referral, train
 from mriqc_nb.metrics import bootstrap_ci
 from mriqc_nb.profiles import get_profile
 
-__all__ = ["PAPER", "predictions", "no_referral_policy", "method_metrics", "comparison_table"]
+__all__ = ["PAPER", "predictions", "stage_metrics", "no_referral_policy", "method_metrics",
+           "comparison_table"]
 
 #: Pizarro et al. (2023), test split of their private database (METHOD.md).
 PAPER = {
@@ -47,6 +48,23 @@ def predictions(stage: str, profile, split: str, kind: str = "mc", *, T: int | N
     run = train.train_stage(stage, p, progress=progress)
     return evaluate.predict_split(run.model(), table, split, kind=kind, T=T, seed=seed,
                                   cache_dir=run.dir / "predictions")
+
+
+def stage_metrics(stages, profile, split: str = "valid", threshold: float = 0.5,
+                  keys=("accuracy", "sensitivity", "specificity", "precision", "f1", "auc",
+                        "tp", "fp", "fn")) -> pd.DataFrame:
+    """One row per stage: metrics at a fixed threshold, dropout off (chapters 4 and 5).
+
+    Uses the deterministic predictions of each stage's trained model (cached in its run).
+    """
+    from mriqc_nb.metrics import binary_metrics
+
+    rows = {}
+    for stage in stages:
+        summary, _ = predictions(stage, profile, split, "deterministic")
+        m = binary_metrics(summary.label, summary.p_artifact, threshold)
+        rows[stage] = {k: m[k] for k in keys}
+    return pd.DataFrame(rows).T
 
 
 def no_referral_policy(valid: pd.DataFrame, measure: str = "mutual_information") -> referral.ReferralPolicy:
