@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mriqc_nb import database as db
+from mriqc_nb.data import database as db
 from mriqc_nb.profiles import get_profile
 
 
@@ -68,7 +68,7 @@ def speed(n_scans: int, workers: int) -> list[dict]:
         rows.append(dict(step="read from cache (load_volume)", scans=len(table), seconds=dt, scans_per_s=len(table) / dt))
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from mriqc_nb.pipeline import make_dataset
+        from mriqc_nb.data.pipeline import make_dataset
 
         ds = make_dataset(table, batch_size=p.batch_size, training=True, seed=0)
         for _ in ds.take(1):

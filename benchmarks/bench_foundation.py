@@ -32,7 +32,8 @@ def main(argv=None) -> int:
 
     from nilearn.datasets import load_mni152_template
 
-    from mriqc_nb import artifacts, io, synth
+    from mriqc_nb import artifacts, synth
+    from mriqc_nb import scans as io
     from mriqc_nb.profiles import get_profile
 
     p = get_profile(args.profile)

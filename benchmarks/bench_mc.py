@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     import tensorflow as tf  # noqa: F401  (C++ start-up lines go to stderr)
 
-    from mriqc_nb.model import build_nn008, predict_mc_fast, predict_mc_naive
+    from mriqc_nb.model.networks import build_nn008, predict_mc_fast, predict_mc_naive
     from mriqc_nb.profiles import get_profile
 
     profile = get_profile(args.profile)

@@ -1,10 +1,10 @@
 """Training throughput: the tf.data pipeline from the on-disk cache vs the same data in memory.
 
-Trains NN008 (compiled as :mod:`mriqc_nb.train` compiles it: Nadam, cyclical LR, weighted
+Trains NN008 (compiled as :mod:`mriqc_nb.model.training` compiles it: Nadam, cyclical LR, weighted
 cross-entropy) on a subset database of ``--n-scans`` scans of the profile's grid, one pass at
 a time, alternately
 
-(a) through :func:`mriqc_nb.pipeline.make_dataset` (file names shuffled, ``.npy`` volumes
+(a) through :func:`mriqc_nb.data.pipeline.make_dataset` (file names shuffled, ``.npy`` volumes
     read from the cache, random flips, prefetch), as training does, and
 (b) on the same volumes already in memory (``from_tensor_slices`` of numpy arrays, cached,
     no flips),
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                         help="mixed_float16 (GPU) / mixed_bfloat16 (CPU) policy")
     args = parser.parse_args(argv)
 
-    from mriqc_nb.database import build_database, load_arrays
+    from mriqc_nb.data.database import build_database, load_arrays
     from mriqc_nb.paths import database_dir
     from mriqc_nb.profiles import get_profile
 
@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from mriqc_nb.model import build_nn008
-    from mriqc_nb.pipeline import make_dataset
-    from mriqc_nb.train import _compile, stage_config
+    from mriqc_nb.model.networks import build_nn008
+    from mriqc_nb.data.pipeline import make_dataset
+    from mriqc_nb.model.training import _compile, stage_config
 
     if args.mixed_precision:  # TF's CPU kernels have no float16 MaxPool3D: bfloat16 there
         gpu = bool(tf.config.list_physical_devices("GPU"))

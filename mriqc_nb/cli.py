@@ -56,14 +56,15 @@ def simulate_file(src, out, kind: str, severity: str = "prominent", seed: int = 
 
     Raises
     ------
-    mriqc_nb.io.ScanError
+    mriqc_nb.scans.ScanError
         If ``src`` cannot be read or is not a usable 3-D volume (the message names the file).
     ValueError
         For an unknown kind or severity, or an output name that is not .nii/.nii.gz.
     """
     import nibabel as nib
 
-    from mriqc_nb import artifacts, io
+    from mriqc_nb import artifacts
+    from mriqc_nb import scans as io
 
     out = Path(out)
     if not (out.name.endswith(".nii") or out.name.endswith(".nii.gz")):
@@ -84,7 +85,7 @@ def simulate_file(src, out, kind: str, severity: str = "prominent", seed: int = 
 
 
 def _cmd_simulate(args) -> int:
-    from mriqc_nb.io import ScanError
+    from mriqc_nb.scans import ScanError
 
     try:
         params = simulate_file(args.input, args.output, args.artifact, args.severity, args.seed)
@@ -96,7 +97,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_database(args) -> int:
-    from mriqc_nb.database import build_database
+    from mriqc_nb.data.database import build_database
 
     table = build_database(args.profile, args.out, workers=args.workers, progress=not args.quiet)
     print(f"wrote {len(table)} scans to {args.out}")
@@ -104,7 +105,7 @@ def _cmd_database(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from mriqc_nb.train import train_stage
+    from mriqc_nb.model.training import train_stage
 
     try:
         run = train_stage(args.stage, args.profile, force=args.force, progress=not args.quiet,
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mriqc_nb import __version__
     from mriqc_nb.artifacts import ARTIFACTS, SEVERITIES
     from mriqc_nb.profiles import PROFILES
-    from mriqc_nb.train import MODELS, STAGES
+    from mriqc_nb.model.training import MODELS, STAGES
 
     parser = argparse.ArgumentParser(
         prog="mriqc-nb",

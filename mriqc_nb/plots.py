@@ -1,7 +1,7 @@
 """Figures used across the book: orthogonal views, difference maps and k-space.
 
 Volumes are RAS+ arrays (axis 0 left->right, axis 1 posterior->anterior, axis 2
-inferior->superior), as :func:`mriqc_nb.io.conform` and :mod:`mriqc_nb.synth` produce them.
+inferior->superior), as :func:`mriqc_nb.scans.conform` and :mod:`mriqc_nb.synth` produce them.
 Slices are drawn in neurological convention (the subject's left on the image's left) with the
 physical aspect ratio given by ``spacing_mm``, so thick slices look thick.
 """

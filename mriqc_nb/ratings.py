@@ -24,7 +24,7 @@ scans, in two forms:
 2. **Images with rater scores**: MR-ART (OpenNeuro ds004173, 148 adults, one T1w scan at rest
    and two with deliberate head motion each, scored 1/2/3 = good/medium/bad by
    neuroradiologists). Nothing is downloaded here; :func:`mrart_table` turns a local copy into
-   the book's scan table, ready for :func:`mriqc_nb.database.build_database`.
+   the book's scan table, ready for :func:`mriqc_nb.data.database.build_database`.
 
 Labels
 ------
@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from mriqc_nb.database import LABELS
+from mriqc_nb.data.database import LABELS
 
 __all__ = [
     "DATASETS",
@@ -434,7 +434,7 @@ def predict_with_uncertainty(model, df: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame, one row per scan of ``df`` (same index)
         ``scan_id``, ``subject_id``, ``site`` (those present in ``df``), ``label`` as the
         *integer* 1 = artifact (as in every prediction table of the book, e.g.
-        :func:`mriqc_nb.evaluate.predict_split`; only if ``df`` has ``y``), then the columns
+        :func:`mriqc_nb.predict.predict_split`; only if ``df`` has ``y``), then the columns
         of :func:`mriqc_nb.uncertainty.summarise` over the ensemble members (``p_artifact``,
         ``entropy``, ``mutual_information``, ``variance``, ``std_p_artifact``...).
         Ready for :func:`mriqc_nb.referral.select_operating_point`.
@@ -497,7 +497,7 @@ def mrart_table(root, scores_tsv=None, *, medium: str = "drop") -> pd.DataFrame:
     pandas.DataFrame
         Columns ``scan_id`` (the BIDS name), ``subject_id``, ``site`` (``"MR-ART"``: one
         scanner), ``modality`` (``"T1w"``), ``label``, ``severity``, ``path`` (absolute), plus
-        ``acq`` and ``score``. No ``split``: :func:`mriqc_nb.database.build_database` (with
+        ``acq`` and ``score``. No ``split``: :func:`mriqc_nb.data.database.build_database` (with
         ``table=``) splits it by subject, so a subject's still and moving scans stay together.
         Scans without a score are left out with a warning, as are scores without a file.
 

@@ -9,7 +9,7 @@ A trained model travels as a folder holding two files, and screening needs nothi
 ``bundle.json``
     ``format_version``; ``model_name`` (``"nn008"`` or ``"alexnet3d"``) and ``input_shape``,
     which rebuild the network; ``conform`` (``grid`` in voxels, ``spacing_mm`` in millimetres,
-    ``normalise``), the settings of :func:`mriqc_nb.io.conform` used in training;
+    ``normalise``), the settings of :func:`mriqc_nb.scans.conform` used in training;
     ``class_names`` (``["clean", "artifact"]``); ``mc_samples``, the number T of Monte Carlo
     dropout passes per scan; ``policy``, the referral policy chosen on the *validation* split
     (:class:`mriqc_nb.referral.ReferralPolicy`: the uncertainty measure, its validation
@@ -69,7 +69,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mriqc_nb import io, referral, uncertainty
+from mriqc_nb import referral, uncertainty
+from mriqc_nb import scans as io
 
 __all__ = [
     "FORMAT_VERSION",
@@ -148,7 +149,7 @@ def export_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.Referral
     out_dir : path-like
         Folder (created; existing bundle files are replaced).
     model : keras.Model
-        A network of :mod:`mriqc_nb.model`, built by ``build_<model_name>``.
+        A network of :mod:`mriqc_nb.model.networks`, built by ``build_<model_name>``.
     grid : sequence of 3 int
         Conform grid in voxels; must equal the model's input shape.
     spacing_mm : sequence of 3 float
@@ -169,7 +170,7 @@ def export_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.Referral
         ``out_dir``.
     """
     from mriqc_nb import __version__
-    from mriqc_nb import model as networks
+    from mriqc_nb.model import networks
 
     if not hasattr(networks, f"build_{model_name}"):
         raise ValueError(f"unknown model_name {model_name!r}")
@@ -203,7 +204,7 @@ def bundle_from_run(stage: str, profile, out_dir, measure: str = "mutual_informa
                     progress: bool = False) -> Path:
     """Bundle a trained stage: its last weights and a referral policy chosen on validation.
 
-    Trains the stage first if needed (:func:`mriqc_nb.train.train_stage`). The policy is
+    Trains the stage first if needed (:func:`mriqc_nb.model.training.train_stage`). The policy is
     :func:`mriqc_nb.referral.select_operating_point` on the stage's MC-dropout predictions
     of the *validation* split (T = the profile's ``mc_samples_valid``); the bundle screens
     with T = ``mc_samples_test``, as the book's test evaluation does.
@@ -213,7 +214,8 @@ def bundle_from_run(stage: str, profile, out_dir, measure: str = "mutual_informa
     pathlib.Path
         ``out_dir``.
     """
-    from mriqc_nb import results, train
+    from mriqc_nb import comparison as results
+    from mriqc_nb.model import training as train
     from mriqc_nb.profiles import get_profile
 
     p = get_profile(profile)
@@ -238,7 +240,7 @@ def load_bundle(path) -> Bundle:
         The folder, ``bundle.json`` or ``weights.npz`` is missing or unreadable, the format
         version is unknown, or the weights do not fit the network. The message names the path.
     """
-    from mriqc_nb import model as networks
+    from mriqc_nb.model import networks
 
     path = Path(path)
     folder = path.parent if path.name == BUNDLE_FILE else path
@@ -296,7 +298,7 @@ def collect_sources(sources) -> list[str]:
 def predict_samples(model, x: np.ndarray, T: int, seed: int = 0) -> np.ndarray:
     """MC-dropout samples for a batch: the trunk once, then T head passes per scan.
 
-    As :func:`mriqc_nb.model.predict_mc_fast`, except that each scan gets a fresh MC head
+    As :func:`mriqc_nb.model.networks.predict_mc_fast`, except that each scan gets a fresh MC head
     seeded with ``seed``, so every scan sees the same T dropout masks and its result does not
     depend on which batch it is in (resuming and batching do not change the numbers).
 
@@ -304,7 +306,7 @@ def predict_samples(model, x: np.ndarray, T: int, seed: int = 0) -> np.ndarray:
     -------
     ndarray, shape (T, N, 2)
     """
-    from mriqc_nb.model import _numpy, get_head, get_trunk, make_mc_head
+    from mriqc_nb.model.networks import _numpy, get_head, get_trunk, make_mc_head
 
     features = _numpy(get_trunk(model)(np.asarray(x, dtype="float32"), training=False))
     head = get_head(model)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from mriqc_nb import data
-from mriqc_nb.database import TableError, split_counts
+from mriqc_nb.data.database import TableError, split_counts
 from mriqc_nb.profiles import get_profile
-from mriqc_nb.ramp import (
+from mriqc_nb.data.ramp import (
     class_weights,
     epoch_table,
     priming_set,

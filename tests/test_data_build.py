@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mriqc_nb import data
-from mriqc_nb.database import BuildError, TableError
+from mriqc_nb.data.database import BuildError, TableError
 from mriqc_nb.profiles import get_profile
 
 # 16^3 voxels of 16 mm: the smoke profile's field of view at 1/8 of its voxels, so a scan
@@ -166,7 +166,7 @@ def test_your_own_files(tmp_path):
 
 def test_tf_dataset(built):
     pytest.importorskip("tensorflow")
-    from mriqc_nb.pipeline import make_dataset, ramp_dataset
+    from mriqc_nb.data.pipeline import make_dataset, ramp_dataset
 
     out, table = built
     valid = table[table.split == "valid"]

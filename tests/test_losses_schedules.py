@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from mriqc_nb import losses as L  # noqa: E402
-from mriqc_nb.schedules import TriangularCyclicalLR, lr_range_test, suggest_lr_range  # noqa: E402
+from mriqc_nb.model import losses as L  # noqa: E402
+from mriqc_nb.model.schedules import TriangularCyclicalLR, lr_range_test, suggest_lr_range  # noqa: E402
 
 
 @pytest.fixture(scope="module")

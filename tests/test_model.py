@@ -7,9 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from mriqc_nb import model as M  # noqa: E402
-from mriqc_nb.losses import make_loss  # noqa: E402
-from mriqc_nb.schedules import TriangularCyclicalLR  # noqa: E402
+from mriqc_nb.model import networks as M  # noqa: E402
+from mriqc_nb.model.losses import make_loss  # noqa: E402
+from mriqc_nb.model.schedules import TriangularCyclicalLR  # noqa: E402
 
 SMALL = (32, 32, 32, 1)
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mriqc_nb import database, ratings, referral, uncertainty
+from mriqc_nb import ratings, referral, uncertainty
+from mriqc_nb.data import database
 
 NAN = np.nan
 

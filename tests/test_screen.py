@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mriqc_nb import io, screen, uncertainty
+from mriqc_nb import screen, uncertainty
+from mriqc_nb import scans as io
 from mriqc_nb.cli import main
-from mriqc_nb.model import build_nn008
+from mriqc_nb.model.networks import build_nn008
 from mriqc_nb.referral import ReferralPolicy, UncertaintyScaler
 
 GRID, SPACING, T = (32, 32, 32), (8.0, 8.0, 6.0), 4
@@ -229,7 +230,9 @@ def test_cli_screen_bad_bundle_exits_2(tmp_path, capsys):
 def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from mriqc_nb import referral, results, train
+    from mriqc_nb import referral
+    from mriqc_nb import comparison as results
+    from mriqc_nb.model import training as train
 
     model = bundle_dir[1]
     rng = np.random.default_rng(0)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mriqc_nb import train
-from mriqc_nb.database import build_database, make_table
+from mriqc_nb.model import training as train
+from mriqc_nb.data.database import build_database, make_table
 from mriqc_nb.paths import database_dir, runs_dir
 from mriqc_nb.profiles import get_profile
-from mriqc_nb.ramp import ramp_sizes
-from mriqc_nb.train import Run, RunConfig, stage_config, train_stage, trained_model
+from mriqc_nb.data.ramp import ramp_sizes
+from mriqc_nb.model.training import Run, RunConfig, stage_config, train_stage, trained_model
 
 TINY = replace(get_profile("smoke"), name="tiny", n_scans=50, clean_share=0.8, n_subtle=0,
                epochs_prime=2, ramp_epochs=2, epochs_finetune=1, epochs_baseline=3,
@@ -168,7 +168,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[2])
 from test_train import TINY
-from mriqc_nb.train import get_strategy, train_stage
+from mriqc_nb.model.training import get_strategy, train_stage
 strategy = get_strategy("mirrored")
 run = train_stage("baseline", TINY, run_dir=sys.argv[1], strategy=strategy, epochs=2,
                   stop_after_epoch=1, progress=False)

@@ -50,7 +50,7 @@ whether they have any artifact scan.
 The cache
 ---------
 ``DIR/cache/<grid>_<spacing>/<scan_id>.<hash>.npy``: one float16 array per scan, conformed
-to the profile's grid and z-scored (:func:`mriqc_nb.io.conform`). The hash covers the row's
+to the profile's grid and z-scored (:func:`mriqc_nb.scans.conform`). The hash covers the row's
 recipe (or the file's path, size and modification time), the grid and spacing, and the source
 of the simulator modules, so a changed recipe or simulator never returns a stale array. Files
 are written atomically (temporary file, then :func:`os.replace`), so an interrupted build
@@ -82,7 +82,7 @@ import numpy as np
 import pandas as pd
 
 from mriqc_nb.profiles import Profile, get_profile
-from mriqc_nb.ramp import priming_set, ramp_order
+from mriqc_nb.data.ramp import priming_set, ramp_order
 
 __all__ = [
     "LABELS",
@@ -411,7 +411,7 @@ def assign_splits(
 
 
 def add_ramp_order(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Add the ``ramp_rank`` and ``prime`` columns (see :mod:`mriqc_nb.ramp`); returns a copy.
+    """Add the ``ramp_rank`` and ``prime`` columns (see :mod:`mriqc_nb.data.ramp`); returns a copy.
 
     ``ramp_rank`` numbers the clean training scans in the (seeded) order in which the ramp
     adds them; ``prime`` marks every training artifact plus the first ``n_artifact`` of them.
@@ -738,12 +738,12 @@ def materialise(row, grid, spacing_mm, root=None) -> np.ndarray:
     """Make the conformed volume of one table row (no cache): float32, shape ``grid``.
 
     Synthetic rows: :func:`mriqc_nb.synth.make_scan` on the recipe's grid, the artifact
-    applied to the array with the recipe's spacing, then :func:`mriqc_nb.io.conform` to
+    applied to the array with the recipe's spacing, then :func:`mriqc_nb.scans.conform` to
     ``grid`` (the same normalisation as real files). File rows: ``conform(path)``.
     """
     import nibabel as nib
 
-    from mriqc_nb import io
+    from mriqc_nb import scans as io
 
     recipe = str(row.get("recipe", "") or "")
     if recipe:

@@ -160,7 +160,7 @@ def lr_range_test(
     steps : int
         Number of optimizer steps.
     loss : keras loss, dict or None
-        A loss, or a config for :func:`mriqc_nb.losses.make_loss`; ``None`` means
+        A loss, or a config for :func:`mriqc_nb.model.losses.make_loss`; ``None`` means
         ``{"name": "ce"}``.
     optimizer : callable
         ``optimizer(learning_rate=schedule)`` returns the optimizer (the paper: Nadam).

@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mriqc_nb import data, evaluate
+from mriqc_nb import data
+from mriqc_nb import predict as evaluate
 from mriqc_nb.profiles import get_profile
 
 TINY = replace(get_profile("smoke"), name="tiny-eval", n_scans=40, n_subtle=2, clean_share=0.75, seed=5)
@@ -17,7 +18,7 @@ TINY = replace(get_profile("smoke"), name="tiny-eval", n_scans=40, n_subtle=2, c
 def setup(tmp_path_factory):
     import keras
 
-    from mriqc_nb.model import build_nn008
+    from mriqc_nb.model.networks import build_nn008
 
     out = tmp_path_factory.mktemp("db")
     table = data.build_database(TINY, out, workers=1, progress=False)

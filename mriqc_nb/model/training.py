@@ -15,9 +15,9 @@ Every model of the book is trained by one of five *stages* (:data:`STAGES`):
 ``ramp``
     Data-ramping: the primed weights (every layer, BatchNorm statistics included), a fresh
     optimizer; for epochs ``1 .. E_R`` the training set grows linearly from the priming set
-    to the full set (:func:`mriqc_nb.ramp.epoch_table`), with class weights recomputed every
+    to the full set (:func:`mriqc_nb.data.ramp.epoch_table`), with class weights recomputed every
     epoch; then ``finetune_epochs`` on the full set while the cyclical LR's peak shrinks
-    geometrically (:class:`mriqc_nb.schedules.TriangularCyclicalLR`).
+    geometrically (:class:`mriqc_nb.model.schedules.TriangularCyclicalLR`).
 ``primed_baseline``
     The primed weights, the full set from the first epoch (no ramp), as many epochs and the
     same fine-tuning as ``ramp``: the control that isolates the ramp's effect.
@@ -76,7 +76,7 @@ import pandas as pd
 
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
-from mriqc_nb.ramp import class_weights, epoch_table, priming_set
+from mriqc_nb.data.ramp import class_weights, epoch_table, priming_set
 
 __all__ = [
     "STAGES",
@@ -94,7 +94,7 @@ __all__ = [
 
 #: The training stages, in the order the book introduces them.
 STAGES = ("baseline", "focal", "prime", "ramp", "primed_baseline")
-#: Network builders by name (functions of :mod:`mriqc_nb.model`).
+#: Network builders by name (functions of :mod:`mriqc_nb.model.networks`).
 MODELS = ("nn008", "alexnet3d")
 #: ``class_weights`` value of a weighted cross-entropy whose weights ``n_max / n_c`` are
 #: recomputed from each epoch's training subset.
@@ -132,7 +132,7 @@ class RunConfig:
     input_shape : tuple of int
         ``(x, y, z, 1)`` in voxels (the profile's grid).
     loss : dict
-        Loss configuration for :func:`mriqc_nb.losses.make_loss`, except that
+        Loss configuration for :func:`mriqc_nb.model.losses.make_loss`, except that
         ``{"name": "weighted_ce", "class_weights": "per_epoch"}`` recomputes ``n_max / n_c``
         from each epoch's training subset.
     data : {"full", "prime", "ramp"}
@@ -144,7 +144,7 @@ class RunConfig:
     finetune_epochs : int
         Final epochs in which the cyclical LR's peak shrinks geometrically (``n_shrink``).
     ramp_mode : {"size", "share"}
-        Ramp schedule (see :mod:`mriqc_nb.ramp`).
+        Ramp schedule (see :mod:`mriqc_nb.data.ramp`).
     batch_size : int
         Batch size per replica.
     base_lr, max_lr : float
@@ -338,7 +338,7 @@ def epoch_plan(config: RunConfig, table: pd.DataFrame, replicas: int = 1) -> pd.
 
 
 def _schedule(config: RunConfig, steps):
-    from mriqc_nb.schedules import TriangularCyclicalLR
+    from mriqc_nb.model.schedules import TriangularCyclicalLR
 
     return TriangularCyclicalLR([int(s) for s in steps], base_lr=config.base_lr,
                                 max_lr=config.max_lr, epochs=config.epochs,
@@ -424,9 +424,9 @@ class Run:
         """
         import keras
 
-        import mriqc_nb.losses  # noqa: F401 - registers the custom objects
-        import mriqc_nb.model as networks
-        import mriqc_nb.schedules  # noqa: F401
+        import mriqc_nb.model.losses  # noqa: F401 - registers the custom objects
+        import mriqc_nb.model.networks as networks
+        import mriqc_nb.model.schedules  # noqa: F401
 
         if compile:
             if epoch not in (None, self.last_epoch):
@@ -489,13 +489,13 @@ def _is_chief(strategy) -> bool:
 
 def _database(profile: Profile, progress: bool) -> pd.DataFrame:
     """The profile's scan table, building its database on first use (idempotent)."""
-    from mriqc_nb.database import profile_database
+    from mriqc_nb.data.database import profile_database
 
     return profile_database(profile, progress=progress)
 
 
 def _make_loss(loss: dict):
-    from mriqc_nb.losses import make_loss
+    from mriqc_nb.model.losses import make_loss
 
     if _uses_epoch_weights(loss):  # weights set at the start of every epoch
         return make_loss({"name": "weighted_ce", "class_weights": [1.0, 1.0]})
@@ -642,8 +642,8 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
     import keras
     from tqdm.auto import tqdm
 
-    from mriqc_nb import model as networks
-    from mriqc_nb.pipeline import make_dataset
+    from mriqc_nb.model import networks
+    from mriqc_nb.data.pipeline import make_dataset
 
     strategy = get_strategy(strategy)
     chief = _is_chief(strategy)

@@ -1,6 +1,6 @@
 """tf.data input pipelines over the volume cache of a scan database.
 
-:func:`make_dataset` turns rows of a built scan table (:func:`mriqc_nb.database.build_database`)
+:func:`make_dataset` turns rows of a built scan table (:func:`mriqc_nb.data.database.build_database`)
 into batches ``(x, y)`` (or ``(x, y, sample_weight)``): ``x`` float32 of shape
 ``(batch, X, Y, Z, 1)``, ``y`` one-hot float32 of shape ``(batch, 2)`` (clean = 0,
 artifact = 1). Only file names are shuffled, so memory holds a few batches, never the set.
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mriqc_nb.database import LABEL_INDEX, LABELS, cache_paths
-from mriqc_nb.ramp import class_weights, epoch_table
+from mriqc_nb.data.database import LABEL_INDEX, LABELS, cache_paths
+from mriqc_nb.data.ramp import class_weights, epoch_table
 
 __all__ = ["make_dataset", "ramp_dataset", "random_flip"]
 
@@ -134,7 +134,7 @@ def ramp_dataset(
 ):
     """Training input of ``epoch`` of a ramp: ``(dataset, class_weight, subset)``.
 
-    The subset is :func:`mriqc_nb.ramp.epoch_table` (epoch 0 is the priming set); the class
+    The subset is :func:`mriqc_nb.data.ramp.epoch_table` (epoch 0 is the priming set); the class
     weights ``n_max / n_c`` are those of the subset (pass them to ``model.fit(class_weight=)``,
     or set ``weighted=True`` to have the dataset yield them as sample weights). The shuffle
     and flip seed is ``seed + epoch``, so each epoch has its own, reproducible order.

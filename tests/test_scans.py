@@ -1,4 +1,4 @@
-"""Tests of mriqc_nb.io: loading, validation, orientation, resampling, crop/pad, normalisation.
+"""Tests of mriqc_nb.scans: loading, validation, orientation, resampling, crop/pad, normalisation.
 
 Phantoms are defined in world millimetres and sampled on each test's own voxel grid, so a
 test can ask where a structure *should* end up without trusting the code under test.
@@ -15,8 +15,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mriqc_nb import io
-from mriqc_nb.io import (EmptyVolumeError, NonFiniteError, NotVolumeError, ScanError,
+from mriqc_nb import scans as io
+from mriqc_nb.scans import (EmptyVolumeError, NonFiniteError, NotVolumeError, ScanError,
                          ScanNotFoundError, UnreadableScanError, conform, head_mask, load_scan,
                          reorient, save_scan)
 

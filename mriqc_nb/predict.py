@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mriqc_nb import uncertainty
-from mriqc_nb.database import LABEL_INDEX, load_arrays
+from mriqc_nb.data.database import LABEL_INDEX, load_arrays
 
 __all__ = ["KINDS", "predict_samples", "predict_split", "scan_columns"]
 
@@ -42,7 +42,7 @@ def predict_samples(model, x: np.ndarray, kind: str = "mc", T: int = 50, seed: i
                     batch_size: int = 8) -> np.ndarray:
     """Repeated predictions for a batch of volumes ``x`` (N, X, Y, Z, 1).
 
-    ``kind`` is ``"mc"`` (T MC-dropout samples, trunk once: :func:`mriqc_nb.model.predict_mc_fast`),
+    ``kind`` is ``"mc"`` (T MC-dropout samples, trunk once: :func:`mriqc_nb.model.networks.predict_mc_fast`),
     ``"flips"`` (the 8 flips, dropout off), ``"mc_flips"`` (T samples on each of the 8 flips)
     or ``"deterministic"`` (one pass, dropout off).
 
@@ -50,7 +50,7 @@ def predict_samples(model, x: np.ndarray, kind: str = "mc", T: int = 50, seed: i
     -------
     ndarray, shape (S, N, 2)
     """
-    from mriqc_nb.model import predict_mc_fast
+    from mriqc_nb.model.networks import predict_mc_fast
 
     def deterministic(xb):
         return model.predict(xb, batch_size=batch_size, verbose=0)
@@ -75,7 +75,7 @@ def predict_split(model, table: pd.DataFrame, split: str, *, kind: str = "mc", T
     Parameters
     ----------
     model : keras.Model
-        A network of :mod:`mriqc_nb.model`.
+        A network of :mod:`mriqc_nb.model.networks`.
     table : pandas.DataFrame
         A built scan table (its ``attrs["root"]`` or ``root`` locates the volume cache).
     split : str

@@ -62,7 +62,7 @@ __all__ = [
 #: (clean share linear in the epoch; the older variant).
 RAMP_MODES = ("size", "share")
 
-_RAMP_STREAM = 7  # SeedSequence stream of the ramp order (see mriqc_nb.database)
+_RAMP_STREAM = 7  # SeedSequence stream of the ramp order (see mriqc_nb.data.database)
 
 
 def _check_epochs(ramp_epochs: int) -> int:
@@ -246,7 +246,7 @@ def ramp_order(table: pd.DataFrame, seed: int | None = None) -> list[str]:
         Scan table (all splits, or the training split only), with ``scan_id`` and ``label``.
     seed : int, optional
         If ``None`` and the table has a ``ramp_rank`` column (tables made by
-        :mod:`mriqc_nb.database` do), that order is used. Otherwise the order is a permutation
+        :mod:`mriqc_nb.data.database` do), that order is used. Otherwise the order is a permutation
         of the sorted clean ids drawn from ``seed`` (0 if ``None``).
     """
     train = _train_rows(table)

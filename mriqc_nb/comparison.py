@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mriqc_nb import evaluate, referral, train
+from mriqc_nb import referral
+from mriqc_nb import predict as evaluate
+from mriqc_nb.model import training as train
 from mriqc_nb.metrics import bootstrap_ci
 from mriqc_nb.profiles import get_profile
 
@@ -39,7 +41,7 @@ def predictions(stage: str, profile, split: str, kind: str = "mc", *, T: int | N
     ``T`` defaults to the profile's ``mc_samples_valid`` for ``valid`` and
     ``mc_samples_test`` otherwise. Trains the stage first if needed.
     """
-    from mriqc_nb.database import profile_database
+    from mriqc_nb.data.database import profile_database
 
     p = get_profile(profile)
     if T is None:
