@@ -1,6 +1,7 @@
 # mriqc-nb: the two commands of the README, plus helpers.
 #   make book   -- set up .venv from the repo's own files and build the book (laptop profile)
 #   make test   -- set up .venv and run the whole test suite (unit tests + every chapter)
+#   make check  -- unit tests only (no chapters): the quick edit-test loop
 # Everything is installed into a local virtual environment from pyproject.toml, pinned by
 # requirements/constraints.txt. Override the interpreter with `make PYTHON=python3.12 ...`.
 
@@ -13,7 +14,7 @@ PROFILE ?= laptop
 # Extra options for jupyter-book (CI adds -W: Sphinx warnings are errors)
 JB_OPTS ?= -W --keep-going
 
-.PHONY: book test venv lock clean bench
+.PHONY: book test check venv lock clean bench
 
 venv: $(STAMP)
 
@@ -34,6 +35,10 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The edit-test loop: unit tests only, without executing the chapters (a few minutes).
+check: $(STAMP)
+	$(BIN)/python -m pytest -m "not notebooks" -q
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
