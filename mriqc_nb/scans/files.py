@@ -117,7 +117,8 @@ def _stored_pixdim(img) -> np.ndarray | None:
     header = img.header
     if "pixdim" not in getattr(header, "keys", lambda: ())():
         return None
-    holder = img.file_map.get("header") if hasattr(img, "file_map") else None
+    file_map = getattr(img, "file_map", {})
+    holder = file_map.get("header", file_map.get("image"))  # a .nii has the one holder
     fname = getattr(holder, "filename", None)
     if fname is None or not os.path.isfile(fname):
         return np.asarray(header["pixdim"][1:4], dtype=np.float64)
