@@ -103,7 +103,7 @@ def _demo(folder: Path, n: int, seed: int = 0):
     rows = []
     for i in range(n):
         path = folder / f"sub-{i:03d}_T1w.nii.gz"
-        vol = clean * rng.uniform(0.8, 1.2) + rng.normal(0, 2, clean.shape).astype(np.float32)
+        vol = 100 * clean * rng.uniform(0.8, 1.2) + rng.normal(0, 1, clean.shape).astype(np.float32)
         decision, p, unc = "clean", rng.uniform(0, 0.2), rng.uniform(0, 0.4)
         if i < n_bad:
             kind = kinds[i % len(kinds)]
@@ -120,9 +120,11 @@ def _demo(folder: Path, n: int, seed: int = 0):
     (folder / "dir.nii.gz").mkdir(exist_ok=True)
     if not os.path.lexists(folder / "gone.nii.gz"):
         os.symlink(folder / "nowhere.nii.gz", folder / "gone.nii.gz")
-    (folder / "<b>bold</b>.nii.gz").write_bytes(b"not a NIfTI file")
+    garbage = ["<img src=x onerror=alert(1)>.nii.gz", os.fsdecode(b"caf\xe9.nii.gz")]
+    for name in garbage:
+        (folder / name).write_bytes(b"not a NIfTI file")
     for src in discover(folder):
-        if not src.ok or src.fspath.endswith("</b>.nii.gz"):
+        if not src.ok or os.path.basename(src.fspath) in garbage:
             msg = src.problem or f"{src.path}: nibabel cannot read it (ImageFileError)"
             rows.append({"path": src.path, "status": "error", "error": msg, "decision": "error",
                          "p_artifact": np.nan, "entropy": np.nan, "mutual_information": np.nan,
