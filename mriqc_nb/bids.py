@@ -104,19 +104,24 @@ def entities(path) -> dict[str, str]:
 def is_bids_root(path) -> bool:
     """True if ``path`` is the root folder of a BIDS dataset.
 
-    A root holds ``dataset_description.json`` (required by BIDS), or at least one
-    ``sub-<label>`` folder (a dataset whose description was forgotten). A subject's own
-    folder (``sub-01/``) is not a root.
+    A root holds ``dataset_description.json`` (required by BIDS), or (a dataset whose
+    description was forgotten) a ``sub-<label>`` folder laid out as BIDS, holding a data type
+    folder (``anat/``...) or a ``ses-<label>`` folder. A subject's own folder (``sub-01/``)
+    is not a root, nor a plain folder whose subfolders merely start with ``sub-``.
     """
-    path = Path(os.fspath(path))
-    if not path.is_dir():
+    path = os.fspath(path)
+    if not os.path.isdir(path):
         return False
-    if (path / DESCRIPTION).is_file():
+    if os.path.isfile(os.path.join(path, DESCRIPTION)):
         return True
-    try:
-        return any(e.name.startswith("sub-") and e.is_dir() for e in os.scandir(path))
-    except OSError:
-        return False
+    for sub in _sorted_dirs(path, "sub-"):
+        try:
+            if any(e.is_dir() and (e.name in _DATATYPES or e.name.startswith("ses-"))
+                   for e in os.scandir(sub)):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _sorted_dirs(folder: str, prefix: str) -> list[str]:

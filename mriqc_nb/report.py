@@ -34,6 +34,7 @@ import pandas as pd
 
 from . import __version__
 from ._atomic import write_text
+from .bids import ENTITY_COLUMNS
 from .labels import ARTIFACT, CLEAN, REFER
 
 __all__ = ["VIEW_GRID", "VIEW_SPACING_MM", "MAX_VIEWS", "worklist", "conformed_views",
@@ -268,8 +269,6 @@ def write_report(table: pd.DataFrame, out_html, *, views=None, spacing_mm=None,
           "</span></div>" for cls, label, n in cards],
         "</div></section>",
     ]
-
-    from .bids import ENTITY_COLUMNS
 
     ent = [c for c in ENTITY_COLUMNS if c in table.columns and c != "suffix"
            and table[c].astype(str).str.len().gt(0).any()]

@@ -244,9 +244,10 @@ def _expand(name: str, *, strict: bool) -> list[Source]:
     """Sources of one input. ``strict``: a missing path that is not named like a scan file is a
     usage error (a mistyped folder) rather than an error row."""
     if os.path.isdir(name) and not _is_scan_name(name.rstrip("/")):
-        if bids.is_bids_root(name):
-            return [_source(s.path, entities=s.entities) for s in bids.anat_scans(name)]
-        return _walk(name)
+        anat = bids.anat_scans(name) if bids.is_bids_root(name) else []
+        if anat:
+            return [_source(s.path, entities=s.entities) for s in anat]
+        return _walk(name)  # a plain folder (or a BIDS root without anatomical scans)
     if os.path.isdir(name):  # a folder named like a scan: its row, then what it holds
         return [_source(name), *_walk(name)]
     is_list = name.lower().endswith(LIST_SUFFIXES)

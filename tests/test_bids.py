@@ -59,7 +59,8 @@ def test_is_bids_root(dataset, tmp_path):
     bare = tmp_path / "bare"
     (bare / "sub-07" / "anat").mkdir(parents=True)
     assert bids.is_bids_root(bare)              # no description, but subject folders
-    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "sub-a").mkdir(parents=True)   # named like subjects, not laid out
+    (tmp_path / "plain" / "sub-a" / "T1.nii.gz").write_text("")
     assert not bids.is_bids_root(tmp_path / "plain")
 
 

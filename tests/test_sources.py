@@ -173,6 +173,11 @@ def test_bids_root_gives_anatomical_scans_with_entities(tmp_path):
     # plain folders keep entities parsed from BIDS-like names
     (plain,) = discover(root / "sub-02" / "anat")
     assert plain.entities["subject"] == "02"
+    # folders merely named sub-*, or a root without anat/: every scan below, as a plain folder
+    _nii(tmp_path / "lab" / "sub-a" / "T1.nii.gz")
+    assert [os.path.basename(s.fspath) for s in discover(tmp_path / "lab")] == ["T1.nii.gz"]
+    (tmp_path / "lab" / "dataset_description.json").write_text("{}")
+    assert [os.path.basename(s.fspath) for s in discover(tmp_path / "lab")] == ["T1.nii.gz"]
 
 
 def test_unlistable_subfolder_is_a_row(tmp_path):

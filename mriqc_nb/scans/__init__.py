@@ -39,7 +39,8 @@ import nibabel as nib
 import numpy as np
 
 from ..profiles import DEFAULT_PROFILE, Profile, get_profile
-from .errors import (IN_MEMORY, EmptyVolumeError, FieldOfViewError, GridSizeError,
+from .errors import IN_MEMORY  # noqa: F401 - kept importable from mriqc_nb.scans
+from .errors import (EmptyVolumeError, FieldOfViewError, GridSizeError,
                      ImplausibleGeometryError, InvalidHeaderError, NonFiniteError,
                      NotVolumeError, ScanError, ScanNotFoundError, UnreadableScanError,
                      VoxelSizeError)
