@@ -388,3 +388,111 @@ def test_save_scan_roundtrip(tmp_path):
     np.testing.assert_allclose(nib.load(mnc).affine, np.diag([2, 2, 2, 1]))
     with pytest.raises(ValueError):
         save_scan(np.ones((4, 5)), tmp_path / "flat.nii")
+
+
+# --------------------------------------------------------------------------------------------
+# Plausibility of the header (check_header): refused before any voxel is read
+# --------------------------------------------------------------------------------------------
+def _header_only(path, shape, pixdim, dtype=np.int16, gz=False):
+    """A NIfTI file holding only a header (no voxel data): whatever it claims."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(dtype)
+    hdr.set_data_shape(shape)
+    hdr["pixdim"][1:4] = pixdim
+    hdr["vox_offset"] = 352
+    raw = hdr.binaryblock + b"\0" * 4
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def test_check_header_refuses_a_huge_grid_without_allocating(tmp_path):
+    import time
+    import tracemalloc
+
+    path = _header_only(tmp_path / "bomb.nii.gz", (1200, 1200, 1200), (1.0, 1.0, 1.0),
+                        dtype=np.uint8, gz=True)
+    assert path.stat().st_size < 200
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(io.GridSizeError) as info:
+        io.check_header(path)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seconds < 1.0 and peak < 20e6          # not the 1.7 GB the data would take
+    assert str(info.value).startswith(str(path)) and "1,728,000,000 voxels" in str(info.value)
+    assert isinstance(info.value, io.ImplausibleGeometryError)
+
+
+@pytest.mark.parametrize("pixdim", [(0.0, 1.0, 1.0), (1.0, -1.0, 1.0), (1.0, 1.0, np.nan)])
+def test_check_header_refuses_zero_negative_nan_pixdim(tmp_path, pixdim):
+    # nibabel turns 0 into 1 and -1 into 1 when loading: the stored value is what counts
+    path = _header_only(tmp_path / "pix.nii", (128, 128, 100), pixdim)
+    with pytest.raises(io.InvalidHeaderError) as info:
+        io.check_header(path)
+    assert "pix.nii" in str(info.value) and "pixdim" in str(info.value)
+
+
+@pytest.mark.parametrize("shape,zooms,error,words", [
+    ((5, 5, 5), (1.0, 1.0, 1.0), io.GridSizeError, "fewer than 12 voxels"),
+    ((5, 5, 5), (40.0, 40.0, 40.0), io.GridSizeError, "fewer than 12 voxels"),
+    ((64, 64, 48), (50.0, 50.0, 50.0), io.VoxelSizeError, "voxel size 50 x 50 x 50 mm"),
+    ((256, 256, 180), (0.05, 0.05, 0.05), io.VoxelSizeError, "voxel size"),
+    ((100, 100, 100), (0.5, 0.5, 0.5), io.FieldOfViewError, "field of view 50 x 50 x 50 mm"),
+    ((300, 300, 300), (2.0, 2.0, 2.0), io.FieldOfViewError, "600 x 600 x 600 mm"),
+])
+def test_check_header_refuses_implausible_geometry(tmp_path, shape, zooms, error, words):
+    path = _header_only(tmp_path / "odd.nii", shape, zooms)
+    with pytest.raises(error) as info:
+        io.check_header(path)
+    assert str(info.value).startswith(f"{path}: ") and words in str(info.value)
+
+
+@pytest.mark.parametrize("shape,zooms", [((256, 256, 176), (1.0, 1.0, 1.0)),
+                                         ((64, 64, 20), (3.5, 3.5, 7.0)),
+                                         ((40, 44, 36), (5.0, 5.5, 4.0)),
+                                         ((91, 109, 91), (2.0, 2.0, 2.0))])
+def test_check_header_accepts_heads_and_returns_the_lazy_image(tmp_path, shape, zooms):
+    img = head_image("LAS", shape, zooms, semi=(60, 70, 60))
+    path = write(img, tmp_path, "head.nii.gz")
+    checked = io.check_header(path)
+    assert checked.get_filename() == str(path) and not checked.in_memory  # data not read
+    np.testing.assert_array_equal(conform(checked), conform(path))
+    assert io.check_header(img) is img                                      # in memory too
+
+
+def test_check_header_keeps_load_scan_errors(tmp_path):
+    with pytest.raises(ScanNotFoundError):
+        io.check_header(tmp_path / "missing.nii.gz")
+    with pytest.raises(NotVolumeError):
+        io.check_header(_header_only(tmp_path / "bold.nii", (64, 64, 30, 10), (3, 3, 4)))
+    with pytest.raises(UnreadableScanError):
+        io.check_header(tmp_path)
+
+
+def test_resampling_an_implausible_voxel_size_is_refused_before_allocating(tmp_path):
+    import time
+
+    # 50 mm voxels resampled to 1 mm: a 3000 x 3000 x 2000 grid; refused, not computed
+    img = nib.Nifti1Image(np.random.default_rng(0).random((60, 60, 40), np.float32) + 1,
+                          np.diag([50.0, 50.0, 50.0, 1.0]))
+    path = write(img, tmp_path, "coarse.nii.gz")
+    t0 = time.perf_counter()
+    with pytest.raises(io.GridSizeError) as info:
+        conform(path, grid=(64, 64, 64), spacing_mm=(1, 1, 1))
+    assert time.perf_counter() - t0 < 2.0
+    assert str(info.value).startswith(str(path)) and "3000 x 3000 x 2000 grid" in str(info.value)
+
+
+def test_analyze_pair_is_one_readable_scan(tmp_path):
+    img = head_image("RAS", (60, 70, 50), zooms=(3.0, 3.0, 3.0))
+    data = img.get_fdata(dtype=np.float32)
+    nib.save(nib.AnalyzeImage(data, img.affine), tmp_path / "old.img")
+    assert sorted(os.listdir(tmp_path)) == ["old.hdr", "old.img"]
+    for name in ("old.img", "old.hdr"):
+        loaded = load_scan(tmp_path / name)
+        np.testing.assert_allclose(loaded.get_fdata(), data, rtol=1e-6)
+        assert io.check_header(tmp_path / name).shape == (60, 70, 50)
+    # Analyze keeps the voxel size and an integer origin: compare with the affine it kept
+    same = nib.Nifti1Image(data, load_scan(tmp_path / "old.img").affine)
+    np.testing.assert_array_equal(conform(tmp_path / "old.img"), conform(same))
