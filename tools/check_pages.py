@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,7 @@ def _start_chromium(chromium: str, profile_dir: str) -> tuple[subprocess.Popen, 
         [chromium, *CHROMIUM_FLAGS, "--remote-debugging-port=0",
          f"--user-data-dir={profile_dir}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: stopped with all its helpers
     )
     deadline = time.monotonic() + 60
     lines = []
@@ -255,8 +257,22 @@ def _start_chromium(chromium: str, profile_dir: str) -> tuple[subprocess.Popen, 
             # keep draining stderr so that Chromium never blocks on a full pipe
             threading.Thread(target=proc.stderr.read, daemon=True).start()
             return proc, m.group(1)
-    proc.kill()
+    _stop(proc)
     raise RuntimeError("Chromium did not start:\n" + "".join(lines[-20:]))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the Chromium we started, with its renderer and helper processes."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 async def _check_pages(chromium: str, pages: list[Path], shot_dir: Path | None,
@@ -264,7 +280,7 @@ async def _check_pages(chromium: str, pages: list[Path], shot_dir: Path | None,
     from tornado.websocket import websocket_connect
 
     results = []
-    with tempfile.TemporaryDirectory(prefix="check-pages-") as profile:
+    with tempfile.TemporaryDirectory(prefix="check-pages-", ignore_cleanup_errors=True) as profile:
         proc, url = _start_chromium(chromium, profile)
         try:
             ws = await websocket_connect(url, max_message_size=512 * 2**20)
@@ -277,11 +293,7 @@ async def _check_pages(chromium: str, pages: list[Path], shot_dir: Path | None,
                 results.append(await _check_one(cdp, session, page, shot_dir, name))
             ws.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
     return results
 
 
