@@ -26,13 +26,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sync_colab_cell import ROOT, chapter_paths
+from _book import ROOT, cell_source, chapter_paths, load_notebook, save_notebook, set_cell_source
 
 MAX_LENGTH = 79
 #: nbval's comment markers and the cell tags that mean the same (nbval.plugin.metadata_tags)
@@ -77,15 +76,6 @@ class Report:
         return bool(self.tagged or self.hidden)
 
 
-def _source(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
-def _set_source(cell: dict, text: str) -> None:
-    cell["source"] = text.splitlines(keepends=True)
-
-
 def _add_tag(cell: dict, tag: str) -> bool:
     tags = cell.setdefault("metadata", {}).setdefault("tags", [])
     if tag in tags:
@@ -109,7 +99,7 @@ def tidy_cell(cell: dict) -> tuple[list[str], bool]:
     hidden : bool
         Whether ``hide-input`` was added.
     """
-    lines = _source(cell).splitlines()
+    lines = cell_source(cell).splitlines()
     tags, kept = [], []
     for line in lines:
         m = _NBVAL_LINE.match(line)
@@ -130,7 +120,7 @@ def tidy_cell(cell: dict) -> tuple[list[str], bool]:
         _add_tag(cell, HIDE_TAG)
         hidden = True
     if tags or hidden:
-        _set_source(cell, "\n".join(kept).strip("\n"))
+        set_cell_source(cell, "\n".join(kept).strip("\n"))
     return tags, hidden
 
 
@@ -150,8 +140,7 @@ def tidy_notebook(path: Path, write: bool = True, max_length: int = MAX_LENGTH) 
     -------
     Report
     """
-    text = path.read_text(encoding="utf-8")
-    nb = json.loads(text)
+    nb = load_notebook(path)
     report = Report(path)
     for i, cell in enumerate(nb["cells"]):
         if cell.get("cell_type") != "code":
@@ -160,7 +149,7 @@ def tidy_notebook(path: Path, write: bool = True, max_length: int = MAX_LENGTH) 
         report.tagged += [(i, t) for t in tags]
         if hidden:
             report.hidden.append(i)
-        src = _source(cell)
+        src = cell_source(cell)
         for n, line in enumerate(src.splitlines(), 1):
             if len(line) > max_length:
                 report.long_lines.append((i, n, len(line)))
@@ -169,7 +158,7 @@ def tidy_notebook(path: Path, write: bool = True, max_length: int = MAX_LENGTH) 
                 and HIDE_TAG not in tags_now and "remove-cell" not in tags_now):
             report.import_only.append(i)
     if write and report.changed:
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        save_notebook(nb, path)
     return report
 
 
