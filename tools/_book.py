@@ -3,6 +3,7 @@ chapters as Jupyter stores them (JSON, indent 1, non-ASCII kept, trailing newlin
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -52,3 +53,11 @@ def cell_source(cell: dict) -> str:
 def set_cell_source(cell: dict, text: str) -> None:
     """Set a cell's source, stored as a list of lines as Jupyter does."""
     cell["source"] = text.splitlines(keepends=True)
+
+
+def notebook_arguments(doc: str, check_help: str) -> argparse.ArgumentParser:
+    """Command line of a tool that rewrites chapters: notebooks (default: all) and ``--check``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("notebooks", nargs="*", type=Path, help="default: the chapters of _toc.yml")
+    ap.add_argument("--check", action="store_true", help=check_help)
+    return ap

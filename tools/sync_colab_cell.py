@@ -20,12 +20,12 @@ Run ``python tools/sync_colab_cell.py`` after changing the repository in ``_conf
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from _book import ROOT, book_config, cell_source, chapter_paths, load_notebook, save_notebook
+from _book import (ROOT, book_config, cell_source, chapter_paths, load_notebook,
+                   notebook_arguments, save_notebook)
 
 __all__ = ["ROOT", "chapter_paths", "repository_url", "repository_branch", "chapter_extras",
            "colab_cell_source", "expected_source", "sync"]
@@ -183,10 +183,7 @@ def sync(path: Path, url: str, branch: str = "main", write: bool = True) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("notebooks", nargs="*", type=Path, help="default: the chapters of _toc.yml")
-    ap.add_argument("--check", action="store_true",
-                    help="change nothing; exit 1 if a chapter is out of date")
+    ap = notebook_arguments(__doc__, "change nothing; exit 1 if a chapter is out of date")
     args = ap.parse_args(argv)
     url, branch = repository_url(), repository_branch()
     stale = 0

@@ -25,13 +25,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _book import ROOT, cell_source, chapter_paths, load_notebook, save_notebook, set_cell_source
+from _book import (ROOT, cell_source, chapter_paths, load_notebook, notebook_arguments,
+                   save_notebook, set_cell_source)
 
 MAX_LENGTH = 79
 #: nbval's comment markers and the cell tags that mean the same (nbval.plugin.metadata_tags)
@@ -163,10 +163,8 @@ def tidy_notebook(path: Path, write: bool = True, max_length: int = MAX_LENGTH) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("notebooks", nargs="*", type=Path, help="default: the chapters of _toc.yml")
-    ap.add_argument("--check", action="store_true",
-                    help="change nothing; exit 1 if a notebook would change or has long lines")
+    ap = notebook_arguments(
+        __doc__, "change nothing; exit 1 if a notebook would change or has long lines")
     ap.add_argument("--max-length", type=int, default=MAX_LENGTH)
     args = ap.parse_args(argv)
 
