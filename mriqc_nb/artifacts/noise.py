@@ -1,0 +1,63 @@
+"""Low signal-to-noise ratio: Rician noise of a magnitude image."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from mriqc_nb.artifacts._common import Range, as_volume, fail, finish, sampler_doc, signal_level, \
+    levels_at, uniform
+
+CLASS = "intensity"
+TITLE = "Low signal-to-noise ratio"
+PHYSICS = ("Thermal noise adds independent Gaussian noise to the real and imaginary channels "
+           "(white in k-space); the magnitude image is Rician, Rayleigh in the background.")
+RANGES = (
+    Range("sigma_fraction", "noise standard deviation / signal level (99th percentile)",
+          {"clean": (0.005, 0.02), "subtle": (0.02, 0.04), "prominent": (0.08, 0.15)}),
+)
+
+
+def noise(volume, *, sigma_fraction: float, noise_seed: int) -> np.ndarray:
+    """Rician noise of a magnitude image.
+
+    Thermal noise is Gaussian and independent in the real and imaginary channels; the
+    magnitude ``sqrt((x + n1)^2 + n2^2)``, ``n1, n2 ~ N(0, sigma)``, is Rician: Rayleigh
+    (mean ``sigma * sqrt(pi / 2)``) in the background, close to Gaussian in bright tissue.
+    The two channels are drawn (float32) in parallel from two streams of ``noise_seed``.
+
+    Parameters
+    ----------
+    volume : array_like, nibabel image or path, shape (nx, ny, nz)
+        Magnitude image.
+    sigma_fraction : float
+        Noise standard deviation as a fraction of :func:`signal_level` (the 99th percentile
+        of the volume), >= 0. ``1 / sigma_fraction`` is roughly the SNR of bright tissue.
+    noise_seed : int
+        Seed of the noise draw, so that the same parameters give the same image.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (nx, ny, nz)
+    """
+    x, _ = as_volume(volume, "noise")
+    if sigma_fraction < 0:
+        fail("noise", f"sigma_fraction must be >= 0, got {sigma_fraction}")
+    sigma = np.float32(sigma_fraction * signal_level(x))
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(noise_seed)).spawn(2)]
+    with ThreadPoolExecutor(2) as pool:  # numpy's generators release the GIL while filling
+        real, imag = pool.map(lambda g: g.standard_normal(x.shape, dtype=np.float32), streams)
+    real *= sigma
+    real += x
+    imag *= sigma
+    return finish(np.hypot(real, imag, out=real))
+
+
+def sample(rng, severity: str, shape, spacing_mm) -> dict:
+    spans = levels_at(RANGES, severity, "noise")
+    return {"sigma_fraction": uniform(rng, spans["sigma_fraction"]),
+            "noise_seed": int(rng.integers(0, 2**31 - 1))}
+
+
+sample.__doc__ = sampler_doc(RANGES, "Noise level of a severity; ``noise_seed`` is drawn too.")
