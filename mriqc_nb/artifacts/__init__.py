@@ -79,8 +79,8 @@ from mriqc_nb.artifacts import noise as _noise
 from mriqc_nb.artifacts import ringing as _ringing
 from mriqc_nb.artifacts import spike as _spike
 from mriqc_nb.artifacts import wraparound as _wraparound
-from mriqc_nb.artifacts._common import LEVELS, as_volume, fail, head_extent, levels_of, \
-    signal_level, table_rows
+from mriqc_nb.artifacts._common import LEVELS, as_volume, describe, fail, head_extent, \
+    levels_of, signal_level, table_rows
 from mriqc_nb.artifacts.bias import bias, bias_field
 from mriqc_nb.artifacts.blur import blur
 from mriqc_nb.artifacts.coverage import coverage
@@ -140,6 +140,10 @@ class Artifact:
     def levels(self) -> tuple[str, ...]:
         """Levels with parameter ranges: the severities, and "clean" where a clean scan has it."""
         return levels_of(self.ranges)
+
+    def ranges_text(self) -> str:
+        """The ranges as text lines, one per drawn parameter (for help texts and docstrings)."""
+        return describe(self.ranges)
 
     def keywords(self) -> tuple[set, set]:
         """(all keywords of the simulator but ``spacing_mm``, the required ones)."""
