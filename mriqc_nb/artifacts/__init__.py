@@ -24,7 +24,15 @@ simple edit of k-space: motion mixes lines measured in different head poses, gho
 modulates lines periodically, a spike adds one bad sample, ringing discards the outer lines,
 wraparound samples the lines too coarsely. Each of those simulators is literally
 ``from_kspace(edit(to_kspace(volume)))`` (:mod:`mriqc_nb.kspace`), which is why they are
-easy to test: the edit can be read back from the k-space of the output.
+easy to test: the edit can be read back from the k-space of the output. They compute that
+same image with fewer transforms: ghosting and ringing transform only the edited axes, a
+spike is added as its plane wave, motion transforms only along the PE axis (module notes).
+
+Layout
+------
+One module per kind (``artifacts/motion.py``, ...) holds its rater class, its physics text,
+its ranges as data (``RANGES``), its simulator and its sampler; this module is the registry
+(:data:`ARTIFACTS`) and the params-dict interface.
 
 Conventions
 -----------
