@@ -32,14 +32,18 @@ __all__ = ["main", "build_parser", "simulate_file"]
 def _artifact_epilog() -> str:
     from mriqc_nb.artifacts import ARTIFACTS
 
-    lines = ["artifact kinds (paper class in brackets):", ""]
+    lines = ["artifact kinds (paper class in brackets), and the ranges each severity draws from:", ""]
     for a in ARTIFACTS.values():
         lines.append(f"  {a.name} [{a.artifact_class}]: {a.title}")
         lines.extend(textwrap.wrap(a.physics, width=76, initial_indent="      ", subsequent_indent="      "))
+        for row in a.ranges_text().replace("``", "").splitlines():
+            lines.extend(textwrap.wrap(row[2:], width=76, initial_indent="      * ", subsequent_indent="        "))
     lines += [
         "",
-        "severity: 'subtle' is hard to see; 'prominent' is obvious to a rater.",
-        "The artifact is simulated on the scan's own grid, after reorienting it to RAS+ (so the",
+        "severity: 'subtle' is hard to see; 'prominent' is obvious to a rater ('clean': the",
+        "strength of a clean acquisition in the synthetic benchmark, not offered here).",
+        "The artifact is simulated on the scan's own grid and voxel size (from its header),",
+        "after reorienting it to RAS+ (so the",
         "phase-encoding axis is anterior-posterior and 'coverage' cuts the top of the head);",
         "the output has the input's grid and affine. MINC inputs are written as NIfTI.",
         "The drawn parameters are written next to OUT as a JSON sidecar.",

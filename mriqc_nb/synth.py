@@ -19,8 +19,11 @@ displacement, random shell thicknesses (CSF rim, skull, scalp) and a texture see
 
 **Scan** (:func:`sample_acquisition`, one per scan). A modality, jittered tissue intensities
 (per-modality clinical ordering, contrast ratio varied by a power law), within-tissue texture,
-a clean-range bias field, clean-range Rician noise, an isotropic or a thick-slice resolution,
-and a small repositioning of the head (a subject rescanned is never at the exact same pose).
+a small repositioning of the head (a subject rescanned is never at the exact same pose), and
+the artifact physics at clean strength (:data:`CLEAN_ARTIFACTS`): a bias field, an isotropic
+or a thick-slice resolution (a blur along the slice axis) and Rician noise, each a parameter
+dict of :mod:`mriqc_nb.artifacts` drawn from its ``"clean"`` range. A clean scan and an
+artifact are the same physics at different strengths.
 
 **Rendering** (:func:`make_scan`). For every target voxel, its world coordinate is pulled back
 through the inverse of (affine + elastic) into template space, where the (anti-aliased,
@@ -30,8 +33,10 @@ target voxel wide. Then
 
     image = sum_t p_t * I_t * (1 + texture_fraction * texture)
 
-is blurred along the slice axis (thick slices), multiplied by the head coil's fall-off below
-the skull base and by a smooth bias field, and given Rician noise. Target grids are RAS+,
+is multiplied by the head coil's fall-off below the skull base, then goes through
+:func:`mriqc_nb.artifacts.apply` with the acquisition's ``bias``, ``blur`` and ``noise``
+parameters, in that order (the coils' sensitivity multiplies the object, the slice profile
+blurs what was received, noise is added at reconstruction). Target grids are RAS+,
 axis-aligned, and centred on the head: the world origin is the grid centre and the template
 head centre is placed there (plus the subject's translation).
 
@@ -55,6 +60,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from mriqc_nb import artifacts
+
 __all__ = [
     "MODALITIES",
     "TISSUES",
@@ -69,6 +76,7 @@ __all__ = [
     "tissue_labels",
     "make_scan",
     "make_subject_scans",
+    "CLEAN_ARTIFACTS",
 ]
 
 MODALITIES = ("T1w", "T2w", "PDw", "FLAIR")
@@ -103,8 +111,8 @@ DEFAULT_ANATOMY = {
     "skull_mm": 5.5,
     "scalp_mm": 6.0,
 }
-_BIAS_TERMS = ("x", "y", "z", "xx", "yy", "zz", "xy", "xz", "yz")
-_BIAS_SCALE_MM = 100.0  # bias polynomial variable: world coordinate / 100 mm
+#: Artifact physics of every acquisition at clean strength, in the order it is applied.
+CLEAN_ARTIFACTS = ("bias", "blur", "noise")
 #: World z (mm) below which a head coil's sensitivity falls off (about the skull base).
 _COIL_EDGE_MM = -60.0
 #: Neck (template world mm): elliptic cylinder below ``z0`` with an ellipsoidal dome on top.
@@ -302,15 +310,15 @@ def sample_acquisition(seed: int, modality: str | None = None) -> dict:
         ratios to the brightest brain tissue are raised to this power); ``intensities`` (mean
         intensity per tissue, arbitrary units, each jittered by a factor in [0.87, 1.13], brain
         tissues kept in the modality's order of :data:`CONTRAST_ORDER`, background 0);
-        ``texture_fraction`` ([0.02, 0.05]); ``noise_fraction`` (Rician sigma over the
-        brightest tissue intensity, [0.005, 0.02]); ``bias_coefficients`` (log-bias polynomial
-        of degree 2 in world mm / 100, keys x, y, z in [-0.05, 0.05] and xx, yy, zz, xy, xz, yz
-        in [-0.03, 0.03]: a few % over the head); ``coil_falloff_mm`` ([30, 60]: the head
-        coil's sensitivity falls as ``exp(-(d / coil_falloff_mm)**2)`` at ``d`` mm below
-        world z = -60 mm, so the neck fades as on real scans); ``resolution`` ("iso1mm" with
-        probability 0.4, else "thick") and ``slice_thickness_mm`` (1, or [3, 5] for thick:
-        Gaussian slice profile of that FWHM along axis 2); ``pose_jitter_deg`` and
-        ``pose_jitter_mm`` (3 each, in [-2, 2]).
+        ``texture_fraction`` ([0.02, 0.05]); ``coil_falloff_mm`` ([30, 60]: the head coil's
+        sensitivity falls as ``exp(-(d / coil_falloff_mm)**2)`` at ``d`` mm below world
+        z = -60 mm, so the neck fades as on real scans); ``pose_jitter_deg`` and
+        ``pose_jitter_mm`` (3 each, in [-2, 2]); and one parameter dict of
+        :func:`mriqc_nb.artifacts.sample_params` at severity ``"clean"`` per name in
+        :data:`CLEAN_ARTIFACTS`: ``bias`` (log-field standard deviation 0.005-0.02),
+        ``blur`` (thick slices with probability 0.6: a slice profile of FWHM 3-5 mm along
+        axis 2, else none) and ``noise`` (sigma 0.005-0.02 of the signal level, and its seed).
+        The ranges are those of ``mriqc_nb.artifacts.severity_table()``, column ``clean``.
     """
     rng = _rng(seed, 2)
     m = rng.integers(len(MODALITIES))  # drawn even when given, so the stream does not shift
@@ -326,22 +334,23 @@ def sample_acquisition(seed: int, modality: str | None = None) -> dict:
     vals = sorted((inten[t] for t in order), reverse=True)
     for i, t in enumerate(order):
         inten[t] = vals[i] if i == 0 else min(vals[i], inten[order[i - 1]] * ratios[i - 1])
-    thick = rng.uniform() >= 0.4
+    texture = _r(rng.uniform(0.02, 0.05))
+    noise = artifacts.sample_params("noise", "clean", seed=rng)  # the acquisition's stream
+    bias = artifacts.sample_params("bias", "clean", seed=rng)
+    falloff = _r(rng.uniform(30.0, 60.0))
+    blur = artifacts.sample_params("blur", "clean", seed=rng)
     return {
         "seed": int(seed),
         "modality": modality,
         "contrast_gamma": _r(gamma),
         "intensities": {t: _r(v) for t, v in inten.items()},
-        "texture_fraction": _r(rng.uniform(0.02, 0.05)),
-        "noise_fraction": _r(rng.uniform(0.005, 0.02)),
-        "bias_coefficients": {
-            k: _r(rng.uniform(-1, 1) * (0.05 if len(k) == 1 else 0.03), 5) for k in _BIAS_TERMS
-        },
-        "coil_falloff_mm": _r(rng.uniform(30.0, 60.0)),
-        "resolution": "thick" if thick else "iso1mm",
-        "slice_thickness_mm": _r(rng.uniform(3.0, 5.0)) if thick else 1.0,
+        "texture_fraction": texture,
+        "coil_falloff_mm": falloff,
         "pose_jitter_deg": _r(rng.uniform(-2.0, 2.0, 3)),
         "pose_jitter_mm": _r(rng.uniform(-2.0, 2.0, 3)),
+        "bias": bias,
+        "blur": blur,
+        "noise": noise,
     }
 
 
@@ -493,8 +502,8 @@ def make_scan(anatomy: dict, acquisition: dict, grid=(64, 64, 32), spacing_mm=(4
         Subject parameters (:func:`sample_anatomy`).
     acquisition : dict
         Scan parameters (:func:`sample_acquisition`). Missing ``intensities`` take the
-        modality's :data:`BASE_INTENSITIES`; missing texture, noise, bias, coil falloff or
-        jitter mean none.
+        modality's :data:`BASE_INTENSITIES`; missing texture, coil falloff, jitter, or any of
+        :data:`CLEAN_ARTIFACTS` (``bias``, ``blur``, ``noise``) mean none.
     grid : tuple of 3 int
         Output shape (x, y, z); axis 2 is the slice axis.
     spacing_mm : tuple of 3 float
@@ -521,30 +530,13 @@ def make_scan(anatomy: dict, acquisition: dict, grid=(64, 64, 32), spacing_mm=(4
         tex = _texture_field(_rng(anatomy["texture_seed"], 4), anatomy["texture_mm"],
                              grid, spacing_mm)
         img *= np.clip(1.0 + np.float32(acq["texture_fraction"]) * tex, 0.0, None)
-    if acq.get("resolution") == "thick":
-        sigma = acq["slice_thickness_mm"] / _FWHM_PER_SIGMA / spacing_mm[2]
-        img = ndi.gaussian_filter1d(img, sigma, axis=2, mode="nearest")
     falloff = acq.get("coil_falloff_mm")
     if falloff:
         below = np.clip(_COIL_EDGE_MM - axes[2], 0.0, None) / falloff
         img *= np.exp(-(below**2)).astype(np.float32)[None, None, :]
-    coef = acq.get("bias_coefficients") or {}
-    if any(coef.values()):
-        u = [a / _BIAS_SCALE_MM for a in axes]
-        u = [u[0][:, None, None], u[1][None, :, None], u[2][None, None, :]]
-        log_b = np.zeros(grid, dtype=np.float32)
-        for k in _BIAS_TERMS:
-            term = coef.get(k, 0.0)
-            for ch in k:
-                term = term * u["xyz".index(ch)]
-            log_b += term
-        img *= np.exp(log_b)
-    sigma = acq.get("noise_fraction", 0.0) * max(inten.values())
-    if sigma > 0:
-        rng = _rng(acq.get("seed", 0), 5)
-        re = img + np.float32(sigma) * rng.standard_normal(grid, dtype=np.float32)
-        im = np.float32(sigma) * rng.standard_normal(grid, dtype=np.float32)
-        img = np.hypot(re, im)
+    for kind in CLEAN_ARTIFACTS:
+        if acq.get(kind):
+            img = artifacts.apply(img, acq[kind], spacing_mm=spacing_mm)
     img = np.maximum(img, 0.0).astype(np.float32)
     out = nib.Nifti1Image(img, scan_affine(grid, spacing_mm))
     out.header.set_xyzt_units("mm", "sec")

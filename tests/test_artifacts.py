@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from mriqc_nb import artifacts as A
 from mriqc_nb.kspace import from_kspace, to_kspace
@@ -112,10 +114,23 @@ def test_motion_translation_from_the_start_is_a_shift(phantom):
 
 
 def test_motion_rotation_from_the_start_is_a_rotation():
-    vol = make_phantom((32, 32, 16))
+    # Band-limited (sinc) resampling: exact for a smooth head; a hard-edged one would ring.
+    vol = ndimage.gaussian_filter(make_phantom((32, 32, 16)), 1.0)
     event = {"time": 0.0, "rotation_deg": [0, 0, 90.0], "translation_mm": [0, 0, 0]}
     out = A.motion(vol, events=[event], spacing_mm=(2.0, 2.0, 5.0))
-    assert np.allclose(out, np.rot90(vol, 1, axes=(0, 1)), atol=1e-4)
+    assert np.allclose(out, np.rot90(vol, 1, axes=(0, 1)), atol=0.01 * vol.max())
+    # A small rotation about an oblique axis, anisotropic voxels: the rotation of the head in mm
+    # (a head with a margin: the resampling is periodic across the FOV, the reference is not).
+    vol = ndimage.gaussian_filter(np.pad(make_phantom((24, 24, 10)), [(4, 4), (4, 4), (3, 3)]), 1.0)
+    event = {"time": 0.0, "rotation_deg": [3.0, -2.0, 6.0], "translation_mm": [2.0, 0, -3.0]}
+    out = A.motion(vol, events=[event], spacing_mm=(2.0, 2.0, 5.0))
+    rot = Rotation.from_rotvec(event["rotation_deg"], degrees=True).as_matrix()
+    scale = np.array([2.0, 2.0, 5.0])
+    matrix = rot.T * scale[None, :] / scale[:, None]
+    centre = (np.array(vol.shape) - 1) / 2
+    offset = centre - matrix @ centre - rot.T @ np.array(event["translation_mm"]) / scale
+    expected = ndimage.affine_transform(vol, matrix, offset=offset, order=3)
+    assert np.abs(out - expected).max() < 0.01 * vol.max()
 
 
 def test_motion_at_kspace_centre_is_worse_than_at_the_edges(phantom):
@@ -304,3 +319,68 @@ def test_registry_and_class_table():
     assert list(table["kind"]) == KINDS
     assert table.set_index("kind").loc["coverage", "class"] == "coverage"
     assert table["physics"].str.len().min() > 50
+
+
+# --------------------------------------------------------------------- voxel size and ranges
+def test_spacing_comes_from_the_image_and_is_required_for_arrays(phantom, tmp_path):
+    import nibabel as nib
+
+    params = A.sample_params("motion", "prominent", seed=2, shape=phantom.shape, spacing_mm=SPACING)
+    with pytest.raises(ValueError, match="motion.*spacing_mm.*required"):
+        A.apply(phantom, params)
+    with pytest.raises(ValueError, match="blur.*spacing_mm.*required"):
+        A.blur(phantom, fwhm_mm=[2, 2, 2])
+    with pytest.raises(ValueError, match="ghosting.*spacing_mm.*required"):
+        A.corrupt(phantom, "ghosting")  # the registry asks every kind for it
+    with pytest.raises(ValueError, match="blur.*spacing_mm"):
+        A.sample_params("blur", "prominent", seed=0)
+    image = nib.Nifti1Image(phantom, np.diag([*SPACING, 1.0]))
+    expected = A.apply(phantom, params, spacing_mm=SPACING)
+    np.testing.assert_array_equal(A.apply(image, params), expected)  # from the header
+    nib.save(image, tmp_path / "head.nii.gz")
+    np.testing.assert_array_equal(A.apply(tmp_path / "head.nii.gz", params), expected)
+    np.testing.assert_array_equal(A.motion(image, events=params["events"], pe_axis=params["pe_axis"]), expected)
+    out, drawn = A.corrupt(image, "blur", "prominent", seed=4)
+    assert drawn == A.sample_params("blur", "prominent", 4, phantom.shape, SPACING)
+    with pytest.raises(ValueError, match="motion.*disagrees"):
+        A.apply(image, params, spacing_mm=(1.0, 1.0, 1.0))
+
+
+def test_severity_table_is_written_from_the_ranges_the_samplers_draw_from():
+    table = A.severity_table()
+    assert list(table.columns) == ["kind", "parameter", "meaning", "clean", "subtle", "prominent"]
+    assert list(dict.fromkeys(table["kind"])) == KINDS
+    cell = table.set_index(["kind", "parameter"])
+    assert cell.loc[("noise", "sigma_fraction"), "prominent"] == "0.08-0.15"
+    assert cell.loc[("motion", "time"), "subtle"] == "0.3-0.7 or 0.88-0.97"
+    assert set(table.loc[table["clean"] != "", "kind"]) == {"noise", "bias", "blur"}
+    # The samplers draw inside the table's ranges (noise: every seed lands in the printed span).
+    for severity in ("clean", *A.SEVERITIES):
+        low, high = A.ARTIFACTS["noise"].ranges[0].levels[severity]
+        for seed in range(20):
+            assert low <= A.sample_params("noise", severity, seed)["sigma_fraction"] <= high
+    # The docstrings and the CLI help are written from the same table.
+    for a in A.ARTIFACTS.values():
+        assert a.ranges_text() in a.sample.__doc__
+    with pytest.raises(ValueError, match="motion.*clean"):
+        A.sample_params("motion", "clean", seed=0, shape=(8, 8, 8), spacing_mm=SPACING)
+
+
+def test_k_space_shortcuts_equal_the_full_transform(phantom):
+    # ghosting and ringing transform only the filtered axes; spike adds a plane wave directly.
+    from mriqc_nb.kspace import filter_kspace
+
+    vol = phantom[:, :35]  # an odd axis too
+    weights = {1: np.where((np.arange(35) - 17) % 3 == 0, 0.4, 1.0), 2: np.abs(np.arange(32) - 16) <= 9}
+    full = to_kspace(vol.astype(float))
+    for axis, w in weights.items():
+        full = full * np.asarray(w, float).reshape([-1 if a == axis else 1 for a in range(3)])
+    expected = from_kspace(full, magnitude=False)
+    assert np.abs(expected.imag).max() < 1e-6
+    np.testing.assert_allclose(filter_kspace(vol, weights), expected.real, atol=1e-5)
+    spikes = [{"k_position": [0.3, -0.55, 0.1], "amplitude": 0.2}]
+    k = to_kspace(vol.astype(float))
+    index = tuple(n // 2 + round(f * (n // 2)) for f, n in zip(spikes[0]["k_position"], vol.shape))
+    k[index] += 0.2 * A.signal_level(vol) * np.sqrt(vol.size)
+    np.testing.assert_allclose(A.spike(vol, spikes=spikes), from_kspace(k), atol=1e-5)
+    assert A.signal_level(vol) == pytest.approx(np.percentile(vol, 99), rel=1e-6)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from mriqc_nb import artifacts as A
 from mriqc_nb import synth
 
 GRID, SPACING = (64, 64, 32), (4.0, 4.0, 6.0)  # the laptop profile
@@ -15,9 +16,9 @@ LABEL = {t: i for i, t in enumerate(synth.TISSUES)}
 
 
 def _quiet(acq, **kw):
-    """Acquisition without noise/texture/bias (deterministic intensities), with overrides."""
-    return {**acq, "noise_fraction": 0.0, "texture_fraction": 0.0,
-            "bias_coefficients": {}, **kw}
+    """Acquisition without texture and clean-range physics (deterministic intensities), with overrides."""
+    kept = {k: v for k, v in acq.items() if k not in synth.CLEAN_ARTIFACTS}
+    return {**kept, "texture_fraction": 0.0, **kw}
 
 
 def _dice(a, b):
@@ -58,9 +59,11 @@ def test_parameter_ranges_and_modalities():
         assert 0 <= an["elastic_mm"] <= 4 and 20 <= an["elastic_smooth_mm"] <= 30
         acq = synth.sample_acquisition(s, "FLAIR")
         assert acq["modality"] == "FLAIR" and acq["intensities"]["background"] == 0.0
-        assert 0.005 <= acq["noise_fraction"] <= 0.02
-        assert acq["resolution"] in ("iso1mm", "thick")
-        assert (acq["slice_thickness_mm"] >= 3) == (acq["resolution"] == "thick")
+        assert 0.005 <= acq["noise"]["sigma_fraction"] <= 0.02
+        assert acq["noise"]["kind"] == "noise" and acq["noise"]["severity"] == "clean"
+        fwhm = acq["blur"]["fwhm_mm"]
+        assert fwhm[:2] == [0.0, 0.0] and (fwhm[2] == 0.0 or 3.0 <= fwhm[2] <= 5.0)
+    assert {synth.sample_acquisition(s)["blur"]["fwhm_mm"][2] > 0 for s in range(20)} == {True, False}
     with pytest.raises(ValueError):
         synth.sample_acquisition(0, "DWI")
 
@@ -117,10 +120,13 @@ def test_contrast_ordering(modality):
         assert mid > lo, (modality, mean)
         assert hi > mid or (modality == "PDw" and hi > 0.97 * mid), (modality, mean)
         assert mean["skull"] < mean["gm"] and mean["background"] < 0.1 * max(mean.values())
-        if modality == "T1w":
-            assert mean["scalp"] > mean["gm"] > mean["csf"]
-        if modality == "FLAIR":
-            assert mean["csf"] < 0.5 * mean["wm"]
+        if modality == "T1w":  # fat is bright: the scalp above the skull base (the neck fades)
+            z_mm = (np.arange(GRID[2]) - (GRID[2] - 1) / 2) * SPACING[2]
+            scalp = data[(lab == LABEL["scalp"]) & (z_mm > -60.0)[None, None, :]].mean()
+            assert scalp > mean["gm"] > mean["csf"]
+        if modality == "FLAIR":  # CSF nulled: voxels of (nearly) pure CSF, not partial volumes
+            pure = synth.tissue_probabilities(an, GRID, SPACING, acq)["csf"] > 0.9
+            assert data[pure].mean() < 0.5 * mean["wm"]
 
 
 def test_tissue_maps_sum_to_one_and_shells_outside_brain():
@@ -168,26 +174,29 @@ def test_thick_slices_have_less_high_frequency_energy_along_z():
     an, acq = synth.sample_anatomy(8), synth.sample_acquisition(8, "T2w")
     grid, sp = (64, 64, 64), (4.0, 4.0, 3.0)
 
-    def hf(resolution, thickness):
-        img = synth.make_scan(an, _quiet(acq, resolution=resolution,
-                                         slice_thickness_mm=thickness), grid, sp)
+    def hf(thickness):
+        img = synth.make_scan(an, _quiet(acq, blur={"kind": "blur", "fwhm_mm": [0, 0, thickness]}), grid, sp)
         return (np.diff(img.get_fdata(), axis=2) ** 2).sum()
 
-    assert hf("thick", 5.0) < 0.8 * hf("iso1mm", 1.0)
+    assert hf(5.0) < 0.8 * hf(0.0)
 
 
 def test_noise_and_bias_are_clean_range():
     an, acq = synth.sample_anatomy(4), synth.sample_acquisition(4, "T1w")
     clean, lab = synth.make_scan(an, _quiet(acq), GRID, SPACING, return_labels=True)
-    noisy = synth.make_scan(an, _quiet(acq, noise_fraction=0.02), GRID, SPACING)
+    noisy = synth.make_scan(an, _quiet(acq, noise={"kind": "noise", "sigma_fraction": 0.02, "noise_seed": 1}),
+                            GRID, SPACING)
     diff = noisy.get_fdata() - clean.get_fdata()
     bg = lab == LABEL["background"]
     assert 0 < noisy.get_fdata()[bg].mean() < 0.05 * clean.get_fdata().max()  # Rician floor
-    coef = {k: 0.05 if len(k) == 1 else 0.03 for k in synth._BIAS_TERMS}  # the range's edge
-    biased = synth.make_scan(an, _quiet(acq, bias_coefficients=coef), GRID, SPACING)
     wm = lab == LABEL["wm"]
-    ratio = biased.get_fdata()[wm] / clean.get_fdata()[wm]
-    assert 1.0 < ratio.max() / ratio.min() < 1.6
+    for seed in range(3):  # the clean range's upper edge: log-field std 0.02 in the unit ball
+        terms = A.sample_params("bias", "clean", seed=seed)["terms"]
+        std = np.std(np.log(A.bias_field((17, 17, 17), terms)))
+        edge = [[i, j, k, c * 0.02 / std] for i, j, k, c in terms]
+        biased = synth.make_scan(an, _quiet(acq, bias={"kind": "bias", "terms": edge}), GRID, SPACING)
+        ratio = biased.get_fdata()[wm] / clean.get_fdata()[wm]
+        assert 1.0 < ratio.max() / ratio.min() < 1.6
     assert np.abs(diff[~bg]).mean() < 0.05 * clean.get_fdata().max()
 
 
@@ -200,3 +209,16 @@ def test_make_subject_scans():
     assert all(img.shape == SMOKE_GRID for _, _, img in scans)
     again = synth.make_subject_scans(3, 3, SMOKE_GRID, SMOKE_SPACING, modalities=("T1w", "FLAIR"))
     np.testing.assert_array_equal(scans[2][2].get_fdata(), again[2][2].get_fdata())
+
+
+def test_clean_acquisition_is_the_artifact_physics_at_clean_strength():
+    an, acq = synth.sample_anatomy(6), synth.sample_acquisition(6, "T2w")
+    assert all(acq[k]["kind"] == k and acq[k]["severity"] == "clean" for k in synth.CLEAN_ARTIFACTS)
+    acq = dict(acq, blur={"kind": "blur", "severity": "clean", "fwhm_mm": [0.0, 0.0, 4.0]})
+    scan = synth.make_scan(an, acq, SMOKE_GRID, SMOKE_SPACING)
+    bare = {k: v for k, v in acq.items() if k not in synth.CLEAN_ARTIFACTS}
+    expected = synth.make_scan(an, bare, SMOKE_GRID, SMOKE_SPACING)
+    for kind in synth.CLEAN_ARTIFACTS:  # the image carries its voxel size
+        expected = nib.Nifti1Image(A.apply(expected, acq[kind]), expected.affine)
+    np.testing.assert_array_equal(scan.get_fdata(dtype=np.float32), expected.get_fdata(dtype=np.float32))
+    assert not np.array_equal(scan.get_fdata(), synth.make_scan(an, bare, SMOKE_GRID, SMOKE_SPACING).get_fdata())
