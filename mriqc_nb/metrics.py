@@ -17,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
+from scipy.stats import rankdata
+from sklearn.metrics import roc_curve
 
 __all__ = [
     "safe_auc",
@@ -36,11 +37,19 @@ def _ratio(num, den) -> float:
 
 
 def safe_auc(y_true, score) -> float:
-    """ROC AUC of ``score`` for the positive class 1; NaN when only one class is present."""
-    y_true = np.asarray(y_true).astype(int)
-    if y_true.size == 0 or np.unique(y_true).size < 2:
+    """ROC AUC of ``score`` for the positive class 1; NaN when only one class is present.
+
+    Computed from ranks (Mann-Whitney U, ties as half), which equals scikit-learn's
+    ``roc_auc_score`` and is several times faster, for bootstrap loops.
+    """
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(score, dtype=float)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if y.size == 0 or n_pos == 0 or n_neg == 0:
         return float("nan")
-    return float(roc_auc_score(y_true, np.asarray(score, dtype=float)))
+    ranks = rankdata(s)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def binary_metrics(y_true, p_artifact, threshold: float = 0.5) -> dict:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mriqc_nb import ratings, referral, uncertainty
-from mriqc_nb.data import database
+from mriqc_nb import iqm, ratings, referral, uncertainty
+from mriqc_nb.data import database, mrart
 
 NAN = np.nan
 
@@ -163,19 +163,19 @@ def test_site_split_explicit_and_errors(abide):
 def test_classifier_beats_chance_on_unseen_sites(abide, seed):
     # measured: AUC 0.80-0.95 over seeds 0-4 on held-out ABIDE sites
     train, test = ratings.site_split(abide, seed=seed)
-    model = ratings.fit_iqm_classifier(train, seed=seed)
-    pred = ratings.predict_with_uncertainty(model, test)
+    model = iqm.fit_iqm_classifier(train, seed=seed)
+    pred = iqm.predict_with_uncertainty(model, test)
     assert roc_auc_score(test.y, pred.p_artifact) > 0.75
 
 
 def test_uncertainty_table_is_the_books(abide):
     train, test = ratings.site_split(abide, seed=0)
-    model = ratings.fit_iqm_classifier(train, seed=0, n_members=20)
-    samples = ratings.ensemble_probabilities(model, test)
+    model = iqm.fit_iqm_classifier(train, seed=0, n_members=20)
+    samples = iqm.ensemble_probabilities(model, test)
     assert samples.shape == (20, len(test), 2)
     np.testing.assert_allclose(samples.sum(-1), 1.0)
     np.testing.assert_allclose(samples.mean(0), model.predict_proba(test[list(ratings.IQM_COLUMNS)]), atol=1e-12)
-    pred = ratings.predict_with_uncertainty(model, test)
+    pred = iqm.predict_with_uncertainty(model, test)
     book = uncertainty.summarise(samples, index=test.index)
     assert list(pred.columns[-len(book.columns):]) == list(book.columns)
     pd.testing.assert_frame_equal(pred[book.columns], book)
@@ -185,20 +185,20 @@ def test_uncertainty_table_is_the_books(abide):
     policy = referral.select_operating_point(pred, measure="mutual_information")
     assert 0 < policy.threshold < 1
     # seeded: the same seed gives the same ensemble
-    again = ratings.predict_with_uncertainty(ratings.fit_iqm_classifier(train, seed=0, n_members=20), test)
+    again = iqm.predict_with_uncertainty(iqm.fit_iqm_classifier(train, seed=0, n_members=20), test)
     pd.testing.assert_frame_equal(pred, again)
 
 
 def test_forest_variant_and_errors(abide):
     train, test = ratings.site_split(abide, seed=0)
-    model = ratings.fit_iqm_classifier(train, seed=0, kind="forest", n_members=30)
-    samples = ratings.ensemble_probabilities(model, test)
+    model = iqm.fit_iqm_classifier(train, seed=0, kind="forest", n_members=30)
+    samples = iqm.ensemble_probabilities(model, test)
     assert samples.shape == (30, len(test), 2)
     assert roc_auc_score(test.y, samples.mean(0)[:, 1]) > 0.75
     with pytest.raises(ValueError, match="kind"):
-        ratings.fit_iqm_classifier(train, kind="svm")
+        iqm.fit_iqm_classifier(train, kind="svm")
     with pytest.raises(ValueError, match="both classes"):
-        ratings.fit_iqm_classifier(train[train.y == 0])
+        iqm.fit_iqm_classifier(train[train.y == 0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def _fake_mrart(root, scores=SCORES, ext=".nii.gz"):
     for sub, subj_scores in scores.items():
         anat = root / sub / "anat"
         anat.mkdir(parents=True)
-        for acq, score in zip(ratings.MRART_ACQUISITIONS, subj_scores):
+        for acq, score in zip(mrart.MRART_ACQUISITIONS, subj_scores):
             name = f"{sub}_acq-{acq}_T1w"
             img = nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 3)).astype(np.float32), np.eye(4))
             nib.save(img, anat / f"{name}{ext}")
@@ -231,7 +231,7 @@ def _fake_mrart(root, scores=SCORES, ext=".nii.gz"):
 
 def test_mrart_table_labels(tmp_path):
     root = _fake_mrart(tmp_path / "ds004173")
-    table = ratings.mrart_table(root)
+    table = mrart.mrart_table(root)
     by_id = table.set_index("scan_id")
     assert len(table) == 7  # 9 scans, the 2 scored "medium" dropped
     assert by_id.loc["sub-000101_acq-standard_T1w", "label"] == "clean"
@@ -250,7 +250,7 @@ def test_mrart_table_labels(tmp_path):
 
 @pytest.mark.parametrize("medium, n, n_artifact, n_subtle", [("artifact", 9, 5, 2), ("clean", 9, 3, 0)])
 def test_mrart_medium_scores(tmp_path, medium, n, n_artifact, n_subtle):
-    table = ratings.mrart_table(_fake_mrart(tmp_path / "mrart"), medium=medium)
+    table = mrart.mrart_table(_fake_mrart(tmp_path / "mrart"), medium=medium)
     assert len(table) == n and (table.label == "artifact").sum() == n_artifact
     assert (table.severity == "subtle").sum() == n_subtle
     database.validate_table(table)
@@ -262,26 +262,26 @@ def test_mrart_scores_with_extension_and_unscored_scans(tmp_path):
     scores["bids_name"] = scores.bids_name + ".nii.gz"
     scores.iloc[1:].to_csv(tmp_path / "my_scores.tsv", sep="\t", index=False)  # first scan unscored
     with pytest.warns(UserWarning, match="without a score"):
-        table = ratings.mrart_table(root, scores_tsv=tmp_path / "my_scores.tsv", medium="clean")
+        table = mrart.mrart_table(root, scores_tsv=tmp_path / "my_scores.tsv", medium="clean")
     assert len(table) == 8 and "sub-000101_acq-standard_T1w" not in set(table.scan_id)
 
 
 def test_mrart_errors_name_the_root(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        ratings.mrart_table(missing)
+        mrart.mrart_table(missing)
     other = tmp_path / "some_bids"
     (other / "sub-01" / "anat").mkdir(parents=True)
     (other / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="some_bids.*does not look like MR-ART"):
-        ratings.mrart_table(other)
+        mrart.mrart_table(other)
     root = _fake_mrart(tmp_path / "no_scores")
     (root / "derivatives" / "scores.tsv").unlink()
     with pytest.raises(FileNotFoundError, match="no_scores.*scores"):
-        ratings.mrart_table(root)
+        mrart.mrart_table(root)
     with pytest.raises(ValueError, match="medium"):
-        ratings.mrart_table(root, medium="subtle")
+        mrart.mrart_table(root, medium="subtle")
     pd.DataFrame({"bids_name": ["sub-000101_acq-standard_T1w"], "score": [5]}).to_csv(
         root / "derivatives" / "scores.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match="1, 2 or 3"):
-        ratings.mrart_table(root)
+        mrart.mrart_table(root)
