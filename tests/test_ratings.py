@@ -202,6 +202,62 @@ def test_forest_variant_and_errors(abide):
 
 
 # ---------------------------------------------------------------------------------------------
+# Site harmonisation, model families, leave-sites-out choice, the seed table
+# ---------------------------------------------------------------------------------------------
+def test_site_scale_is_per_site_and_label_free():
+    df = pd.DataFrame({"site": ["A"] * 5 + ["B"] * 4,
+                       "cjv": [1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 10.0, 10.0, 10.0],
+                       "cnr": [0.0, 0.0, 0.0, 0.0, 1.0, 100.0, 200.0, 300.0, 400.0],
+                       "y": [0, 1, 0, 1, 0, 1, 1, 0, 0]})
+    out = iqm.site_scale(df, ["cjv", "cnr"])
+    # site A, cjv: median 3, IQR 4 - 2 = 2
+    assert out.cjv[:5].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert (out.cjv[5:] == 0).all()                     # constant within site B -> 0, not NaN
+    assert out.cnr[:5].tolist() == [0, 0, 0, 0, 1.0]    # IQR 0 counts as 1
+    np.testing.assert_allclose(out.cnr[5:], np.array([-1.5, -0.5, 0.5, 1.5]) / 1.5)
+    # a site is scaled with its own statistics only, and labels are never read
+    alone = iqm.site_scale(df[df.site == "B"], ["cjv", "cnr"])
+    pd.testing.assert_frame_equal(alone, out[df.site == "B"])
+    pd.testing.assert_frame_equal(iqm.site_scale(df.assign(y=1 - df.y), ["cjv", "cnr"]).drop(columns="y"),
+                                  out.drop(columns="y"))
+    assert df.cjv.tolist()[0] == 1.0                    # the input is not modified
+
+
+@pytest.mark.parametrize("kind", ["mriqc_forest", "boosting"])
+def test_model_families_with_site_scaling(abide, kind):
+    train, test = ratings.site_split(abide, seed=0)
+    model = iqm.fit_iqm_classifier(train, seed=0, kind=kind, n_members=4 if kind == "boosting" else 40,
+                                   site_scaling=True)
+    samples = iqm.ensemble_probabilities(model, test)
+    assert samples.shape[0] == (4 if kind == "boosting" else 40) and samples.shape[1:] == (len(test), 2)
+    assert roc_auc_score(test.y, samples.mean(0)[:, 1]) > 0.6   # measured 0.64 (anchor forest), seed 0
+    # the test sites are scaled with their own statistics: shifting one site's raw IQMs changes nothing
+    shifted = test.copy()
+    site = shifted.site.iloc[0]
+    shifted.loc[shifted.site == site, "cjv"] += 5.0
+    np.testing.assert_allclose(iqm.ensemble_probabilities(model, shifted), samples)
+
+
+def test_leave_sites_out_holds_each_site_out(abide):
+    small = abide[abide.site.isin(["NYU", "UM", "USM", "PITT"])]
+    res = iqm.leave_sites_out(small, {"logistic": {"kind": "logistic", "n_members": 5},
+                                      "logistic site": {"kind": "logistic", "n_members": 5, "site_scaling": True}})
+    assert list(res.index) == ["logistic", "logistic site"] and (res.n_sites == 4).all()
+    assert res.auc_pooled.between(0.5, 1).all() and (res.auc_site_min <= res.auc_site_mean).all()
+
+
+def test_seed_table_scores_external_sets_with_controls(abide, ds030):
+    tab = iqm.seed_table(abide, {"DS030": ds030}, seeds=[0], models={"lr": {"kind": "logistic", "n_members": 10}},
+                         n_draws=20)
+    assert tab.set.tolist() == ["test", "DS030"] and (tab.model == "lr").all()
+    row = tab.set_index("set").loc["DS030"]
+    assert row.n == 265 and row.n_artifacts == 75 and 0.5 < row.auc < 1
+    assert 0 < row.retained_fraction <= 1 and np.isfinite(row.ba_gain_vs_random)
+    if row.eta == 1:                                   # no referral: nothing to gain over the controls
+        assert row.ba_gain_vs_random == pytest.approx(0) and row.ba_gain_vs_no_referral == pytest.approx(0)
+
+
+# ---------------------------------------------------------------------------------------------
 # MR-ART on a fake BIDS tree
 # ---------------------------------------------------------------------------------------------
 SCORES = {  # subject -> scores of (standard, headmotion1, headmotion2)

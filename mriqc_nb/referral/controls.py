@@ -132,7 +132,8 @@ def referral_table(valid_table: pd.DataFrame, test_tables, measures=("mutual_inf
         scans (``retained_fraction``, ``accuracy``, ``balanced_accuracy``, ``sensitivity``,
         ``specificity``, ``f1``, ``auc``, ``needs_person_fraction``,
         ``missed_artifact_fraction``), for each of ``keys`` the controls
-        ``<key>_no_referral``, ``<key>_random``, ``<key>_gain_vs_random``, and ``warnings``.
+        ``<key>_no_referral``, ``<key>_random``, ``<key>_gain_vs_random``, ``<key>_random_p``
+        (share of random draws at least as good), and ``warnings``.
     policies : dict name -> ReferralPolicy
     """
     tests = {"test": test_tables} if isinstance(test_tables, pd.DataFrame) else dict(test_tables)
@@ -149,8 +150,8 @@ def referral_table(valid_table: pd.DataFrame, test_tables, measures=("mutual_inf
             m = evaluate_with_controls(policy, test, n_draws=n_draws, seed=seed, keys=keys)
             rows.append({"referral by": name, "set": set_name, "eta": policy.eta, "t": policy.threshold,
                          **{k: m[k] for k in _TABLE_KEYS},
-                         **{f"{k}_{c}": m[f"{k}_{c}"] for k in keys for c in ("no_referral", "random",
-                                                                              "gain_vs_random")},
+                         **{f"{k}_{c}": m[f"{k}_{c}"] for k in keys
+                            for c in ("no_referral", "random", "gain_vs_random", "random_p")},
                          "warnings": m["warnings"]})
     return pd.DataFrame(rows).set_index(["referral by", "set"]), policies
 
