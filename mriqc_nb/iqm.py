@@ -40,11 +40,22 @@ from threadpoolctl import threadpool_limits
 from mriqc_nb.metrics import safe_auc
 from mriqc_nb.ratings import IQM_COLUMNS
 
-__all__ = ["MODEL_KINDS", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
+__all__ = ["MODEL_KINDS", "CANDIDATES", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
            "predict_with_uncertainty", "leave_sites_out", "site_protocol", "seed_table"]
 
 #: The model families of :func:`fit_iqm_classifier`.
 MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting")
+#: The anchor: MRIQC's production random forest on site-scaled IQMs.
+ANCHOR = "MRIQC forest, site-scaled (anchor)"
+#: Settings compared by :func:`leave_sites_out` on ABIDE (chapter 10, benchmarks/bench_ds030.py):
+#: keyword arguments of :func:`fit_iqm_classifier`. The book's rater model is the one with the
+#: best pooled out-of-site AUC; the anchor is always reported beside it.
+CANDIDATES = {
+    "logistic": {"kind": "logistic"},
+    "logistic, site-scaled": {"kind": "logistic", "C": 0.01, "site_scaling": True},
+    "forest, site-scaled": {"kind": "forest", "n_members": 100, "site_scaling": True},
+    ANCHOR: {"kind": "mriqc_forest", "n_members": 200, "site_scaling": True},
+}
 
 
 def site_scale(df: pd.DataFrame, features=IQM_COLUMNS, *, site_column: str = "site") -> pd.DataFrame:

@@ -260,29 +260,11 @@ def test_seed_table_scores_external_sets_with_controls(abide, ds030):
 # ---------------------------------------------------------------------------------------------
 # MR-ART on a fake BIDS tree
 # ---------------------------------------------------------------------------------------------
-SCORES = {  # subject -> scores of (standard, headmotion1, headmotion2)
-    "sub-000101": (1, 2, 3),
-    "sub-000102": (1, 1, 2),
-    "sub-000103": (1, 3, 3),
-}
+SCORES = mrart.EXAMPLE_SCORES
 
 
 def _fake_mrart(root, scores=SCORES, ext=".nii.gz"):
-    import nibabel as nib
-
-    rows = []
-    for sub, subj_scores in scores.items():
-        anat = root / sub / "anat"
-        anat.mkdir(parents=True)
-        for acq, score in zip(mrart.MRART_ACQUISITIONS, subj_scores):
-            name = f"{sub}_acq-{acq}_T1w"
-            img = nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 3)).astype(np.float32), np.eye(4))
-            nib.save(img, anat / f"{name}{ext}")
-            rows.append({"bids_name": name, "score": score})
-    (root / "derivatives").mkdir()
-    pd.DataFrame(rows).to_csv(root / "derivatives" / "scores.tsv", sep="\t", index=False)
-    (root / "dataset_description.json").write_text('{"Name": "fake MR-ART", "BIDSVersion": "1.6.0"}')
-    return root
+    return mrart.write_example_tree(root, scores, ext=ext)
 
 
 def test_mrart_table_labels(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["MRART_ACQUISITIONS", "MRART_SCORES", "mrart_table"]
+__all__ = ["MRART_ACQUISITIONS", "MRART_SCORES", "mrart_table", "write_example_tree"]
 
 
 #: The three acquisitions of each MR-ART subject (BIDS ``acq-`` entity).
@@ -127,3 +127,49 @@ def mrart_table(root, scores_tsv=None, *, medium: str = "drop") -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=cols)
     table.attrs.update({"dataset": "MR-ART (OpenNeuro ds004173)", "root": str(root.resolve()), "medium": medium})
     return table
+
+
+#: Scores of the miniature tree of :func:`write_example_tree`: subject -> (standard,
+#: headmotion1, headmotion2).
+EXAMPLE_SCORES = {"sub-000101": (1, 2, 3), "sub-000102": (1, 1, 2), "sub-000103": (1, 3, 3)}
+
+
+def write_example_tree(root, scores=None, *, shape=(4, 4, 3), ext: str = ".nii.gz", seed: int = 0) -> Path:
+    """Write a miniature tree laid out like MR-ART, to try :func:`mrart_table` offline.
+
+    Parameters
+    ----------
+    root : path-like
+        Created; must not hold a previous tree.
+    scores : dict subject -> (int, int, int), optional
+        Scores of the three acquisitions (:data:`MRART_ACQUISITIONS`) per subject; default
+        :data:`EXAMPLE_SCORES` (9 scans: 4 good, 2 medium, 3 bad).
+    shape : 3 ints
+        Size of each (random, 1 mm) volume; these are not heads.
+    ext : {".nii.gz", ".nii"}
+    seed : int
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``, holding ``sub-*/anat/sub-*_acq-*_T1w<ext>``, ``derivatives/scores.tsv`` and
+        ``dataset_description.json``.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sub, subj_scores in (scores or EXAMPLE_SCORES).items():
+        anat = root / sub / "anat"
+        anat.mkdir(parents=True)
+        for acq, score in zip(MRART_ACQUISITIONS, subj_scores):
+            name = f"{sub}_acq-{acq}_T1w"
+            nib.save(nib.Nifti1Image(rng.random(shape).astype(np.float32), np.eye(4)), anat / f"{name}{ext}")
+            rows.append({"bids_name": name, "score": score})
+    (root / "derivatives").mkdir()
+    pd.DataFrame(rows).to_csv(root / "derivatives" / "scores.tsv", sep="\t", index=False)
+    (root / "dataset_description.json").write_text('{"Name": "miniature MR-ART", "BIDSVersion": "1.6.0"}')
+    return root
+
