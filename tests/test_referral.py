@@ -167,14 +167,18 @@ def test_referral_curve_at_zero_is_no_referral(valid):
     assert rand["accuracy"].iloc[0] == pytest.approx(full["accuracy"])
 
 
-def test_informative_uncertainty_beats_random_referral():
-    rng = np.random.default_rng(3)
-    n = 400
+def _errors_among_uncertain(n: int, seed: int = 3) -> pd.DataFrame:
+    """Scans with p = 0.8 / 0.2; wrong in 60% of the cases where u > 0.7, 2% elsewhere."""
+    rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.3).astype(int)
     u = rng.random(n)
-    wrong = rng.random(n) < np.where(u > 0.7, 0.6, 0.02)      # errors among uncertain scans
-    p = np.where(y ^ wrong, 0.8, 0.2)
-    table = pd.DataFrame({"p_artifact": p, "u": u})
+    wrong = rng.random(n) < np.where(u > 0.7, 0.6, 0.02)
+    return pd.DataFrame({"p_artifact": np.where(y ^ wrong, 0.8, 0.2), "u": u, "label": y})
+
+
+def test_informative_uncertainty_beats_random_referral():
+    table = _errors_among_uncertain(400)
+    y = table.pop("label").to_numpy()
     kw = dict(labels=y, measure="u", threshold=0.5, fractions=[0.0, 0.1, 0.3])
     informed, rand = R.referral_curve(table, **kw), R.referral_curve(table, random=True, **kw)
     assert informed["accuracy"].iloc[0] == pytest.approx(rand["accuracy"].iloc[0])
@@ -249,12 +253,8 @@ def test_controls_without_referral_are_the_policy_itself(valid, test_set):
 
 
 def test_controls_separate_threshold_from_referral():
-    rng = np.random.default_rng(3)
-    n = 600
-    y = (rng.random(n) < 0.3).astype(int)
-    u = rng.random(n)
-    wrong = rng.random(n) < np.where(u > 0.7, 0.6, 0.02)         # errors among uncertain scans
-    informative = pd.DataFrame({"p_artifact": np.where(y ^ wrong, 0.8, 0.2), "u": u, "label": y})
+    informative = _errors_among_uncertain(600)
+    y, n, rng = informative.label.to_numpy(), len(informative), np.random.default_rng(4)
     policy = R.ReferralPolicy("u", eta=0.7, threshold=0.5, scaler=R.UncertaintyScaler(0.0, 1.0))
     m = R.evaluate_with_controls(policy, informative, n_draws=300)
     full = binary_metrics(y, informative.p_artifact, 0.5)

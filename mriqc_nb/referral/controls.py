@@ -85,7 +85,7 @@ def evaluate_with_controls(policy: ReferralPolicy, table: pd.DataFrame, labels=N
         draws = rand[key]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean = float(np.nanmean(draws))
+            mean = float(np.nanmean(draws)) if k else none[key]  # referring nobody at random is no referral
         m[f"{key}_no_referral"] = none[key]
         m[f"{key}_random"] = mean
         m[f"{key}_gain_vs_no_referral"] = m[key] - none[key]
