@@ -1,7 +1,6 @@
 """Referral policies: the uncertainty scaler, the operating point chosen on validation, and
 its application to any set (see :mod:`mriqc_nb.referral` for the recipe)."""
 
-
 from __future__ import annotations
 
 import math
