@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "log_kspace", "plot_histories"]
+__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "log_kspace", "plot_histories",
+           "plot_referral_curves"]
 
 #: (name, axis that is cut, (horizontal axis, vertical axis)) for the three views.
 VIEWS = (
@@ -230,3 +231,69 @@ def plot_histories(histories, columns=("ce", "val_ce", "val_accuracy"), *, offse
             fontsize=7, title="phase", title_fontsize=7)
     plt.tight_layout()
     return list(axes)
+
+
+_CURVE_TITLES = {"missed_artifact_fraction": "missed artifacts (of all artifacts)",
+                 "needs_person_fraction": "needs a person (of all scans)"}
+
+
+def plot_referral_curves(table, measures=("mutual_information",), threshold: float = 0.5, *, labels=None,
+                         metrics=("balanced_accuracy", "f1", "missed_artifact_fraction"),
+                         fractions=None, n_repeats: int = 200, seed: int = 0, axes=None,
+                         title: str | None = None):
+    """Referral curves of several measures beside the random control, one panel per metric.
+
+    Each curve refers a growing fraction of the scans of ``table`` (most uncertain first,
+    :func:`mriqc_nb.referral.referral_curve`) at a fixed ``threshold``; the grey curve refers
+    random scans of the same number (mean of ``n_repeats`` seeded draws). A measure helps only
+    where its curve lies above the grey one (below it, for ``missed_artifact_fraction``); at
+    fraction 0 every curve starts from the same point, the threshold with nobody referred.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Predictions: ``p_artifact``, the measures and (unless ``labels``) ``label``.
+    measures : sequence of str
+        Uncertainty columns.
+    threshold : float
+        Decision threshold on ``p_artifact`` (e.g. a policy's ``threshold``).
+    labels : array_like of {0, 1}, optional
+    metrics : sequence of str
+        Columns of :func:`mriqc_nb.referral.referral_curve` to draw (metrics on the retained
+        scans, or ``missed_artifact_fraction`` / ``needs_person_fraction`` over all scans).
+    fractions : array_like, optional
+        Referred fractions (default 0 to 0.5 in steps of 0.02).
+    n_repeats, seed : int
+        The random control.
+    axes : sequence of matplotlib axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    list of matplotlib axes
+    """
+    from mriqc_nb.referral import referral_curve
+
+    fractions = np.linspace(0, 0.5, 26) if fractions is None else fractions
+    measures = list(measures)
+    curves = {m: referral_curve(table, labels, m, threshold, fractions) for m in measures}
+    curves["random (control)"] = referral_curve(table, labels, measures[0], threshold, fractions, random=True,
+                                                seed=seed, n_repeats=n_repeats)
+    if axes is None:
+        _, axes = plt.subplots(1, len(metrics), figsize=(3.9 * len(metrics), 3.2), squeeze=False)
+        axes = axes[0]
+    for ax, metric in zip(axes, metrics):
+        for name, c in curves.items():
+            control = name.startswith("random")
+            ax.plot(c["referred_fraction"], c[metric], color="grey" if control else None,
+                    ls="--" if control else "-", lw=1.2, marker=None if control else ".", ms=4, label=name)
+        ax.set(xlabel="fraction of scans referred",
+               title=_CURVE_TITLES.get(metric, metric.replace("_", " ") + " (retained scans)"))
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        axes[0].figure.suptitle(title, y=1.02, fontsize=10)
+    axes[0].figure.tight_layout()
+    return list(axes)
+

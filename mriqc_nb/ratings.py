@@ -1,10 +1,8 @@
-"""Real rater data: MRIQC's ABIDE and DS030 tables, IQM classifiers, and the MR-ART loader.
+"""Real rater data: MRIQC's ABIDE and DS030 tables, their labels, raters and site splits.
 
 The book's main benchmark is synthetic. This module brings in what real raters said about real
-scans, in two forms:
-
-1. **Image-quality metrics (IQMs) with rater labels**, as shipped by the ``mriqc-learn``
-   package (install with ``pip install "mriqc-nb[ratings]"``; no download at run time):
+scans: **image-quality metrics (IQMs) with rater labels**, as shipped by the ``mriqc-learn``
+package (install with ``pip install "mriqc-nb[ratings]"``; no download at run time):
 
    - ``abide``: 1,101 T1-weighted scans of ABIDE from 17 sites. Three raters, ratings
      ``-1`` (exclude), ``0`` (doubtful), ``1`` (accept). ``rater_3`` rated every scan;
@@ -21,10 +19,8 @@ scans, in two forms:
    ``spacing_*``, which describe the acquisition rather than its quality and would let a
    classifier recognise sites (MRIQC's own classifier dropped them too).
 
-2. **Images with rater scores**: MR-ART (OpenNeuro ds004173, 148 adults, one T1w scan at rest
-   and two with deliberate head motion each, scored 1/2/3 = good/medium/bad by
-   neuroradiologists). Nothing is downloaded here; :func:`mrart_table` turns a local copy into
-   the book's scan table, ready for :func:`mriqc_nb.data.database.build_database`.
+The classifiers of these tables are in :mod:`mriqc_nb.iqm`; images with rater scores
+(MR-ART) are read by :mod:`mriqc_nb.data.mrart`.
 
 Labels
 ------
@@ -42,47 +38,28 @@ The book's convention: ``label`` is ``"clean"`` or ``"artifact"`` and ``y`` is t
   if both excluded it; with three raters, if at least two did.
 
 The raw ratings are kept in the table, so any other rule can be applied afterwards.
-
-Uncertainty
------------
-:func:`fit_iqm_classifier` fits a bagged ensemble (by default 50 L2-regularised logistic
-regressions, each on a bootstrap sample of the training scans, classes weighted to balance).
-Its members play the role of the Monte Carlo dropout samples of the network:
-:func:`ensemble_probabilities` returns their softmax-like outputs as an array of shape
-(members, N, 2), and :func:`predict_with_uncertainty` summarises it with
-:func:`mriqc_nb.uncertainty.summarise`, so every measure (entropy, mutual information,
-variance...) is computed exactly as in the rest of the book, and the referral of
-:mod:`mriqc_nb.referral` applies unchanged.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from mriqc_nb.data.database import LABELS
+from mriqc_nb.labels import LABELS
 
 __all__ = [
     "DATASETS",
     "RATING_VALUES",
     "IQM_COLUMNS",
-    "MRART_ACQUISITIONS",
-    "MRART_SCORES",
     "label_from_ratings",
     "load_ratings",
     "rater_columns",
     "rater_agreement",
     "site_split",
-    "fit_iqm_classifier",
-    "ensemble_probabilities",
-    "predict_with_uncertainty",
-    "mrart_table",
 ]
 
 #: Tables shipped by mriqc-learn.
@@ -344,220 +321,3 @@ def site_split(df: pd.DataFrame, test_sites=None, *, test_fraction: float = 0.25
     for part in (train, test):
         part.attrs = dict(df.attrs, test_sites=sorted(chosen))
     return train, test
-
-
-# ---------------------------------------------------------------------------------------------
-# IQM classifiers with an ensemble uncertainty
-# ---------------------------------------------------------------------------------------------
-def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "logistic",
-                       n_members: int = 50, C: float = 0.1, features=IQM_COLUMNS):
-    """Fit an ensemble classifier of IQMs (1 = artifact), balanced for the classes.
-
-    Parameters
-    ----------
-    train_df : DataFrame
-        Training scans: the ``features`` columns and ``y`` (1 = artifact).
-    seed : int
-        Seeds the bootstrap samples (and the trees).
-    kind : {"logistic", "forest"}
-        ``"logistic"`` (default): z-scoring, then a :class:`~sklearn.ensemble.BaggingClassifier`
-        of ``n_members`` L2-regularised logistic regressions (inverse strength ``C``), each
-        fitted on a bootstrap sample with ``class_weight="balanced"``. ``"forest"``: a random
-        forest of ``n_members`` trees (``class_weight="balanced_subsample"``, at least 3 scans
-        per leaf, so each tree gives graded probabilities).
-    n_members : int
-        Ensemble members: the samples of :func:`ensemble_probabilities`.
-    C : float
-        Logistic regression only. 0.1 suits about 60 correlated IQMs and a few hundred scans.
-    features : sequence of str
-        Feature columns (default :data:`IQM_COLUMNS`).
-
-    Returns
-    -------
-    sklearn.pipeline.Pipeline
-        Fitted; it remembers its feature names (``feature_names_in_``). ``predict_proba``
-        gives the ensemble mean; see :func:`ensemble_probabilities` for the members.
-    """
-    from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    y = np.asarray(train_df["y"]).astype(int)
-    if np.unique(y).size < 2:
-        raise ValueError("the training scans need both classes (clean and artifact)")
-    if kind == "logistic":
-        member = LogisticRegression(C=C, class_weight="balanced", max_iter=5000)
-        head = BaggingClassifier(member, n_estimators=n_members, random_state=seed)
-    elif kind == "forest":
-        head = RandomForestClassifier(n_estimators=n_members, class_weight="balanced_subsample",
-                                      min_samples_leaf=3, random_state=seed, n_jobs=1)
-    else:
-        raise ValueError(f"kind must be 'logistic' or 'forest', got {kind!r}")
-    model = make_pipeline(StandardScaler(), head)
-    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only add overhead
-        return model.fit(train_df[list(features)], y)
-
-
-def ensemble_probabilities(model, df: pd.DataFrame) -> np.ndarray:
-    """Class probabilities of every ensemble member: the book's (T, N, C) sample array.
-
-    Parameters
-    ----------
-    model : Pipeline
-        From :func:`fit_iqm_classifier`.
-    df : DataFrame
-        Scans with the model's feature columns.
-
-    Returns
-    -------
-    ndarray, shape (members, N, 2)
-        Column 0 = clean, 1 = artifact; a member whose bootstrap sample lacked a class gives
-        that class probability 0. The mean over members equals ``model.predict_proba``.
-    """
-    X = model[:-1].transform(df[list(model.feature_names_in_)])
-    X = np.asarray(X, dtype=float)
-    head = model[-1]
-    subsets = getattr(head, "estimators_features_", None) or [slice(None)] * len(head.estimators_)
-    out = np.zeros((len(head.estimators_), len(X), 2))
-    with threadpool_limits(limits=1, user_api="blas"):
-        for m, (est, cols) in enumerate(zip(head.estimators_, subsets)):
-            out[m][:, np.asarray(est.classes_).astype(int)] = est.predict_proba(X[:, cols])
-    return out
-
-
-def predict_with_uncertainty(model, df: pd.DataFrame) -> pd.DataFrame:
-    """Per-scan prediction and uncertainty, in the book's prediction-table format.
-
-    Returns
-    -------
-    pandas.DataFrame, one row per scan of ``df`` (same index)
-        ``scan_id``, ``subject_id``, ``site`` (those present in ``df``), ``label`` as the
-        *integer* 1 = artifact (as in every prediction table of the book, e.g.
-        :func:`mriqc_nb.predict.predict_split`; only if ``df`` has ``y``), then the columns
-        of :func:`mriqc_nb.uncertainty.summarise` over the ensemble members (``p_artifact``,
-        ``entropy``, ``mutual_information``, ``variance``, ``std_p_artifact``...).
-        Ready for :func:`mriqc_nb.referral.select_operating_point`.
-    """
-    from mriqc_nb.uncertainty import summarise
-
-    summary = summarise(ensemble_probabilities(model, df), index=df.index)
-    ids = df[[c for c in ("scan_id", "subject_id", "site") if c in df.columns]].copy()
-    if "y" in df.columns:
-        ids["label"] = np.asarray(df["y"]).astype(np.int64)
-    return pd.concat([ids, summary], axis=1)
-
-
-# ---------------------------------------------------------------------------------------------
-# MR-ART (OpenNeuro ds004173), from a local copy
-# ---------------------------------------------------------------------------------------------
-#: The three acquisitions of each MR-ART subject (BIDS ``acq-`` entity).
-MRART_ACQUISITIONS = ("standard", "headmotion1", "headmotion2")
-#: The radiologists' scores of MR-ART.
-MRART_SCORES = {1: "good", 2: "medium", 3: "bad"}
-_MEDIUM = ("drop", "artifact", "clean")
-_MRART_FILE = re.compile(r"^(sub-[^_]+)_acq-(standard|headmotion1|headmotion2)_T1w\.nii(\.gz)?$")
-_MRART_HINT = ("expected a local copy of MR-ART (OpenNeuro ds004173): sub-*/anat/sub-*_acq-standard_T1w.nii.gz "
-               "(and acq-headmotion1, acq-headmotion2) with derivatives/scores.tsv (columns bids_name, score). "
-               "Get it with internet access, e.g. `datalad install https://github.com/OpenNeuroDatasets/ds004173.git` "
-               "then `datalad get`, or `openneuro-py download --dataset ds004173 --target-dir DIR`")
-
-
-def _bids_stem(name: str) -> str:
-    name = Path(str(name).strip()).name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
-def mrart_table(root, scores_tsv=None, *, medium: str = "drop") -> pd.DataFrame:
-    """The book's scan table for a local copy of MR-ART (OpenNeuro ds004173).
-
-    Score 1 (good) is *clean*, score 3 (bad) is a *prominent artifact*, and score 2 (medium)
-    follows ``medium``:
-
-    - ``"drop"`` (default): left out, as the paper trained and tested on prominent artifacts
-      only. (They cannot be kept aside in the book's ``subtle`` split: that split must hold
-      subjects of its own, and every MR-ART subject also has a scan in the labelled splits.)
-    - ``"artifact"``: kept as artifacts with ``severity = "subtle"``;
-    - ``"clean"``: kept as clean.
-
-    Parameters
-    ----------
-    root : path-like
-        The dataset's root directory (the one holding ``sub-*/`` and ``derivatives/``).
-    scores_tsv : path-like, optional
-        The scores table; default ``ROOT/derivatives/scores.tsv``. Columns ``bids_name`` (e.g.
-        ``sub-000103_acq-standard_T1w``, with or without ``.nii.gz``) and ``score``.
-    medium : {"drop", "artifact", "clean"}
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``scan_id`` (the BIDS name), ``subject_id``, ``site`` (``"MR-ART"``: one
-        scanner), ``modality`` (``"T1w"``), ``label``, ``severity``, ``path`` (absolute), plus
-        ``acq`` and ``score``. No ``split``: :func:`mriqc_nb.data.database.build_database` (with
-        ``table=``) splits it by subject, so a subject's still and moving scans stay together.
-        Scans without a score are left out with a warning, as are scores without a file.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``root`` does not look like MR-ART (no ``acq-standard`` T1w scans, or no scores
-        table); the message names ``root`` and says how to get the dataset.
-    ValueError
-        Bad ``medium``, a scores table without ``bids_name``/``score``, or scores outside 1-3.
-    """
-    if medium not in _MEDIUM:
-        raise ValueError(f"medium must be one of {_MEDIUM}, got {medium!r}")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"MR-ART root {str(root)!r} is not a directory; {_MRART_HINT}")
-    files = {}
-    for path in sorted(root.glob("sub-*/anat/sub-*_T1w.nii*")):
-        m = _MRART_FILE.match(path.name)
-        if m and path.parent.parent.name == m.group(1):
-            files[_bids_stem(path.name)] = (m.group(1), m.group(2), path.resolve())
-    if not any(acq == "standard" for _, acq, _ in files.values()):
-        raise FileNotFoundError(f"{str(root)!r} does not look like MR-ART: no sub-*/anat/sub-*_acq-standard_T1w.nii[.gz] "
-                                f"found; {_MRART_HINT}")
-    scores_path = Path(scores_tsv).expanduser() if scores_tsv is not None else root / "derivatives" / "scores.tsv"
-    if not scores_path.is_file():
-        raise FileNotFoundError(f"{str(root)!r} does not look like MR-ART: no scores table at {str(scores_path)!r}; "
-                                f"{_MRART_HINT}")
-    scores = pd.read_csv(scores_path, sep=None, engine="python", dtype={"bids_name": str})
-    if not {"bids_name", "score"} <= set(scores.columns):
-        raise ValueError(f"{scores_path}: expected columns bids_name and score, got {list(scores.columns)}")
-    scores["stem"] = scores["bids_name"].map(_bids_stem)
-    scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
-    bad = scores[~scores["score"].isin(list(MRART_SCORES))]
-    if len(bad):
-        raise ValueError(f"{scores_path}: scores must be 1, 2 or 3; offending rows: "
-                         f"{bad[['bids_name', 'score']].head(10).to_dict('records')}")
-    scored = dict(zip(scores["stem"], scores["score"].astype(int)))
-    unscored = sorted(set(files) - set(scored))
-    orphans = sorted(set(scored) - set(files))
-    if unscored:
-        warnings.warn(f"MR-ART: {len(unscored)} scan(s) without a score left out, e.g. {unscored[:3]}", stacklevel=2)
-    if orphans:
-        warnings.warn(f"MR-ART: {len(orphans)} score(s) without a scan file ignored, e.g. {orphans[:3]}", stacklevel=2)
-    rows = []
-    for stem, (subject, acq, path) in files.items():
-        if stem not in scored:
-            continue
-        score = scored[stem]
-        if score == 1 or (score == 2 and medium == "clean"):
-            label, severity = "clean", "none"
-        elif score == 3:
-            label, severity = "artifact", "prominent"
-        elif medium == "artifact":
-            label, severity = "artifact", "subtle"
-        else:  # score 2, dropped
-            continue
-        rows.append({"scan_id": stem, "subject_id": subject, "site": "MR-ART", "modality": "T1w",
-                     "label": label, "severity": severity, "path": str(path), "acq": acq, "score": score})
-    cols = ["scan_id", "subject_id", "site", "modality", "label", "severity", "path", "acq", "score"]
-    table = pd.DataFrame(rows, columns=cols)
-    table.attrs.update({"dataset": "MR-ART (OpenNeuro ds004173)", "root": str(root.resolve()), "medium": medium})
-    return table

@@ -38,11 +38,52 @@ def test_youden_threshold_hand_made_roc():
     assert t == pytest.approx(0.7) and j == pytest.approx(0.75)
 
 
-def test_youden_threshold_tie_goes_to_highest_threshold():
+def test_youden_threshold_tie_rule_is_the_middle_of_the_tied_range():
+    # One tie rule for the whole package (metrics.best_threshold): among tied thresholds, the one
+    # nearest the middle of the tied range. (It used to be the highest here and the middle in
+    # referral: two rules for one choice.)
     y = [1, 1, 1, 1, 0, 0, 0, 0]
-    s = [0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1]   # J = 0.5 at t = 0.8, 0.6 and 0.3
+    s = [0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1]   # J = 0.5 at t = 0.8, 0.6 and 0.3; middle 0.55
     t, j = M.youden_threshold(y, s)
-    assert j == pytest.approx(0.5) and t == pytest.approx(0.8)
+    assert j == pytest.approx(0.5) and t == pytest.approx(0.6)
+    assert M.best_threshold(y, s, [0.8, 0.6, 0.3, 0.7]) == (pytest.approx(0.6), pytest.approx(0.5))
+
+
+def test_best_threshold_plateau_and_exact_midpoint_tie():
+    y = np.r_[np.zeros(10), np.ones(10)].astype(int)
+    s = np.r_[np.full(10, 0.2), np.full(10, 0.8)]
+    grid = np.linspace(0.05, 0.95, 19)              # J = 1 for every t in (0.2, 0.8]
+    t, j = M.best_threshold(y, s, grid)
+    assert j == 1.0 and t == pytest.approx(0.5)
+    # two tied thresholds equally near the middle: the higher one (fewer scans called artifact)
+    t2, _ = M.best_threshold(y, s, [0.3, 0.7])
+    assert t2 == 0.7
+    # F1 as the criterion, and the order of the candidates does not matter
+    assert M.best_threshold(y, s, grid[::-1], "f1")[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="criterion"):
+        M.best_threshold(y, s, grid, "accuracy")
+    # no signal: J never beats 0, youden_threshold calls nothing artifact
+    assert M.youden_threshold([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == (float("inf"), 0.0)
+
+
+def test_paired_bootstrap_diff_cancels_shared_variation():
+    rng = np.random.default_rng(0)
+    n = 300
+    y = (rng.random(n) < 0.3).astype(int)
+    hard = rng.normal(0, 1, n)                       # what both methods find hard
+    a = y * 1.5 + hard + rng.normal(0, 0.3, n)
+    b = y * 1.2 + hard + rng.normal(0, 0.3, n)
+    d = M.paired_bootstrap_diff(M.safe_auc, y, a, b, n_boot=300)
+    assert d["diff"] == pytest.approx(M.safe_auc(y, a) - M.safe_auc(y, b))
+    assert d["low"] < d["diff"] < d["high"] and d["low"] > 0 and d["p_le_0"] < 0.05
+    # the same method against itself: a zero-width interval at 0
+    same = M.paired_bootstrap_diff(M.safe_auc, y, a, a, n_boot=50)
+    assert same["low"] == same["high"] == same["diff"] == 0 and same["p_le_0"] == 1.0
+    # the paired interval is narrower than the unpaired intervals would suggest
+    _, lo_a, hi_a = M.bootstrap_ci(M.safe_auc, y, a, n_boot=300)
+    assert d["high"] - d["low"] < hi_a - lo_a
+    with pytest.raises(ValueError, match="same scans"):
+        M.paired_bootstrap_diff(M.safe_auc, y, a, b[:-1])
 
 
 def _noisy_scores(n, seed):

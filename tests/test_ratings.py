@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mriqc_nb import ratings, referral, uncertainty
-from mriqc_nb.data import database
+from mriqc_nb import iqm, ratings, referral, uncertainty
+from mriqc_nb.data import database, mrart
 
 NAN = np.nan
 
@@ -163,19 +163,19 @@ def test_site_split_explicit_and_errors(abide):
 def test_classifier_beats_chance_on_unseen_sites(abide, seed):
     # measured: AUC 0.80-0.95 over seeds 0-4 on held-out ABIDE sites
     train, test = ratings.site_split(abide, seed=seed)
-    model = ratings.fit_iqm_classifier(train, seed=seed)
-    pred = ratings.predict_with_uncertainty(model, test)
+    model = iqm.fit_iqm_classifier(train, seed=seed)
+    pred = iqm.predict_with_uncertainty(model, test)
     assert roc_auc_score(test.y, pred.p_artifact) > 0.75
 
 
 def test_uncertainty_table_is_the_books(abide):
     train, test = ratings.site_split(abide, seed=0)
-    model = ratings.fit_iqm_classifier(train, seed=0, n_members=20)
-    samples = ratings.ensemble_probabilities(model, test)
+    model = iqm.fit_iqm_classifier(train, seed=0, n_members=20)
+    samples = iqm.ensemble_probabilities(model, test)
     assert samples.shape == (20, len(test), 2)
     np.testing.assert_allclose(samples.sum(-1), 1.0)
     np.testing.assert_allclose(samples.mean(0), model.predict_proba(test[list(ratings.IQM_COLUMNS)]), atol=1e-12)
-    pred = ratings.predict_with_uncertainty(model, test)
+    pred = iqm.predict_with_uncertainty(model, test)
     book = uncertainty.summarise(samples, index=test.index)
     assert list(pred.columns[-len(book.columns):]) == list(book.columns)
     pd.testing.assert_frame_equal(pred[book.columns], book)
@@ -185,53 +185,91 @@ def test_uncertainty_table_is_the_books(abide):
     policy = referral.select_operating_point(pred, measure="mutual_information")
     assert 0 < policy.threshold < 1
     # seeded: the same seed gives the same ensemble
-    again = ratings.predict_with_uncertainty(ratings.fit_iqm_classifier(train, seed=0, n_members=20), test)
+    again = iqm.predict_with_uncertainty(iqm.fit_iqm_classifier(train, seed=0, n_members=20), test)
     pd.testing.assert_frame_equal(pred, again)
 
 
 def test_forest_variant_and_errors(abide):
     train, test = ratings.site_split(abide, seed=0)
-    model = ratings.fit_iqm_classifier(train, seed=0, kind="forest", n_members=30)
-    samples = ratings.ensemble_probabilities(model, test)
+    model = iqm.fit_iqm_classifier(train, seed=0, kind="forest", n_members=30)
+    samples = iqm.ensemble_probabilities(model, test)
     assert samples.shape == (30, len(test), 2)
     assert roc_auc_score(test.y, samples.mean(0)[:, 1]) > 0.75
     with pytest.raises(ValueError, match="kind"):
-        ratings.fit_iqm_classifier(train, kind="svm")
+        iqm.fit_iqm_classifier(train, kind="svm")
     with pytest.raises(ValueError, match="both classes"):
-        ratings.fit_iqm_classifier(train[train.y == 0])
+        iqm.fit_iqm_classifier(train[train.y == 0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Site harmonisation, model families, leave-sites-out choice, the seed table
+# ---------------------------------------------------------------------------------------------
+def test_site_scale_is_per_site_and_label_free():
+    df = pd.DataFrame({"site": ["A"] * 5 + ["B"] * 4,
+                       "cjv": [1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 10.0, 10.0, 10.0],
+                       "cnr": [0.0, 0.0, 0.0, 0.0, 1.0, 100.0, 200.0, 300.0, 400.0],
+                       "y": [0, 1, 0, 1, 0, 1, 1, 0, 0]})
+    out = iqm.site_scale(df, ["cjv", "cnr"])
+    # site A, cjv: median 3, IQR 4 - 2 = 2
+    assert out.cjv[:5].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert (out.cjv[5:] == 0).all()                     # constant within site B -> 0, not NaN
+    assert out.cnr[:5].tolist() == [0, 0, 0, 0, 1.0]    # IQR 0 counts as 1
+    np.testing.assert_allclose(out.cnr[5:], np.array([-1.5, -0.5, 0.5, 1.5]) / 1.5)
+    # a site is scaled with its own statistics only, and labels are never read
+    alone = iqm.site_scale(df[df.site == "B"], ["cjv", "cnr"])
+    pd.testing.assert_frame_equal(alone, out[df.site == "B"])
+    pd.testing.assert_frame_equal(iqm.site_scale(df.assign(y=1 - df.y), ["cjv", "cnr"]).drop(columns="y"),
+                                  out.drop(columns="y"))
+    assert df.cjv.tolist()[0] == 1.0                    # the input is not modified
+
+
+@pytest.mark.parametrize("kind", ["mriqc_forest", "boosting"])
+def test_model_families_with_site_scaling(abide, kind):
+    train, test = ratings.site_split(abide, seed=0)
+    model = iqm.fit_iqm_classifier(train, seed=0, kind=kind, n_members=4 if kind == "boosting" else 40,
+                                   site_scaling=True)
+    samples = iqm.ensemble_probabilities(model, test)
+    assert samples.shape[0] == (4 if kind == "boosting" else 40) and samples.shape[1:] == (len(test), 2)
+    assert roc_auc_score(test.y, samples.mean(0)[:, 1]) > 0.6   # measured 0.64 (anchor forest), seed 0
+    # the test sites are scaled with their own statistics: shifting one site's raw IQMs changes nothing
+    shifted = test.copy()
+    site = shifted.site.iloc[0]
+    shifted.loc[shifted.site == site, "cjv"] += 5.0
+    np.testing.assert_allclose(iqm.ensemble_probabilities(model, shifted), samples)
+
+
+def test_leave_sites_out_holds_each_site_out(abide):
+    small = abide[abide.site.isin(["NYU", "UM", "USM", "PITT"])]
+    res = iqm.leave_sites_out(small, {"logistic": {"kind": "logistic", "n_members": 5},
+                                      "logistic site": {"kind": "logistic", "n_members": 5, "site_scaling": True}})
+    assert list(res.index) == ["logistic", "logistic site"] and (res.n_sites == 4).all()
+    assert res.auc_pooled.between(0.5, 1).all() and (res.auc_site_min <= res.auc_site_mean).all()
+
+
+def test_seed_table_scores_external_sets_with_controls(abide, ds030):
+    tab = iqm.seed_table(abide, {"DS030": ds030}, seeds=[0], models={"lr": {"kind": "logistic", "n_members": 10}},
+                         n_draws=20)
+    assert tab.set.tolist() == ["test", "DS030"] and (tab.model == "lr").all()
+    row = tab.set_index("set").loc["DS030"]
+    assert row.n == 265 and row.n_artifacts == 75 and 0.5 < row.auc < 1
+    assert 0 < row.retained_fraction <= 1 and np.isfinite(row.ba_gain_vs_random)
+    if row.eta == 1:                                   # no referral: nothing to gain over the controls
+        assert row.ba_gain_vs_random == pytest.approx(0) and row.ba_gain_vs_no_referral == pytest.approx(0)
 
 
 # ---------------------------------------------------------------------------------------------
 # MR-ART on a fake BIDS tree
 # ---------------------------------------------------------------------------------------------
-SCORES = {  # subject -> scores of (standard, headmotion1, headmotion2)
-    "sub-000101": (1, 2, 3),
-    "sub-000102": (1, 1, 2),
-    "sub-000103": (1, 3, 3),
-}
+SCORES = mrart.EXAMPLE_SCORES
 
 
 def _fake_mrart(root, scores=SCORES, ext=".nii.gz"):
-    import nibabel as nib
-
-    rows = []
-    for sub, subj_scores in scores.items():
-        anat = root / sub / "anat"
-        anat.mkdir(parents=True)
-        for acq, score in zip(ratings.MRART_ACQUISITIONS, subj_scores):
-            name = f"{sub}_acq-{acq}_T1w"
-            img = nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 3)).astype(np.float32), np.eye(4))
-            nib.save(img, anat / f"{name}{ext}")
-            rows.append({"bids_name": name, "score": score})
-    (root / "derivatives").mkdir()
-    pd.DataFrame(rows).to_csv(root / "derivatives" / "scores.tsv", sep="\t", index=False)
-    (root / "dataset_description.json").write_text('{"Name": "fake MR-ART", "BIDSVersion": "1.6.0"}')
-    return root
+    return mrart.write_example_tree(root, scores, ext=ext)
 
 
 def test_mrart_table_labels(tmp_path):
     root = _fake_mrart(tmp_path / "ds004173")
-    table = ratings.mrart_table(root)
+    table = mrart.mrart_table(root)
     by_id = table.set_index("scan_id")
     assert len(table) == 7  # 9 scans, the 2 scored "medium" dropped
     assert by_id.loc["sub-000101_acq-standard_T1w", "label"] == "clean"
@@ -250,7 +288,7 @@ def test_mrart_table_labels(tmp_path):
 
 @pytest.mark.parametrize("medium, n, n_artifact, n_subtle", [("artifact", 9, 5, 2), ("clean", 9, 3, 0)])
 def test_mrart_medium_scores(tmp_path, medium, n, n_artifact, n_subtle):
-    table = ratings.mrart_table(_fake_mrart(tmp_path / "mrart"), medium=medium)
+    table = mrart.mrart_table(_fake_mrart(tmp_path / "mrart"), medium=medium)
     assert len(table) == n and (table.label == "artifact").sum() == n_artifact
     assert (table.severity == "subtle").sum() == n_subtle
     database.validate_table(table)
@@ -262,26 +300,26 @@ def test_mrart_scores_with_extension_and_unscored_scans(tmp_path):
     scores["bids_name"] = scores.bids_name + ".nii.gz"
     scores.iloc[1:].to_csv(tmp_path / "my_scores.tsv", sep="\t", index=False)  # first scan unscored
     with pytest.warns(UserWarning, match="without a score"):
-        table = ratings.mrart_table(root, scores_tsv=tmp_path / "my_scores.tsv", medium="clean")
+        table = mrart.mrart_table(root, scores_tsv=tmp_path / "my_scores.tsv", medium="clean")
     assert len(table) == 8 and "sub-000101_acq-standard_T1w" not in set(table.scan_id)
 
 
 def test_mrart_errors_name_the_root(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        ratings.mrart_table(missing)
+        mrart.mrart_table(missing)
     other = tmp_path / "some_bids"
     (other / "sub-01" / "anat").mkdir(parents=True)
     (other / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="some_bids.*does not look like MR-ART"):
-        ratings.mrart_table(other)
+        mrart.mrart_table(other)
     root = _fake_mrart(tmp_path / "no_scores")
     (root / "derivatives" / "scores.tsv").unlink()
     with pytest.raises(FileNotFoundError, match="no_scores.*scores"):
-        ratings.mrart_table(root)
+        mrart.mrart_table(root)
     with pytest.raises(ValueError, match="medium"):
-        ratings.mrart_table(root, medium="subtle")
+        mrart.mrart_table(root, medium="subtle")
     pd.DataFrame({"bids_name": ["sub-000101_acq-standard_T1w"], "score": [5]}).to_csv(
         root / "derivatives" / "scores.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match="1, 2 or 3"):
-        ratings.mrart_table(root)
+        mrart.mrart_table(root)

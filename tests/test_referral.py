@@ -167,14 +167,18 @@ def test_referral_curve_at_zero_is_no_referral(valid):
     assert rand["accuracy"].iloc[0] == pytest.approx(full["accuracy"])
 
 
-def test_informative_uncertainty_beats_random_referral():
-    rng = np.random.default_rng(3)
-    n = 400
+def _errors_among_uncertain(n: int, seed: int = 3) -> pd.DataFrame:
+    """Scans with p = 0.8 / 0.2; wrong in 60% of the cases where u > 0.7, 2% elsewhere."""
+    rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.3).astype(int)
     u = rng.random(n)
-    wrong = rng.random(n) < np.where(u > 0.7, 0.6, 0.02)      # errors among uncertain scans
-    p = np.where(y ^ wrong, 0.8, 0.2)
-    table = pd.DataFrame({"p_artifact": p, "u": u})
+    wrong = rng.random(n) < np.where(u > 0.7, 0.6, 0.02)
+    return pd.DataFrame({"p_artifact": np.where(y ^ wrong, 0.8, 0.2), "u": u, "label": y})
+
+
+def test_informative_uncertainty_beats_random_referral():
+    table = _errors_among_uncertain(400)
+    y = table.pop("label").to_numpy()
     kw = dict(labels=y, measure="u", threshold=0.5, fractions=[0.0, 0.1, 0.3])
     informed, rand = R.referral_curve(table, **kw), R.referral_curve(table, random=True, **kw)
     assert informed["accuracy"].iloc[0] == pytest.approx(rand["accuracy"].iloc[0])
@@ -186,3 +190,93 @@ def test_informative_uncertainty_beats_random_referral():
 def test_labels_are_required(valid):
     with pytest.raises(KeyError):
         R.select_operating_point(valid.drop(columns="label"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest attribution: guards on the validation set, one T, controls on the test set
+# ---------------------------------------------------------------------------------------------
+def _no_signal_table(n: int, n_artifacts: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=int)
+    y[:n_artifacts] = 1
+    return pd.DataFrame({"p_artifact": rng.random(n), "mutual_information": rng.random(n), "label": y})
+
+
+def test_a_good_validation_set_gives_no_warning(valid):
+    policy = R.select_operating_point(valid)
+    assert policy.warnings == () and policy.n_samples == 30
+
+
+def test_no_signal_is_flagged_and_min_artifacts_blocks_referral():
+    table = _no_signal_table(200, 8, seed=4)
+    policy = R.select_operating_point(table)
+    assert any("contains 0.5" in w for w in policy.warnings)
+    # with 8 validation artifacts, an eta < 1 needs >= 5 of them kept; the guard is configurable
+    ops = R.operating_points(table)
+    few = (ops.eta < 1) & (ops.n_artifact_retained < 5)
+    assert few.any() and not ops.loc[few, "admissible"].any()
+    assert ops.loc[ops.eta == 1, "admissible"].all()
+    loose = R.operating_points(table, min_artifacts=1)
+    assert loose.loc[few, "admissible"].sum() >= ops.loc[few, "admissible"].sum()
+    # too few validation artifacts in all: said in the warnings
+    tiny = R.no_referral_policy(_no_signal_table(100, 3, seed=5))
+    assert any("only 3 validation artifacts" in w for w in tiny.warnings)
+
+
+def test_youden_j_at_most_zero_is_flagged():
+    table = pd.DataFrame({"p_artifact": np.full(40, 0.3), "mutual_information": np.linspace(0, 1, 40),
+                          "label": np.r_[np.zeros(30), np.ones(10)].astype(int)})
+    policy = R.no_referral_policy(table, n_boot=0)
+    assert policy.valid_metrics["youden_j"] <= 0
+    assert any("J = " in w for w in policy.warnings)
+
+
+def test_policy_refuses_another_T(valid):
+    policy = R.select_operating_point(valid)                       # T = 30
+    assert R.evaluate_policy(policy, make_table(50, seed=7, T=30))["n"] == 50
+    with pytest.raises(ValueError, match="T = 30.*T = 10"):
+        R.apply_policy(policy, make_table(50, seed=7, T=10))
+    with pytest.raises(ValueError, match="mixes"):
+        R.select_operating_point(pd.concat([make_table(50, 8, T=10), make_table(50, 9, T=20)]))
+    # a table without n_samples (or a policy from an older bundle) is not checked
+    R.apply_policy(policy, make_table(50, seed=7, T=10).drop(columns="n_samples"))
+    back = R.ReferralPolicy.from_dict(json.loads(json.dumps(policy.to_dict())))
+    assert back.n_samples == 30 and back.warnings == policy.warnings
+
+
+def test_controls_without_referral_are_the_policy_itself(valid, test_set):
+    none = R.no_referral_policy(valid)
+    m = R.evaluate_with_controls(none, test_set)
+    for key in R.CONTROL_KEYS:
+        assert m[f"{key}_no_referral"] == pytest.approx(m[key]) == pytest.approx(m[f"{key}_random"])
+        assert m[f"{key}_gain_vs_random"] == pytest.approx(0.0)
+
+
+def test_controls_separate_threshold_from_referral():
+    informative = _errors_among_uncertain(600)
+    y, n, rng = informative.label.to_numpy(), len(informative), np.random.default_rng(4)
+    policy = R.ReferralPolicy("u", eta=0.7, threshold=0.5, scaler=R.UncertaintyScaler(0.0, 1.0))
+    m = R.evaluate_with_controls(policy, informative, n_draws=300)
+    full = binary_metrics(y, informative.p_artifact, 0.5)
+    assert m["balanced_accuracy_no_referral"] == pytest.approx(full["balanced_accuracy"])
+    assert m["balanced_accuracy_gain_vs_random"] > 0.1 and m["balanced_accuracy_random_p"] < 0.01
+    # removing scans at random does not change the expected accuracy
+    assert m["accuracy_random"] == pytest.approx(full["accuracy"], abs=0.01)
+    # the same policy, but the uncertainty says nothing about the errors: no gain over random
+    blind = informative.assign(u=rng.random(n))
+    b = R.evaluate_with_controls(policy, blind, n_draws=300)
+    assert abs(b["balanced_accuracy_gain_vs_random"]) < 0.04 and b["balanced_accuracy_random_p"] > 0.05
+
+
+def test_referral_table_is_the_chapters_loop(valid, test_set):
+    table, policies = R.referral_table(valid, {"test": test_set, "other": make_table(120, seed=9)},
+                                       measures=["mutual_information", "entropy"], n_draws=50)
+    assert list(policies) == ["none", "mutual_information", "entropy"]
+    assert table.index.names == ["referral by", "set"] and len(table) == 6
+    assert policies["none"].eta == 1.0
+    row = table.loc[("mutual_information", "test")]
+    policy, m = R.select_and_evaluate(valid, test_set, measure="mutual_information")
+    assert row.eta == policy.eta and row.accuracy == pytest.approx(m["accuracy"])
+    assert row.f1_no_referral == pytest.approx(binary_metrics(test_set.label, test_set.p_artifact, row.t)["f1"])
+    assert table.loc[("none", "test"), "balanced_accuracy_gain_vs_random"] == pytest.approx(0.0)
+    assert (table["warnings"] == "").all()

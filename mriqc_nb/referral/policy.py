@@ -1,49 +1,19 @@
-"""Refer the most uncertain scans to a person; decide the rest automatically.
-
-The recipe of Pizarro et al. (2023), with one defect of their code fixed:
-
-1. Rescale an uncertainty measure (a column of :func:`mriqc_nb.uncertainty.summarise`:
-   ``mutual_information``, ``entropy``, ``variance``, ...) to [0, 1] with the **validation**
-   set's minimum and maximum (:class:`UncertaintyScaler`). Their code rescaled the test set with
-   the test set's own min/max, which lets the test data choose its own referral cut. Here the
-   scaler is fitted once, on validation, stored in the model bundle, and applied unchanged to
-   every other set; values outside the validation range are clipped to [0, 1].
-2. For each eta in :data:`ETA_GRID`, keep the scans with scaled uncertainty below eta and
-   refer the others (eta = 1 refers nobody).
-3. On the kept scans, sweep the threshold ``t`` of :data:`THRESHOLD_GRID`; a scan is called
-   artifact when ``p_artifact >= t`` (the grid is symmetric, so this is the same sweep as one
-   over the clean probability). Score each t by Youden's J = TPR - FPR.
-4. Choose (eta, t) on validation (:func:`select_operating_point`), then apply them unchanged to
-   test (:func:`apply_policy`, :func:`evaluate_policy`).
-
-A table is a :class:`pandas.DataFrame` with one row per scan holding ``p_artifact`` and the
-uncertainty columns, plus the labels (1 = artifact) either as a ``label`` column or passed
-explicitly.
-"""
+"""Referral policies: the uncertainty scaler, the operating point chosen on validation, and
+its application to any set (see :mod:`mriqc_nb.referral` for the recipe)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .metrics import binary_metrics
+from mriqc_nb.metrics import best_threshold, binary_metrics, bootstrap_ci, safe_auc
 
-__all__ = [
-    "THRESHOLD_GRID",
-    "ETA_GRID",
-    "UncertaintyScaler",
-    "ReferralPolicy",
-    "operating_points",
-    "select_operating_point",
-    "apply_policy",
-    "evaluate_policy",
-    "select_and_evaluate",
-    "referral_curve",
-]
+__all__ = ["THRESHOLD_GRID", "ETA_GRID", "UncertaintyScaler", "ReferralPolicy", "operating_points",
+           "select_operating_point", "no_referral_policy", "apply_policy", "evaluate_policy",
+           "select_and_evaluate"]
 
 _TAIL = np.logspace(-4, -1, 25)
 #: 99 thresholds on the artifact probability, denser near 0 and 1: 25 log-spaced values from
@@ -161,6 +131,14 @@ class ReferralPolicy:
         :func:`evaluate_policy` on the validation set (for the record; not used to decide).
     criterion : str
         The score that chose the operating point (``"youden"`` or ``"f1"``).
+    n_samples : int or None
+        T, the number of samples behind the validation uncertainties (the table's
+        ``n_samples`` column); ``None`` when unknown. :func:`apply_policy` refuses a table
+        with another T, since the spread of T samples, and so the scaled uncertainty,
+        depends on T.
+    warnings : tuple of str
+        Why the validation set does not support this policy (see
+        :func:`select_operating_point`); empty when nothing was found.
     """
 
     measure: str
@@ -169,38 +147,41 @@ class ReferralPolicy:
     scaler: UncertaintyScaler
     valid_metrics: dict = field(default_factory=dict, compare=False)
     criterion: str = "youden"
+    n_samples: int | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
         """JSON-serialisable state (strict JSON: NaN metrics become None)."""
         return {"measure": self.measure, "eta": float(self.eta), "threshold": float(self.threshold),
                 "scaler": self.scaler.to_dict(), "valid_metrics": _clean_json(self.valid_metrics),
-                "criterion": self.criterion}
+                "criterion": self.criterion, "n_samples": self.n_samples, "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReferralPolicy":
         vm = {k: (float("nan") if v is None else v) for k, v in d.get("valid_metrics", {}).items()}
+        n = d.get("n_samples")
         return cls(d["measure"], float(d["eta"]), float(d["threshold"]),
-                   UncertaintyScaler.from_dict(d["scaler"]), vm, d.get("criterion", "youden"))
+                   UncertaintyScaler.from_dict(d["scaler"]), vm, d.get("criterion", "youden"),
+                   None if n is None else int(n), tuple(d.get("warnings", ())))
+
+
+def _sample_count(table: pd.DataFrame) -> int | None:
+    """T of a prediction table: its ``n_samples`` column (one value), else None."""
+    if "n_samples" not in table.columns or table.empty:
+        return None
+    values = pd.unique(table["n_samples"].dropna())
+    if len(values) > 1:
+        raise ValueError(f"the table mixes predictions with different numbers of samples T: {sorted(values)}")
+    return int(values[0]) if len(values) else None
 
 
 # --------------------------------------------------------------------------------------------
 # Choosing (eta, t) on validation
 # --------------------------------------------------------------------------------------------
-def _sweep(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, criterion: str) -> np.ndarray:
-    """Criterion at each threshold, shape (len(thresholds),); decision p >= t."""
-    pred = p[None, :] >= thresholds[:, None]
-    pos = y == 1
-    tp, fp = (pred & pos).sum(1), (pred & ~pos).sum(1)
-    fn = pos.sum() - tp
-    if criterion == "youden":
-        return tp / max(pos.sum(), 1) - fp / max((~pos).sum(), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(2 * tp / (2 * tp + fp + fn))
-
-
 def operating_points(valid_table: pd.DataFrame, labels=None, measure: str = "mutual_information",
                      etas=ETA_GRID, thresholds=THRESHOLD_GRID, criterion: str = "youden",
-                     min_retained: float = 0.5, min_per_class: int = 1) -> pd.DataFrame:
+                     min_retained: float = 0.5, min_per_class: int = 1,
+                     min_artifacts: int = 5) -> pd.DataFrame:
     """The best threshold for each eta on validation, and whether that eta is admissible.
 
     Parameters
@@ -216,62 +197,88 @@ def operating_points(valid_table: pd.DataFrame, labels=None, measure: str = "mut
     min_retained : float
         An eta is admissible only if it keeps at least this fraction of the scans ...
     min_per_class : int
-        ... and at least this many scans of each class.
+        ... and at least this many scans of each class ...
+    min_artifacts : int
+        ... and, when it refers someone (eta < 1), at least this many artifacts: J computed
+        on one or two retained artifacts is noise, and with no signal at all an eta < 1
+        would win most of the time. Without referral (eta = 1) every validation artifact is
+        kept and only ``min_per_class`` applies.
 
     Returns
     -------
     DataFrame, one row per eta
         ``eta``, ``n_retained``, ``retained_fraction``, ``n_artifact_retained``,
-        ``n_clean_retained``, ``admissible``, ``threshold`` (best t on the kept scans; when
-        several thresholds tie, the tied one nearest the midpoint of the lowest and highest
-        tied values, i.e. the middle of the plateau in probability, away from its edges where
-        a validation score sits), ``score`` (the criterion there). Inadmissible rows still show their best t
-        when both classes are present, else NaN.
+        ``n_clean_retained``, ``admissible``, ``threshold`` (best t on the kept scans, with the
+        tie rule of :func:`mriqc_nb.metrics.best_threshold`: the middle of the plateau),
+        ``score`` (the criterion there). Inadmissible rows still show their best t when both
+        classes are present, else NaN.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     y = _labels(valid_table, labels)
     p = _column(valid_table, "p_artifact")
     scaled = UncertaintyScaler.fit(_column(valid_table, measure)).transform(_column(valid_table, measure))
-    thresholds = np.sort(np.asarray(thresholds, dtype=float))
     rows = []
     for eta in etas:
         kept = ~_referred(scaled, eta)
         n_art, n_cln = int((y[kept] == 1).sum()), int((y[kept] == 0).sum())
         t, score = float("nan"), float("nan")
         if n_art and n_cln:
-            scores = _sweep(y[kept], p[kept], thresholds, criterion)
-            tied = np.flatnonzero(scores >= scores.max() - 1e-12)
-            mid = (thresholds[tied].min() + thresholds[tied].max()) / 2
-            best = tied[np.argmin(np.abs(thresholds[tied] - mid))]
-            t, score = float(thresholds[best]), float(scores[best])
+            t, score = best_threshold(y[kept], p[kept], thresholds, criterion)
+        enough = min(n_art, n_cln) >= min_per_class and (eta >= 1 or n_art >= min_artifacts)
         rows.append({"eta": float(eta), "n_retained": int(kept.sum()),
                      "retained_fraction": float(kept.mean()), "n_artifact_retained": n_art,
                      "n_clean_retained": n_cln,
-                     "admissible": bool(kept.mean() >= min_retained and min(n_art, n_cln) >= min_per_class),
+                     "admissible": bool(kept.mean() >= min_retained and enough),
                      "threshold": t, "score": score})
     return pd.DataFrame(rows)
+
+
+def _validation_warnings(y: np.ndarray, p: np.ndarray, metrics: dict, min_artifacts: int,
+                         n_boot: int, seed: int) -> tuple[str, ...]:
+    """Reasons not to trust a policy chosen on this validation set."""
+    out = []
+    if not metrics["youden_j"] > 0:
+        out.append(f"validation J = {metrics['youden_j']:.2f} <= 0: the threshold separates nothing")
+    if (y == 1).sum() < min_artifacts:
+        out.append(f"only {int((y == 1).sum())} validation artifacts (< {min_artifacts})")
+    if n_boot and 0 < (y == 1).sum() < y.size:
+        auc, low, high = bootstrap_ci(safe_auc, y, p, n_boot=n_boot, seed=seed)
+        if low <= 0.5 <= high:
+            out.append(f"validation AUC {auc:.2f} [{low:.2f}, {high:.2f}] contains 0.5: no evidence of ranking")
+    return tuple(out)
 
 
 def select_operating_point(valid_table: pd.DataFrame, measure: str = "mutual_information",
                            etas=ETA_GRID, thresholds=THRESHOLD_GRID, criterion: str = "youden",
                            min_retained: float = 0.5, min_per_class: int = 1,
-                           labels=None) -> ReferralPolicy:
+                           labels=None, *, min_artifacts: int = 5, n_boot: int = 500,
+                           seed: int = 0) -> ReferralPolicy:
     """Choose (eta, t) on the validation set only.
 
     Rule: fit the scaler on validation; for each eta take the best threshold on the kept scans
     (:func:`operating_points`); among the *admissible* etas (retaining at least
-    ``min_retained`` of the scans and ``min_per_class`` of each class), take the one with the
-    highest criterion; ties (within 1e-12) go to the larger eta, i.e. fewer referrals.
-    Without a retention floor Youden's J can nearly always be raised by referring more, so
-    ``min_retained`` is what sets the human workload.
+    ``min_retained`` of the scans, ``min_per_class`` of each class and, for eta < 1,
+    ``min_artifacts`` artifacts), take the one with the highest criterion; ties (within
+    1e-12) go to the larger eta, i.e. fewer referrals. Without a retention floor Youden's J
+    can nearly always be raised by referring more, so ``min_retained`` is what sets the human
+    workload.
+
+    The policy carries ``warnings`` when the validation set does not support it: J <= 0 at
+    the chosen point, fewer than ``min_artifacts`` validation artifacts, or a stratified
+    bootstrap interval (``n_boot`` replicates, 95%) of the validation AUC of ``p_artifact``
+    that contains 0.5. A warned policy is still returned (tables show the warning beside its
+    numbers); ``n_boot=0`` skips the AUC check.
 
     Parameters
     ----------
     valid_table : DataFrame
-        Validation scans (see :func:`operating_points`).
-    measure, etas, thresholds, criterion, min_retained, min_per_class, labels
+        Validation scans (see :func:`operating_points`); its ``n_samples`` column, if any,
+        becomes the policy's T.
+    measure, etas, thresholds, criterion, min_retained, min_per_class, labels, min_artifacts
         See :func:`operating_points`.
+    n_boot, seed : int
+        The bootstrap of the validation AUC.
 
     Returns
     -------
@@ -284,17 +291,31 @@ def select_operating_point(valid_table: pd.DataFrame, measure: str = "mutual_inf
         If no eta is admissible (e.g. validation lacks a class).
     """
     ops = operating_points(valid_table, labels, measure, etas, thresholds, criterion,
-                           min_retained, min_per_class)
+                           min_retained, min_per_class, min_artifacts)
     ok = ops[ops["admissible"]]
     if ok.empty:
         raise ValueError("no admissible eta on validation (too few scans kept, or a class missing)\n"
                          + ops.to_string())
     best = ok[ok["score"] >= ok["score"].max() - 1e-12].sort_values("eta").iloc[-1]
     scaler = UncertaintyScaler.fit(_column(valid_table, measure))
-    policy = ReferralPolicy(measure, float(best["eta"]), float(best["threshold"]), scaler, {}, criterion)
+    T = _sample_count(valid_table)
+    policy = ReferralPolicy(measure, float(best["eta"]), float(best["threshold"]), scaler, {}, criterion, T)
     metrics = evaluate_policy(policy, valid_table, labels)
     metrics["score"] = float(best["score"])
-    return ReferralPolicy(measure, policy.eta, policy.threshold, scaler, metrics, criterion)
+    y = _labels(valid_table, labels)
+    notes = _validation_warnings(y, _column(valid_table, "p_artifact"), metrics, min_artifacts, n_boot, seed)
+    return ReferralPolicy(measure, policy.eta, policy.threshold, scaler, metrics, criterion, T, notes)
+
+
+def no_referral_policy(valid_table: pd.DataFrame, measure: str = "mutual_information", labels=None, *,
+                       min_artifacts: int = 5, n_boot: int = 500, seed: int = 0) -> ReferralPolicy:
+    """Threshold by Youden's J on all validation scans, nobody referred (``eta = 1``).
+
+    The reference every referral policy is compared with. ``measure`` only fits the stored
+    scaler; the other parameters are those of :func:`select_operating_point`.
+    """
+    return select_operating_point(valid_table, measure=measure, etas=(1.0,), min_retained=0.0,
+                                  labels=labels, min_artifacts=min_artifacts, n_boot=n_boot, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +331,18 @@ def apply_policy(policy: ReferralPolicy, table: pd.DataFrame) -> pd.DataFrame:
         ``referred`` (bool), ``predicted`` (float: 1.0 artifact, 0.0 clean, NaN when referred),
         ``needs_person`` (bool: referred, or retained and called artifact) and ``decision``
         (``"referred"``, ``"artifact"`` or ``"clean"``).
+
+    Raises
+    ------
+    ValueError
+        If ``table`` has an ``n_samples`` column whose T differs from the policy's (the
+        validation T): predict validation and test with the same number of samples.
     """
+    T = _sample_count(table)
+    if policy.n_samples is not None and T is not None and T != policy.n_samples:
+        raise ValueError(f"the policy was chosen on uncertainties from T = {policy.n_samples} samples and this "
+                         f"table has T = {T}: the spread of T samples depends on T, so predict validation "
+                         "and test with the same T")
     out = table.copy()
     scaled = policy.scaler.transform(_column(table, policy.measure))
     referred = _referred(scaled, policy.eta)
@@ -372,67 +404,3 @@ def select_and_evaluate(valid_table: pd.DataFrame, test_table: pd.DataFrame, val
     """
     policy = select_operating_point(valid_table, labels=valid_labels, **select_kwargs)
     return policy, evaluate_policy(policy, test_table, test_labels)
-
-
-# --------------------------------------------------------------------------------------------
-# Referral curves
-# --------------------------------------------------------------------------------------------
-_CURVE_KEYS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy",
-               "auc", "needs_person_fraction", "missed_artifact_fraction", "n_retained")
-
-
-def referral_curve(table: pd.DataFrame, labels=None, measure: str = "mutual_information",
-                   threshold: float = 0.5, fractions=np.linspace(0, 0.5, 26), random: bool = False,
-                   seed: int = 0, n_repeats: int = 20) -> pd.DataFrame:
-    """Metrics on the retained scans as a growing fraction is referred.
-
-    With ``random=False`` the scans with the highest ``measure`` are referred first (NaN first
-    of all; ties keep table order); with ``random=True`` a random subset of the same size is
-    referred instead, averaged over ``n_repeats`` permutations -- the control showing whether
-    the uncertainty is informative. No rescaling is needed: only the ranking matters.
-
-    Parameters
-    ----------
-    table : DataFrame
-        ``p_artifact``, ``measure`` and (unless ``labels``) ``label``.
-    labels : array_like of {0, 1}, shape (N,), optional
-    measure : str
-    threshold : float
-        Fixed decision threshold on ``p_artifact`` (e.g. ``policy.threshold``).
-    fractions : array_like in [0, 1]
-        Requested fractions referred; ``round(fraction * N)`` scans are referred.
-    random : bool
-    seed, n_repeats : int
-        For ``random=True`` only.
-
-    Returns
-    -------
-    DataFrame, one row per fraction
-        ``fraction``, ``referred_fraction`` (actual), and ``accuracy``, ``sensitivity``,
-        ``specificity``, ``precision``, ``f1``, ``balanced_accuracy``, ``auc`` on the retained
-        scans, ``needs_person_fraction``, ``missed_artifact_fraction`` and ``n_retained``
-        (means over repeats for ``random=True``, NaN-aware).
-    """
-    y = _labels(table, labels)
-    p = _column(table, "p_artifact")
-    u = _column(table, measure)
-    n = y.size
-    if random:
-        rng = np.random.default_rng(seed)
-        orders = [rng.permutation(n) for _ in range(n_repeats)]
-    else:
-        orders = [np.argsort(-np.where(np.isnan(u), np.inf, u), kind="stable")]
-    rows = []
-    for f in np.asarray(fractions, dtype=float):
-        k = int(round(f * n))
-        per = []
-        for order in orders:
-            referred = np.zeros(n, dtype=bool)
-            referred[order[:k]] = True
-            s = _summary(y, p, referred, threshold)
-            per.append([s[key] for key in _CURVE_KEYS])
-        with warnings.catch_warnings():  # an all-NaN column (e.g. AUC with one class) stays NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(np.asarray(per, dtype=float), axis=0)
-        rows.append({"fraction": float(f), "referred_fraction": k / n, **dict(zip(_CURVE_KEYS, mean))})
-    return pd.DataFrame(rows)

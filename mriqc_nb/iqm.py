@@ -1,0 +1,351 @@
+"""Classifiers of MRIQC's image-quality metrics (IQMs), with an ensemble uncertainty.
+
+The tables come from :mod:`mriqc_nb.ratings`; this module turns them into predictions in the
+book's format, so that :mod:`mriqc_nb.uncertainty` and :mod:`mriqc_nb.referral` apply
+unchanged.
+
+Site harmonisation
+------------------
+IQMs depend on the scanner and protocol as much as on quality: a classifier of raw IQMs
+learns sites. MRIQC (Esteban et al., 2017) rescales every IQM **within each site** with a
+robust scaler: minus the site's median, divided by the site's interquartile range
+(:func:`site_scale`). No label is used, so a new site -- a test site, another database -- is
+scaled with its own statistics, as a lab would do with its own scans. A feature that is
+constant within a site becomes 0 there.
+
+Models
+------
+:func:`fit_iqm_classifier` fits one of :data:`MODEL_KINDS`, each an ensemble whose members
+play the role of the network's Monte Carlo dropout samples (:func:`ensemble_probabilities`
+returns them as an array (members, N, 2)):
+
+- ``"logistic"``: z-scoring, then a bag of L2-regularised logistic regressions, each on a
+  bootstrap sample, classes balanced;
+- ``"forest"``: a random forest whose trees are the members (balanced class weights, at least
+  3 scans per leaf, so each tree gives graded probabilities);
+- ``"mriqc_forest"``: the anchor, MRIQC's production random forest (400 trees, depth <= 10,
+  at least 10 scans per leaf, no class weights);
+- ``"boosting"``: a bag of shallow gradient-boosted tree models (scikit-learn's histogram
+  gradient boosting), classes balanced.
+
+Model choice is made with ABIDE only, by leaving sites out (:func:`leave_sites_out`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from mriqc_nb.metrics import safe_auc
+from mriqc_nb.ratings import IQM_COLUMNS
+
+__all__ = ["MODEL_KINDS", "CANDIDATES", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
+           "predict_with_uncertainty", "leave_sites_out", "site_protocol", "seed_table"]
+
+#: The model families of :func:`fit_iqm_classifier`.
+MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting")
+#: The anchor: MRIQC's production random forest on site-scaled IQMs.
+ANCHOR = "MRIQC forest, site-scaled (anchor)"
+#: Settings compared by :func:`leave_sites_out` on ABIDE (chapter 10, benchmarks/bench_ds030.py):
+#: keyword arguments of :func:`fit_iqm_classifier`. The book's rater model is the one with the
+#: best pooled out-of-site AUC; the anchor is always reported beside it.
+CANDIDATES = {
+    "logistic": {"kind": "logistic"},
+    "logistic, site-scaled": {"kind": "logistic", "C": 0.01, "site_scaling": True},
+    "forest, site-scaled": {"kind": "forest", "n_members": 100, "site_scaling": True},
+    ANCHOR: {"kind": "mriqc_forest", "n_members": 200, "site_scaling": True},
+}
+
+
+def site_scale(df: pd.DataFrame, features=IQM_COLUMNS, *, site_column: str = "site") -> pd.DataFrame:
+    """Per-site robust scaling of the IQMs, label-free (MRIQC's harmonisation).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Scans with ``features`` and a ``site_column``.
+    features : sequence of str
+        Columns to scale (default :data:`mriqc_nb.ratings.IQM_COLUMNS`).
+    site_column : str
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``df`` where, within each site, every feature is ``(x - median) / IQR``
+        (the site's own median and interquartile range; an IQR of 0 counts as 1, so a
+        feature constant within a site becomes 0). Other columns are unchanged; no label
+        is read.
+    """
+    cols = list(features)
+    out = df.copy()
+    values = df[cols].astype(float)
+    for _, idx in df.groupby(site_column, sort=False).groups.items():
+        block = values.loc[idx]
+        q1, med, q3 = block.quantile(0.25), block.median(), block.quantile(0.75)
+        iqr = (q3 - q1).where(lambda v: v > 0, 1.0)
+        out.loc[idx, cols] = ((block - med) / iqr).to_numpy()
+    return out
+
+
+def _head(kind: str, seed: int, n_members: int, C: float):
+    from sklearn.ensemble import (BaggingClassifier, HistGradientBoostingClassifier,
+                                  RandomForestClassifier)
+    from sklearn.linear_model import LogisticRegression
+
+    if kind == "logistic":
+        member = LogisticRegression(C=C, class_weight="balanced", max_iter=5000)
+        return BaggingClassifier(member, n_estimators=n_members, random_state=seed)
+    if kind == "forest":
+        return RandomForestClassifier(n_estimators=n_members, class_weight="balanced_subsample",
+                                      min_samples_leaf=3, random_state=seed, n_jobs=1)
+    if kind == "mriqc_forest":
+        return RandomForestClassifier(n_estimators=n_members, max_depth=10, min_samples_leaf=10,
+                                      min_samples_split=10, max_features="sqrt", random_state=seed, n_jobs=1)
+    if kind == "boosting":
+        member = HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=100,
+                                                class_weight="balanced", random_state=seed)
+        return BaggingClassifier(member, n_estimators=n_members, random_state=seed)
+    raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
+
+
+def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "logistic",
+                       n_members: int = 50, C: float = 0.1, features=IQM_COLUMNS,
+                       site_scaling: bool = False):
+    """Fit an ensemble classifier of IQMs (1 = artifact).
+
+    Parameters
+    ----------
+    train_df : DataFrame
+        Training scans: the ``features`` columns, ``y`` (1 = artifact) and, with
+        ``site_scaling``, ``site``.
+    seed : int
+        Seeds the bootstrap samples (and the trees).
+    kind : one of :data:`MODEL_KINDS`
+        See the module notes.
+    n_members : int
+        Ensemble members: the samples of :func:`ensemble_probabilities` (trees for the
+        forests, bagged models otherwise).
+    C : float
+        Inverse regularisation of ``"logistic"`` only. 0.1 suits about 60 correlated IQMs and
+        a few hundred scans.
+    features : sequence of str
+        Feature columns (default :data:`mriqc_nb.ratings.IQM_COLUMNS`).
+    site_scaling : bool
+        Scale the features within each site first (:func:`site_scale`), here and at every
+        prediction (each scored table is scaled with its own sites' statistics).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Fitted; it remembers its feature names (``feature_names_in_``) and
+        ``site_scaling_``. ``predict_proba`` of raw features is the ensemble mean only
+        without site scaling; use :func:`ensemble_probabilities`, which scales.
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(train_df["y"]).astype(int)
+    if np.unique(y).size < 2:
+        raise ValueError("the training scans need both classes (clean and artifact)")
+    head = _head(kind, seed, n_members, C)
+    model = make_pipeline(StandardScaler(), head)
+    X = (site_scale(train_df, features) if site_scaling else train_df)[list(features)]
+    with threadpool_limits(limits=1):  # small matrices: threads only add overhead
+        model.fit(X, y)
+    model.site_scaling_ = bool(site_scaling)
+    model.kind_ = kind
+    return model
+
+
+def ensemble_probabilities(model, df: pd.DataFrame) -> np.ndarray:
+    """Class probabilities of every ensemble member: the book's (T, N, C) sample array.
+
+    Parameters
+    ----------
+    model : Pipeline
+        From :func:`fit_iqm_classifier`.
+    df : DataFrame
+        Scans with the model's feature columns (and ``site`` if the model scales by site).
+
+    Returns
+    -------
+    ndarray, shape (members, N, 2)
+        Column 0 = clean, 1 = artifact; a member whose bootstrap sample lacked a class gives
+        that class probability 0.
+    """
+    features = list(model.feature_names_in_)
+    if getattr(model, "site_scaling_", False):
+        df = site_scale(df, features)
+    X = np.asarray(model[:-1].transform(df[features]), dtype=float)
+    head = model[-1]
+    subsets = getattr(head, "estimators_features_", None) or [slice(None)] * len(head.estimators_)
+    out = np.zeros((len(head.estimators_), len(X), 2))
+    with threadpool_limits(limits=1):
+        for m, (est, cols) in enumerate(zip(head.estimators_, subsets)):
+            out[m][:, np.asarray(est.classes_).astype(int)] = est.predict_proba(X[:, cols])
+    return out
+
+
+def predict_with_uncertainty(model, df: pd.DataFrame) -> pd.DataFrame:
+    """Per-scan prediction and uncertainty, in the book's prediction-table format.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per scan of ``df`` (same index)
+        ``scan_id``, ``subject_id``, ``site`` (those present in ``df``), ``label`` as the
+        *integer* 1 = artifact (as in every prediction table of the book, e.g.
+        :func:`mriqc_nb.predict.predict_split`; only if ``df`` has ``y``), then the columns
+        of :func:`mriqc_nb.uncertainty.summarise` over the ensemble members (``p_artifact``,
+        ``entropy``, ``mutual_information``, ``variance``, ``std_p_artifact``, ``n_samples``
+        = members...). Ready for :func:`mriqc_nb.referral.select_operating_point`.
+    """
+    from mriqc_nb.uncertainty import summarise
+
+    summary = summarise(ensemble_probabilities(model, df), index=df.index)
+    ids = df[[c for c in ("scan_id", "subject_id", "site") if c in df.columns]].copy()
+    if "y" in df.columns:
+        ids["label"] = np.asarray(df["y"]).astype(np.int64)
+    return pd.concat([ids, summary], axis=1)
+
+
+def leave_sites_out(df: pd.DataFrame, candidates: dict, *, seed: int = 0) -> pd.DataFrame:
+    """Compare model settings by leaving one site out at a time (model selection on ABIDE).
+
+    For every site: fit on all the other sites, predict the held-out one; then score the
+    out-of-site predictions, pooled and site by site.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Scans with ``site``, ``y`` and the IQM columns (ABIDE: never the external test set).
+    candidates : dict name -> dict
+        Keyword arguments of :func:`fit_iqm_classifier` (``kind``, ``site_scaling``,
+        ``n_members``, ``C``, ``features``).
+    seed : int
+
+    Returns
+    -------
+    DataFrame, one row per candidate
+        ``auc_pooled`` (AUC of all out-of-site predictions together: needs scores that are
+        comparable across sites), ``auc_site_mean`` and ``auc_site_min`` (per held-out site
+        with both classes), ``n_sites``.
+    """
+    sites = df["site"].astype(str).to_numpy()
+    y = np.asarray(df["y"]).astype(int)
+    rows = []
+    for name, kwargs in candidates.items():
+        p = np.empty(len(df))
+        for site in np.unique(sites):
+            out = sites == site
+            model = fit_iqm_classifier(df[~out], seed, **kwargs)
+            p[out] = ensemble_probabilities(model, df[out]).mean(0)[:, 1]
+        per_site = [safe_auc(y[sites == s], p[sites == s]) for s in np.unique(sites)]
+        per_site = [a for a in per_site if np.isfinite(a)]
+        rows.append({"model": name, "auc_pooled": safe_auc(y, p), "auc_site_mean": float(np.mean(per_site)),
+                     "auc_site_min": float(np.min(per_site)), "n_sites": int(np.unique(sites).size)})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def site_protocol(abide: pd.DataFrame, seed: int, external=None, *, test_fraction: float = 0.25,
+                  **model_kwargs) -> dict:
+    """One seed of the book's protocol: predictions on validation, test and external sets.
+
+    ABIDE's sites are split by :func:`mriqc_nb.ratings.site_split`: a seeded ``test_fraction``
+    of the scans (whole sites) is the test set; the other sites are split again (seed + 1)
+    into training and validation sites. The model (:func:`fit_iqm_classifier` with ``seed``
+    and ``model_kwargs``) sees the training sites only; the validation sites choose
+    thresholds and referral policies; the test sites and every ``external`` table are
+    touched only to score.
+
+    Parameters
+    ----------
+    abide : DataFrame
+        :func:`mriqc_nb.ratings.load_ratings` ``("abide")``.
+    seed : int
+    external : mapping name -> DataFrame, optional
+        Other rated tables (e.g. ``{"DS030": load_ratings("ds030")}``).
+    test_fraction : float
+    **model_kwargs
+        Passed to :func:`fit_iqm_classifier` (``kind``, ``site_scaling``, ``n_members``...).
+
+    Returns
+    -------
+    dict name -> DataFrame
+        ``"valid"``, ``"test"`` and each external name: :func:`predict_with_uncertainty`
+        tables (same T = members in all of them). ``attrs["sites"]`` of each lists its sites.
+    """
+    from mriqc_nb.ratings import site_split
+
+    train_all, test = site_split(abide, seed=seed, test_fraction=test_fraction)
+    fit, valid = site_split(train_all, seed=seed + 1, test_fraction=test_fraction)
+    model = fit_iqm_classifier(fit, seed, **model_kwargs)
+    sets = {"valid": valid, "test": test, **dict(external or {})}
+    out = {}
+    for name, df in sets.items():
+        out[name] = predict_with_uncertainty(model, df)
+        out[name].attrs["sites"] = sorted(df["site"].astype(str).unique())
+    return out
+
+
+def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, *,
+               measure: str = "mutual_information", n_draws: int = 200) -> pd.DataFrame:
+    """The protocol of :func:`site_protocol` for several seeds and models: one row per set.
+
+    For each model and seed: the rule without referral (threshold by Youden's J on the
+    validation sites) scored on the test sites and on each external table, and the referral
+    policy by ``measure`` with its controls (:func:`mriqc_nb.referral.evaluate_with_controls`).
+
+    Parameters
+    ----------
+    abide : DataFrame
+    external : mapping name -> DataFrame, optional
+    seeds : iterable of int
+    models : mapping name -> dict, optional
+        Keyword arguments of :func:`fit_iqm_classifier`; default one bagged logistic model.
+    measure : str
+        Uncertainty of the referral policy.
+    n_draws : int
+        Draws of the random-referral control.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model``, ``seed``, ``set``, ``n``, ``n_artifacts``, ``auc``, and at the
+        validation threshold without referral ``threshold``, ``accuracy``,
+        ``balanced_accuracy``, ``sensitivity``, ``specificity``, ``f1``, ``kappa`` (Cohen's,
+        model decision vs label); then the referral policy's ``eta``,
+        ``retained_fraction``, ``referral_balanced_accuracy``, ``referral_f1``, and its gains
+        over the two controls ``ba_gain_vs_no_referral`` (same threshold, nobody referred)
+        and ``ba_gain_vs_random`` / ``f1_gain_vs_random`` (random referral of the same
+        share); ``warnings`` of both policies.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    from mriqc_nb.referral import (evaluate_policy, evaluate_with_controls, no_referral_policy,
+                                   select_operating_point)
+
+    models = models or {"logistic": {"kind": "logistic"}}
+    rows = []
+    for name, kwargs in models.items():
+        for seed in seeds:
+            pred = site_protocol(abide, seed, external, **kwargs)
+            valid = pred.pop("valid")
+            none = no_referral_policy(valid, measure, seed=seed)
+            policy = select_operating_point(valid, measure, seed=seed)
+            for set_name, table in pred.items():
+                y, p = table["label"].to_numpy(), table["p_artifact"].to_numpy()
+                base = evaluate_policy(none, table)
+                ref = evaluate_with_controls(policy, table, n_draws=n_draws, seed=seed)
+                rows.append({
+                    "model": name, "seed": seed, "set": set_name, "n": len(table), "n_artifacts": int(y.sum()),
+                    "auc": safe_auc(y, p), "threshold": none.threshold,
+                    **{k: base[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")},
+                    "kappa": float(cohen_kappa_score(y, (p >= none.threshold).astype(int))),
+                    "eta": policy.eta, "retained_fraction": ref["retained_fraction"],
+                    "referral_balanced_accuracy": ref["balanced_accuracy"], "referral_f1": ref["f1"],
+                    "ba_gain_vs_no_referral": ref["balanced_accuracy_gain_vs_no_referral"],
+                    "ba_gain_vs_random": ref["balanced_accuracy_gain_vs_random"],
+                    "f1_gain_vs_random": ref["f1_gain_vs_random"],
+                    "warnings": "; ".join((*none.warnings, *policy.warnings))})
+    return pd.DataFrame(rows)
