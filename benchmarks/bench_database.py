@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mriqc_nb.data import database as db
+from mriqc_nb.data import build_database, load_volume
+from mriqc_nb.data.build import _default_workers
+from mriqc_nb.data.cache import cache_dir_for
 from mriqc_nb.profiles import get_profile
 
 
