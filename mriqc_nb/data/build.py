@@ -119,7 +119,8 @@ def _build_chunk(rows: list[dict], cache_dir: str, grid, spacing_mm, root) -> di
     return failures
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """Worker processes a build uses by default: the cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS, Windows
@@ -245,7 +246,7 @@ def build_database(
 
     exists = np.array([(out_dir / f).exists() for f in df["cache_file"]], dtype=bool)
     todo = df.loc[~exists, ["scan_id", "recipe", "path", "cache_file"]].to_dict("records")
-    n_workers = _default_workers() if workers is None else int(workers)
+    n_workers = default_workers() if workers is None else int(workers)
     failures = _run_build(todo, cache_dir, tuple(p.grid), tuple(p.spacing_mm), root, n_workers, progress)
 
     if failures and on_error == "drop":
