@@ -253,10 +253,13 @@ def test_interrupted_build_stops_its_workers_at_once(tmp_path, monkeypatch):
     from mriqc_nb.data import build
 
     real_wait, seen = build.wait, {}
+    others = set(_children(os.getpid()))
 
     def interrupted_wait(fs, **kwargs):
         real_wait(fs, timeout=0.5)
-        seen["workers"] = _children(os.getpid())
+        new = set(_children(os.getpid())) - others
+        seen["workers"] = [pid for pid in new  # not the resource tracker that "spawn" starts
+                           if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(build, "wait", interrupted_wait)
