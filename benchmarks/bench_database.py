@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mriqc_nb.data import database as db
+from mriqc_nb.data import build_database, load_volume
+from mriqc_nb.data.build import default_workers
+from mriqc_nb.data.cache import cache_dir_for
 from mriqc_nb.profiles import get_profile
 
 
@@ -51,19 +53,19 @@ def speed(n_scans: int, workers: int) -> list[dict]:
         for w in sorted({1, workers}):
             out = Path(tmp) / f"w{w}"
             t = time.perf_counter()
-            table = db.build_database(p, out, workers=w, progress=False)
+            table = build_database(p, out, workers=w, progress=False)
             dt = time.perf_counter() - t
             rows.append(dict(step=f"first build, {w} process{'es' if w > 1 else ''}", scans=len(table),
                              seconds=dt, scans_per_s=len(table) / dt))
         t = time.perf_counter()
-        db.build_database(p, out, workers=workers, progress=False)
+        build_database(p, out, workers=workers, progress=False)
         dt = time.perf_counter() - t
         rows.append(dict(step="second build (all cached)", scans=len(table), seconds=dt, scans_per_s=len(table) / dt))
 
-        cache = db.cache_dir_for(out, p.grid, p.spacing_mm)
+        cache = cache_dir_for(out, p.grid, p.spacing_mm)
         t = time.perf_counter()
         for _, row in table.iterrows():
-            db.load_volume(row, cache)
+            load_volume(row, cache)
         dt = time.perf_counter() - t
         rows.append(dict(step="read from cache (load_volume)", scans=len(table), seconds=dt, scans_per_s=len(table) / dt))
 
@@ -87,7 +89,7 @@ def _child_build(n_scans: int, workers: int, out: str) -> None:
     """Run in a subprocess: build ``n_scans`` paper-grid scans, print peak RSS as JSON."""
     p = _subset("paper", n_scans)
     t = time.perf_counter()
-    table = db.build_database(p, out, workers=workers, progress=False)
+    table = build_database(p, out, workers=workers, progress=False)
     dt = time.perf_counter() - t
     kib = 1 if sys.platform != "darwin" else 1 / 1024
     print(json.dumps(dict(
@@ -143,7 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    workers = args.workers or db._default_workers()
+    workers = args.workers or default_workers()
     if args.child is not None:
         _child_build(args.child, workers, args.out)
         return 0

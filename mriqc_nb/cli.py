@@ -101,10 +101,30 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_database(args) -> int:
-    from mriqc_nb.data.database import build_database
+    import signal
 
-    table = build_database(args.profile, args.out, workers=args.workers, progress=not args.quiet)
-    print(f"wrote {len(table)} scans to {args.out}")
+    from mriqc_nb.data import BuildError, TableError, build_database, class_balance
+    from mriqc_nb.paths import database_dir
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    out = Path(args.out) if args.out else database_dir(args.profile)
+    previous = signal.signal(signal.SIGTERM, interrupt)  # a kill stops the workers as Ctrl-C does
+    try:
+        table = build_database(args.profile, out, workers=args.workers, progress=not args.quiet,
+                               table=args.table)
+    except (TableError, BuildError) as err:
+        print(f"mriqc-nb database: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mriqc-nb database: interrupted; run the same command again to resume ({out})",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(class_balance(table).to_string())
+    print(f"wrote {len(table)} scans to {out}")
     return 0
 
 
@@ -189,10 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="seed of the random parameters (default: 0)")
     sim.set_defaults(func=_cmd_simulate)
 
-    db = sub.add_parser("database", help="build a profile's synthetic scan database",
-                        description="Build the scan table and the volume cache of a profile.")
+    db = sub.add_parser("database", help="build a profile's scan database (synthetic, or your table)",
+                        description="Build the scan table and the volume cache of a profile. By "
+                                    "default the database is written where `mriqc-nb train` reads "
+                                    "it: HOME/databases/PROFILE (HOME: $MRIQC_NB_HOME, else "
+                                    "~/.cache/mriqc-nb). Interrupted builds resume.")
     db.add_argument("--profile", "-p", default="laptop", choices=list(PROFILES))
-    db.add_argument("--out", "-o", required=True, help="output directory (resumes if it exists)")
+    db.add_argument("--out", "-o", default=None,
+                    help="output directory (default: HOME/databases/PROFILE; resumes if it exists)")
+    db.add_argument("--table", "-t", default=None,
+                    help="your own table of files (TSV/CSV with path and label columns) "
+                         "instead of the synthetic database")
     db.add_argument("--workers", "-j", type=int, default=None, help="processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     db.set_defaults(func=_cmd_database)

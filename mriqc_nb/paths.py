@@ -7,7 +7,9 @@ Everything lives under one *home* directory, ``$MRIQC_NB_HOME`` if set, else
     <home>/runs/<profile>/<name>/ one training run: config.json, checkpoints, history.csv
 
 Chapters ask for a database or a trained model by profile (and name); the package builds
-it once under the home directory and every later chapter reuses it. Delete a folder to
+it once under the home directory and every later chapter reuses it. ``mriqc-nb database``
+writes a profile's database here by default, where ``mriqc-nb train`` and
+:func:`mriqc_nb.data.profile_database` read it. Delete a folder to
 rebuild it. The notebook tests point ``MRIQC_NB_HOME`` at a temporary directory.
 """
 
@@ -35,7 +37,8 @@ def _profile_name(profile) -> str:
 
 
 def database_dir(profile) -> Path:
-    """Directory of the scan database of ``profile`` (a name or a Profile)."""
+    """Directory of the scan database of ``profile`` (a name or a Profile): the default of
+    ``mriqc-nb database`` and of :func:`mriqc_nb.data.profile_database`."""
     return home() / "databases" / _profile_name(profile)
 
 

@@ -10,10 +10,7 @@ import pandas as pd
 import pytest
 
 from mriqc_nb import data
-from mriqc_nb.data.database import TableError, split_counts
-from mriqc_nb.profiles import get_profile
 from mriqc_nb.data.ramp import (
-    class_weights,
     epoch_table,
     priming_set,
     ramp_clean_counts,
@@ -21,6 +18,10 @@ from mriqc_nb.data.ramp import (
     ramp_sizes,
     ramp_subset,
 )
+from mriqc_nb.data.splits import prepare_table, split_counts
+from mriqc_nb.data.table import SPLITS, TableError, split_rows
+from mriqc_nb.labels import class_weights
+from mriqc_nb.profiles import get_profile
 
 PAPER_PRIME, PAPER_FULL, PAPER_ART = 834, 20879, 417
 
@@ -48,8 +49,8 @@ def test_ramp_schedule_frame_and_class_weights():
     assert f["stage"].tolist()[:2] == ["prime", "ramp"] and f["stage"].iloc[-1] == "full"
     np.testing.assert_allclose(f["weight_artifact"], f["n_clean"] / PAPER_ART)
     assert (f["weight_clean"] == 1.0).all()
-    assert class_weights(20462, 417) == {0: 1.0, 1: 20462 / 417}
-    assert class_weights(10, 0) == {0: 1.0, 1: 0.0}
+    assert class_weights({0: 20462, 1: 417}) == {0: 1.0, 1: 20462 / 417}
+    assert class_weights({0: 10, 1: 0}) == {0: 1.0, 1: 0.0}
 
 
 def test_share_mode_ramps_the_clean_share_linearly():
@@ -128,10 +129,10 @@ def test_table_is_deterministic(smoke_table):
 def test_exact_class_counts_per_split(smoke_table):
     p = get_profile("smoke")
     cb = data.class_balance(smoke_table)
-    assert cb.loc[list(data.SPLITS), "artifact"].tolist() == split_counts(p.n_artifact, p.split_fractions)
-    assert cb.loc[list(data.SPLITS), "total"].sum() == p.n_scans
+    assert cb.loc[list(SPLITS), "artifact"].tolist() == split_counts(p.n_artifact, p.split_fractions)
+    assert cb.loc[list(SPLITS), "total"].sum() == p.n_scans
     assert cb.loc["subtle", "artifact"] == cb.loc["subtle", "total"] == p.n_subtle
-    sizes = cb.loc[list(data.SPLITS), "total"].tolist()
+    sizes = cb.loc[list(SPLITS), "total"].tolist()
     assert sizes == [s * p.scans_per_subject for s in split_counts(p.n_scans // p.scans_per_subject)]
     per_mod = data.class_balance(smoke_table, by=["split", "modality"])
     assert per_mod["total"].iloc[-1] == len(smoke_table)
@@ -262,12 +263,12 @@ def test_user_table_gets_grouped_stratified_splits(tmp_path):
     df = pd.DataFrame(rows)
     for p in df.path:
         (tmp_path / p).write_bytes(b"x")
-    out = data.prepare_table(df, replace(get_profile("smoke"), seed=3), root=tmp_path)
+    out = prepare_table(df, replace(get_profile("smoke"), seed=3), root=tmp_path)
     assert (out.groupby("subject_id")["split"].nunique() == 1).all()
     art_subj = out[out.label == "artifact"].groupby("split")["subject_id"].nunique()
-    assert art_subj.to_dict() == dict(zip(data.SPLITS, split_counts(10)))
+    assert art_subj.to_dict() == dict(zip(SPLITS, split_counts(10)))
     all_subj = out.groupby("split")["subject_id"].nunique()
-    assert all_subj.to_dict() == {s: a + c for s, a, c in zip(data.SPLITS, split_counts(10), split_counts(40))}
+    assert all_subj.to_dict() == {s: a + c for s, a, c in zip(SPLITS, split_counts(10), split_counts(40))}
     assert out.path.map(lambda p: p.startswith(str(tmp_path.resolve()))).all()
     assert out.prime.sum() == 2 * (out[(out.split == "train")].label == "artifact").sum()
     data.validate_table(out)
@@ -277,9 +278,32 @@ def test_paper_profile_has_the_papers_counts():
     """The paper's scale from the table alone: 417 / 139 / 140 artifacts, a priming set of 834."""
     t = data.make_table("paper")
     cb = data.class_balance(t)
-    assert cb.loc[list(data.SPLITS), "artifact"].tolist() == [417, 139, 140]
-    assert cb.loc[list(data.SPLITS), "total"].tolist() == [20880, 6960, 6960]  # the paper: 20,879 / 6,958 / 6,958
+    assert cb.loc[list(SPLITS), "artifact"].tolist() == [417, 139, 140]
+    assert cb.loc[list(SPLITS), "total"].tolist() == [20880, 6960, 6960]  # the paper: 20,879 / 6,958 / 6,958
     assert cb.loc["subtle", "total"] == get_profile("paper").n_subtle
     assert t.prime.sum() == 834
     sizes = [len(ramp_subset(t, e, 5)) for e in (0, 1, 5)]
     assert sizes == ramp_sizes(834, 20880, 5)[[0, 1, 5]].tolist() == [834, 4843, 20880]
+
+
+# --------------------------------------------------------------------------- the public API
+def test_split_rows():
+    t = _counts_table(n_art=3, n_clean=5, other=2)
+    assert split_rows(t, "train").scan_id.tolist() == t.scan_id[:8].tolist()
+    assert split_rows(t, "valid").scan_id.tolist() == ["v0", "v1"]
+    assert split_rows(t, "test").empty
+    no_split = t.drop(columns="split")
+    assert split_rows(no_split, "train") is no_split  # a table of one split's rows
+
+
+def test_package_exposes_real_functions_with_their_signatures():
+    import inspect
+
+    assert len(data.__all__) == len(set(data.__all__)) <= 25
+    for name in data.__all__:
+        obj = getattr(data, name)
+        if inspect.isfunction(obj):
+            kinds = {p.kind for p in inspect.signature(obj).parameters.values()}
+            assert inspect.Parameter.VAR_POSITIONAL not in kinds, name  # no *args wrappers
+            assert obj.__module__.startswith("mriqc_nb.data."), name
+            assert obj.__doc__, name

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -12,7 +17,10 @@ import pandas as pd
 import pytest
 
 from mriqc_nb import data
-from mriqc_nb.data.database import BuildError, TableError
+from mriqc_nb.data.build import META_FILE, BuildError
+from mriqc_nb.data.cache import _fingerprint, cache_dir_for, cache_file_name, materialise, source_files
+from mriqc_nb.data.table import SPLITS, TABLE_FILE, TableError
+from mriqc_nb.labels import LABEL_INDEX, class_weights
 from mriqc_nb.profiles import get_profile
 
 # 16^3 voxels of 16 mm: the smoke profile's field of view at 1/8 of its voxels, so a scan
@@ -35,15 +43,15 @@ def _arrays(out, table):
 def test_build_writes_table_meta_and_one_float16_array_per_scan(built):
     out, table = built
     assert len(table) == TINY.n_scans + TINY.n_subtle
-    assert (out / data.TABLE_FILE).exists() and (out / data.META_FILE).exists()
-    meta = json.loads((out / data.META_FILE).read_text())
+    assert (out / TABLE_FILE).exists() and (out / META_FILE).exists()
+    meta = json.loads((out / META_FILE).read_text())
     assert meta["counts"]["train"] == {"clean": 18, "artifact": 6}
-    cache = data.cache_dir_for(out, TINY.grid, TINY.spacing_mm)
+    cache = cache_dir_for(out, TINY.grid, TINY.spacing_mm)
     assert sorted(p.name for p in cache.glob("*.npy")) == sorted(os.path.basename(f) for f in table.cache_file)
     arrays = _arrays(out, table)
     for a in arrays.values():
         assert a.dtype == np.float16 and a.shape == TINY.grid and np.isfinite(a).all()
-    back = data.load_table(out / data.TABLE_FILE)
+    back = data.load_table(out / TABLE_FILE)
     pd.testing.assert_frame_equal(back, table.reset_index(drop=True), check_dtype=False)
 
 
@@ -59,7 +67,7 @@ def test_same_seed_same_table_and_volumes_with_one_and_two_workers(built, tmp_pa
 
 def test_cache_hit_returns_exactly_what_was_written(built, tmp_path):
     out, table = built
-    cache = data.cache_dir_for(out, TINY.grid, TINY.spacing_mm)
+    cache = cache_dir_for(out, TINY.grid, TINY.spacing_mm)
     row = table[table.label == "artifact"].iloc[0]
     hit = data.load_volume(row, cache)
     assert hit.dtype == np.float32
@@ -71,7 +79,7 @@ def test_cache_hit_returns_exactly_what_was_written(built, tmp_path):
     np.testing.assert_array_equal(miss, again)
     np.testing.assert_array_equal(miss, hit)
     np.testing.assert_array_equal(data.load_volume(row, out), hit)  # the database directory
-    pd.testing.assert_frame_equal(data.load_table(out), data.load_table(out / data.TABLE_FILE))
+    pd.testing.assert_frame_equal(data.load_table(out), data.load_table(out / TABLE_FILE))
 
 
 def test_changed_recipe_gets_another_cache_file(built):
@@ -80,10 +88,27 @@ def test_changed_recipe_gets_another_cache_file(built):
     recipe = json.loads(row["recipe"])
     recipe["acquisition"]["noise_fraction"] = 0.05
     changed = dict(row, recipe=json.dumps(recipe))
-    name = data.cache_file_name(row, TINY.grid, TINY.spacing_mm)
+    name = cache_file_name(row, TINY.grid, TINY.spacing_mm)
     assert name == os.path.basename(row["cache_file"])
-    assert data.cache_file_name(changed, TINY.grid, TINY.spacing_mm) != name
-    assert data.cache_file_name(row, (32, 32, 32), (8.0, 8.0, 6.0)) != name
+    assert cache_file_name(changed, TINY.grid, TINY.spacing_mm) != name
+    assert cache_file_name(row, (32, 32, 32), (8.0, 8.0, 6.0)) != name
+
+
+def test_code_fingerprint_covers_every_module_that_makes_volumes(tmp_path):
+    package = Path(data.__file__).resolve().parent.parent
+    names = {f.relative_to(package).as_posix() for f in source_files()}
+    assert {"synth.py", "kspace.py", "scans.py", "artifacts/__init__.py"} <= names
+    assert not any("__pycache__" in n or n.startswith("data/") for n in names)
+    for name in ("synth.py", "kspace.py", "scans.py", "artifacts/__init__.py", "artifacts/motion.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"# {name}\n")
+    before = _fingerprint(tmp_path)
+    (tmp_path / "artifacts" / "motion.py").write_text("# changed\n")  # any file of artifacts/
+    assert _fingerprint(tmp_path) != before
+    (tmp_path / "artifacts" / "motion.py").write_text("# artifacts/motion.py\n")
+    assert _fingerprint(tmp_path) == before
+    (tmp_path / "unrelated.py").write_text("x = 1\n")
+    assert _fingerprint(tmp_path) == before
 
 
 def test_build_is_idempotent_and_resumes(built):
@@ -112,7 +137,7 @@ def test_load_arrays_and_subsets(built):
     prime = data.priming_set(table)
     X, y = data.load_arrays(prime)
     assert X.shape == (len(prime), *TINY.grid, 1) and X.dtype == np.float32
-    assert y.tolist() == [data.LABEL_INDEX[v] for v in prime.label]
+    assert y.tolist() == [LABEL_INDEX[v] for v in prime.label]
     assert y.sum() * 2 == len(prime) == 12
     X2, y2 = data.load_arrays(table, ids=list(prime.scan_id[::-1]), channel_axis=False)
     np.testing.assert_array_equal(X2, X[::-1, ..., 0])
@@ -142,11 +167,11 @@ def test_your_own_files(tmp_path):
     table.to_csv(src / "mine.tsv", sep="\t", index=False)
     out = tmp_path / "db"
     built = data.build_database(TINY, out, workers=1, progress=False, table=src / "mine.tsv")
-    assert set(built.split) <= set(data.SPLITS)
+    assert set(built.split) <= set(SPLITS)
     assert (built.groupby("subject_id")["split"].nunique() == 1).all()
     X, y = data.load_arrays(built)
     assert X.shape == (4, *TINY.grid, 1) and y.tolist() == [0, 1, 0, 0]
-    direct = data.materialise(built.iloc[0], TINY.grid, TINY.spacing_mm)
+    direct = materialise(built.iloc[0], TINY.grid, TINY.spacing_mm)
     np.testing.assert_array_equal(X[0, ..., 0], direct.astype(np.float16).astype(np.float32))
 
     bad = pd.concat([table, pd.DataFrame({"path": ["broken.nii.gz"], "label": ["clean"], "subject_id": ["d"], "site": "mine"})])
@@ -196,7 +221,90 @@ def test_tf_dataset(built):
 
     ds, cw, sub = ramp_dataset(table, 1, TINY.ramp_epochs, batch_size=4, weighted=True)
     assert len(sub) == data.ramp_sizes(12, 24, TINY.ramp_epochs)[1] == 18
-    assert cw == data.class_weights(12, 6)
+    assert cw == class_weights({0: 12, 1: 6})
     x, t, w = next(iter(ds))
     assert x.shape[1:] == (*TINY.grid, 1) and w.shape == (x.shape[0],)
     np.testing.assert_allclose(w.numpy(), np.where(t.numpy()[:, 1] == 1, cw[1], cw[0]))
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc; zombies excluded)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_interrupted_build_stops_its_workers_at_once(tmp_path, monkeypatch):
+    """Ctrl-C in a notebook: the kernel lives on, the workers must not (nor finish their work)."""
+    from mriqc_nb.data import build
+
+    real_wait, seen = build.wait, {}
+    others = set(_children(os.getpid()))
+
+    def interrupted_wait(fs, **kwargs):
+        real_wait(fs, timeout=0.5)
+        new = set(_children(os.getpid())) - others
+        seen["workers"] = [pid for pid in new  # not the resource tracker that "spawn" starts
+                           if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_database(TINY, tmp_path, workers=2, progress=False)
+    assert len(seen["workers"]) == 2
+    assert not [w for w in seen["workers"] if _alive(w)]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_killing_the_database_command_ends_its_workers(tmp_path, sig):
+    """``mriqc-nb database`` killed mid-build leaves no worker running and no half-written file;
+    by default it builds where ``train`` reads (``paths.database_dir``)."""
+    env = dict(os.environ, MRIQC_NB_HOME=str(tmp_path))
+    cmd = [sys.executable, "-c", "import sys; from mriqc_nb.cli import main; sys.exit(main())",
+           "database", "--profile", "smoke", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "databases" / "smoke"
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _children(proc.pid)
+            if len(workers) >= 2:
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workers are busy making volumes
+        assert proc.poll() is None and len(workers) >= 2, proc.stderr.read() if proc.poll() is not None else ""
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        if sig == signal.SIGKILL:
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)]
+        assert (db / "scans.tsv").exists()  # where `train` reads (paths.database_dir)
+        assert not list(db.rglob("*.tmp"))  # workers stopped cleanly, even when the parent was killed
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()

@@ -1,35 +1,51 @@
-"""Data for training, in one import: the scan database, the ramp schedule, the input pipeline.
+"""Data for training: the scan table, the synthetic benchmark, the volume cache, the ramp.
 
-A façade over three modules, so chapters can write ``from mriqc_nb import data``:
+One concept per module:
 
-- :mod:`mriqc_nb.data.database` -- scan table (manifest), validation, grouped splits, builder and
-  volume cache (:func:`build_database`, :func:`load_table`, :func:`validate_table`,
-  :func:`class_balance`, :func:`load_volume`, :func:`load_arrays`);
-- :mod:`mriqc_nb.data.ramp` -- data-ramping from counts alone (:func:`ramp_sizes`,
-  :func:`ramp_schedule_frame`, :func:`ramp_subset`, :func:`priming_set`,
-  :func:`class_weights`);
-- :mod:`mriqc_nb.data.pipeline` -- tf.data input (:func:`make_dataset`, :func:`ramp_dataset`);
-  TensorFlow is imported only when these are called.
+- :mod:`~mriqc_nb.data.table` -- the scan table: columns, validation that lists the offending
+  rows, reading and writing, class balance, the rows of a split;
+- :mod:`~mriqc_nb.data.splits` -- per-row seeds, exact split counts, subject-grouped splits of
+  your own table;
+- :mod:`~mriqc_nb.data.synthetic` -- the synthetic benchmark table (recipes, no volumes);
+- :mod:`~mriqc_nb.data.cache` -- conformed float16 volumes on disk, read back as arrays;
+- :mod:`~mriqc_nb.data.build` -- building a database directory in parallel worker processes;
+- :mod:`~mriqc_nb.data.ramp` -- data-ramping from counts alone;
+- :mod:`~mriqc_nb.data.pipeline` -- tf.data input (TensorFlow is imported when called).
+
+The functions a chapter or a user calls are importable from here too
+(``from mriqc_nb.data import build_database``); everything else from its module.
 """
 
-from mriqc_nb.data.database import *  # noqa: F401,F403
-from mriqc_nb.data.database import __all__ as _db_all
-from mriqc_nb.data.ramp import *  # noqa: F401,F403
-from mriqc_nb.data.ramp import __all__ as _ramp_all
+from mriqc_nb.data import build, cache, pipeline, ramp, splits, synthetic, table
+from mriqc_nb.data.build import BuildError, build_database, profile_database
+from mriqc_nb.data.cache import load_arrays, load_volume
+from mriqc_nb.data.pipeline import make_dataset, ramp_dataset
+from mriqc_nb.data.ramp import epoch_table, priming_set, ramp_schedule_frame, ramp_sizes, ramp_subset
+from mriqc_nb.data.synthetic import make_table
+from mriqc_nb.data.table import SPLITS, TableError, class_balance, load_table, save_table, split_rows, validate_table
 
-
-def make_dataset(*args, **kwargs):
-    """See :func:`mriqc_nb.data.pipeline.make_dataset` (imported lazily: it needs TensorFlow)."""
-    from mriqc_nb.data.pipeline import make_dataset as _f
-
-    return _f(*args, **kwargs)
-
-
-def ramp_dataset(*args, **kwargs):
-    """See :func:`mriqc_nb.data.pipeline.ramp_dataset` (imported lazily: it needs TensorFlow)."""
-    from mriqc_nb.data.pipeline import ramp_dataset as _f
-
-    return _f(*args, **kwargs)
-
-
-__all__ = list(_db_all) + list(_ramp_all) + ["make_dataset", "ramp_dataset"]
+__all__ = [
+    # the scan table
+    "SPLITS",
+    "TableError",
+    "load_table",
+    "save_table",
+    "validate_table",
+    "class_balance",
+    "split_rows",
+    # databases
+    "make_table",
+    "build_database",
+    "profile_database",
+    "BuildError",
+    "load_volume",
+    "load_arrays",
+    # ramp and input pipeline
+    "priming_set",
+    "ramp_sizes",
+    "ramp_schedule_frame",
+    "ramp_subset",
+    "epoch_table",
+    "make_dataset",
+    "ramp_dataset",
+]

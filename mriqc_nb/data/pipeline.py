@@ -1,9 +1,9 @@
 """tf.data input pipelines over the volume cache of a scan database.
 
-:func:`make_dataset` turns rows of a built scan table (:func:`mriqc_nb.data.database.build_database`)
-into batches ``(x, y)`` (or ``(x, y, sample_weight)``): ``x`` float32 of shape
-``(batch, X, Y, Z, 1)``, ``y`` one-hot float32 of shape ``(batch, 2)`` (clean = 0,
-artifact = 1). Only file names are shuffled, so memory holds a few batches, never the set.
+:func:`make_dataset` turns rows of a built scan table (:func:`mriqc_nb.data.build.build_database`)
+into batches ``(x, target)`` (or ``(x, target, sample_weight)``): ``x`` float32 of shape
+``(batch, X, Y, Z, 1)``, ``target`` the one-hot float32 of the integer label ``y``, shape
+``(batch, 2)`` (clean = 0, artifact = 1). Only file names are shuffled, so memory holds a few batches, never the set.
 :func:`ramp_dataset` is "epoch ``e`` of ramp schedule ``S``" in one call.
 
 TensorFlow is imported here only, when these functions are called.
@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mriqc_nb.data.database import LABEL_INDEX, LABELS, cache_paths
-from mriqc_nb.data.ramp import class_weights, epoch_table
+from mriqc_nb.data.cache import cache_paths
+from mriqc_nb.data.ramp import epoch_table
+from mriqc_nb.labels import LABELS, class_weights, to_y
 
 __all__ = ["make_dataset", "ramp_dataset", "random_flip"]
 
@@ -80,27 +81,26 @@ def make_dataset(
     Returns
     -------
     tf.data.Dataset
-        Elements ``(x, y)`` or ``(x, y, w)``.
+        Elements ``(x, target)`` or ``(x, target, w)``.
     """
     import tensorflow as tf
 
     shuffle = training if shuffle is None else shuffle
     flips = training if flips is None else flips
     paths = cache_paths(table, root)
-    labels = table["label"].map(LABEL_INDEX).to_numpy(dtype=np.int64)
+    y = to_y(table["label"].to_numpy())
     if len(paths) == 0:
         raise ValueError("empty table: no scans to feed")
     shape = np.load(paths[0], mmap_mode="r").shape
 
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths), labels))
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths), y))
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
-    def load(path, label):
+    def load(path, y):
         x = tf.numpy_function(_load_npy, [path], tf.float32, stateful=False)
         x = tf.ensure_shape(x, shape)[..., None]
-        y = tf.one_hot(label, len(LABELS), dtype=tf.float32)
-        return x, y, label
+        return x, tf.one_hot(y, len(LABELS), dtype=tf.float32), y
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if flips:
@@ -112,9 +112,9 @@ def make_dataset(
         )
     if class_weight is not None:
         w = tf.constant([float(class_weight.get(c, 1.0)) for c in range(len(LABELS))], tf.float32)
-        ds = ds.map(lambda x, y, lab: (x, y, tf.gather(w, lab)))
+        ds = ds.map(lambda x, target, y: (x, target, tf.gather(w, y)))
     else:
-        ds = ds.map(lambda x, y, lab: (x, y))
+        ds = ds.map(lambda x, target, y: (x, target))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -135,13 +135,13 @@ def ramp_dataset(
     """Training input of ``epoch`` of a ramp: ``(dataset, class_weight, subset)``.
 
     The subset is :func:`mriqc_nb.data.ramp.epoch_table` (epoch 0 is the priming set); the class
-    weights ``n_max / n_c`` are those of the subset (pass them to ``model.fit(class_weight=)``,
+    weights ``n_max / n_c`` (:func:`mriqc_nb.labels.class_weights`) are those of the subset (pass them to ``model.fit(class_weight=)``,
     or set ``weighted=True`` to have the dataset yield them as sample weights). The shuffle
     and flip seed is ``seed + epoch``, so each epoch has its own, reproducible order.
     """
     sub = epoch_table(table, epoch, ramp_epochs, mode=mode)
     n_art = int((sub["label"] == "artifact").sum())
-    cw = class_weights(len(sub) - n_art, n_art)
+    cw = class_weights({0: len(sub) - n_art, 1: n_art})
     ds = make_dataset(
         sub,
         batch_size=batch_size,

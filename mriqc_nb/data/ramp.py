@@ -24,8 +24,9 @@ Conventions of this module
 * **The artifacts stay fixed**: every epoch keeps all training artifacts; only clean scans
   are added, in one fixed order (the table's ``ramp_rank`` column, or a seeded permutation),
   so the subset of epoch ``e`` is contained in the subset of epoch ``e + 1`` (*nested*).
-* **Class weights** ``w_c = n_max / n_c`` are recomputed for each epoch's subset (clean = 0,
-  artifact = 1), as in the paper's weighted cross-entropy.
+* **Class weights** ``w_c = n_max / n_c`` (:func:`mriqc_nb.labels.class_weights`) are
+  recomputed for each epoch's subset (clean = 0, artifact = 1), as in the paper's weighted
+  cross-entropy.
 
 Two schedules are provided:
 
@@ -46,13 +47,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mriqc_nb.data.table import split_rows
+from mriqc_nb.labels import class_weights
+
 __all__ = [
     "RAMP_MODES",
     "ramp_sizes",
     "ramp_clean_counts",
     "ramp_schedule_frame",
-    "class_weights",
     "ramp_order",
+    "add_ramp_order",
     "priming_set",
     "ramp_subset",
     "epoch_table",
@@ -62,7 +66,8 @@ __all__ = [
 #: (clean share linear in the epoch; the older variant).
 RAMP_MODES = ("size", "share")
 
-_RAMP_STREAM = 7  # SeedSequence stream of the ramp order (see mriqc_nb.data.database)
+#: SeedSequence stream of the ramp order (the other streams: :mod:`mriqc_nb.data.splits`).
+RAMP_STREAM = 7
 
 
 def _check_epochs(ramp_epochs: int) -> int:
@@ -152,16 +157,6 @@ def ramp_clean_counts(
     return np.maximum.accumulate(clean)
 
 
-def class_weights(n_clean: int, n_artifact: int) -> dict[int, float]:
-    """Class weights ``w_c = n_max / n_c`` (clean = 0, artifact = 1), as Keras ``class_weight``.
-
-    A class with no scans gets weight 0.
-    """
-    counts = {0: int(n_clean), 1: int(n_artifact)}
-    n_max = max(counts.values())
-    return {c: (n_max / n if n > 0 else 0.0) for c, n in counts.items()}
-
-
 def ramp_schedule_frame(
     n_prime: int,
     n_full: int,
@@ -209,7 +204,7 @@ def ramp_schedule_frame(
     clean = clean[: last + 1]
     rows = []
     for e, nc in enumerate(clean.tolist()):
-        w = class_weights(nc, n_art)
+        w = class_weights({0: nc, 1: n_art}) if nc + n_art else {0: 0.0, 1: 0.0}
         stage = "prime" if e == 0 else ("ramp" if e < ramp_epochs else "full")
         rows.append(
             dict(
@@ -231,12 +226,6 @@ def ramp_schedule_frame(
 # ---------------------------------------------------------------------------------------------
 
 
-def _train_rows(table: pd.DataFrame) -> pd.DataFrame:
-    if "split" in table.columns:
-        table = table[table["split"].astype(str) == "train"]
-    return table
-
-
 def ramp_order(table: pd.DataFrame, seed: int | None = None) -> list[str]:
     """Clean training scan ids in the fixed order in which the ramp adds them.
 
@@ -246,17 +235,17 @@ def ramp_order(table: pd.DataFrame, seed: int | None = None) -> list[str]:
         Scan table (all splits, or the training split only), with ``scan_id`` and ``label``.
     seed : int, optional
         If ``None`` and the table has a ``ramp_rank`` column (tables made by
-        :mod:`mriqc_nb.data.database` do), that order is used. Otherwise the order is a permutation
+        :func:`add_ramp_order` do), that order is used. Otherwise the order is a permutation
         of the sorted clean ids drawn from ``seed`` (0 if ``None``).
     """
-    train = _train_rows(table)
+    train = split_rows(table, "train")
     clean = train[train["label"].astype(str) == "clean"]
     if seed is None and "ramp_rank" in clean.columns:
         rank = pd.to_numeric(clean["ramp_rank"], errors="coerce")
         if len(clean) and (rank >= 0).all() and rank.is_unique:
             return clean["scan_id"].astype(str).to_numpy()[np.argsort(rank.to_numpy(), kind="stable")].tolist()
     ids = np.sort(clean["scan_id"].astype(str).to_numpy())
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed or 0), _RAMP_STREAM]))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed or 0), RAMP_STREAM]))
     return ids[rng.permutation(len(ids))].tolist()
 
 
@@ -295,7 +284,7 @@ def ramp_subset(
     epoch = int(epoch)
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
-    train = _train_rows(table)
+    train = split_rows(table, "train")
     ids = train["scan_id"].astype(str)
     is_art = train["label"].astype(str).to_numpy() == "artifact"
     n_art = int(is_art.sum())
@@ -316,7 +305,7 @@ def epoch_table(
     mode: str = "size",
 ) -> pd.DataFrame:
     """Rows of ``table`` in the training subset of ``epoch`` (see :func:`ramp_subset`)."""
-    train = _train_rows(table)
+    train = split_rows(table, "train")
     ids = set(ramp_subset(train, epoch, ramp_epochs, seed, mode))
     return train[train["scan_id"].astype(str).isin(ids)]
 
@@ -328,9 +317,26 @@ def priming_set(table: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
     of every ramp. If the table has a boolean-like ``prime`` column and ``seed`` is None,
     that column is used as is.
     """
-    train = _train_rows(table)
+    train = split_rows(table, "train")
     if seed is None and "prime" in train.columns:
         flag = train["prime"].astype(str).str.lower().isin(["true", "1"])
         if flag.any():
             return train[flag.to_numpy()]
     return epoch_table(train, 0, 1, seed)
+
+
+def add_ramp_order(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Add the ``ramp_rank`` and ``prime`` columns to a scan table; returns a copy.
+
+    ``ramp_rank`` numbers the clean training scans in the (seeded) order in which the ramp
+    adds them (-1 for every other row); ``prime`` marks the priming set: every training
+    artifact plus as many clean training scans, the first ones of that order.
+    """
+    df = table.drop(columns=[c for c in ("ramp_rank", "prime") if c in table.columns])
+    order = ramp_order(df, seed)
+    rank = {sid: r for r, sid in enumerate(order)}
+    df["ramp_rank"] = [rank.get(str(s), -1) for s in df["scan_id"]]
+    df["ramp_rank"] = df["ramp_rank"].astype("int64")
+    prime_ids = set(priming_set(df)["scan_id"].astype(str)) if len(df) else set()
+    df["prime"] = df["scan_id"].astype(str).isin(prime_ids).to_numpy()
+    return df
