@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mriqc_nb import iqm, ratings, referral, uncertainty
-from mriqc_nb.data import database, mrart
+from mriqc_nb.data import mrart, splits, table as data_table
 
 NAN = np.nan
 
@@ -280,9 +280,9 @@ def test_mrart_table_labels(tmp_path):
     assert set(table.subject_id) == set(SCORES) and (table.site == "MR-ART").all()
     assert table.path.map(lambda p: p.endswith(".nii.gz")).all()
     # the book's scan table: validates with its files, and splits keep subjects whole
-    checked = database.validate_table(table)
+    checked = data_table.validate_table(table)
     assert checked.label.tolist() == table.label.tolist()
-    prepared = database.prepare_table(table, "smoke")
+    prepared = splits.prepare_table(table, "smoke")
     assert (prepared.groupby("subject_id").split.nunique() == 1).all()
 
 
@@ -291,7 +291,7 @@ def test_mrart_medium_scores(tmp_path, medium, n, n_artifact, n_subtle):
     table = mrart.mrart_table(_fake_mrart(tmp_path / "mrart"), medium=medium)
     assert len(table) == n and (table.label == "artifact").sum() == n_artifact
     assert (table.severity == "subtle").sum() == n_subtle
-    database.validate_table(table)
+    data_table.validate_table(table)
 
 
 def test_mrart_scores_with_extension_and_unscored_scans(tmp_path):

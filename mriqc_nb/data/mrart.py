@@ -3,7 +3,7 @@
 MR-ART (Narai et al., 2022) has 148 adults, one T1w scan at rest and two with deliberate head
 motion each, scored 1/2/3 = good/medium/bad. Nothing is downloaded here: :func:`mrart_table`
 turns a local copy into the book's scan table, ready for
-:func:`mriqc_nb.data.database.build_database`.
+:func:`mriqc_nb.data.build.build_database`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def mrart_table(root, scores_tsv=None, *, medium: str = "drop") -> pd.DataFrame:
     pandas.DataFrame
         Columns ``scan_id`` (the BIDS name), ``subject_id``, ``site`` (``"MR-ART"``: one
         scanner), ``modality`` (``"T1w"``), ``label``, ``severity``, ``path`` (absolute), plus
-        ``acq`` and ``score``. No ``split``: :func:`mriqc_nb.data.database.build_database` (with
+        ``acq`` and ``score``. No ``split``: :func:`mriqc_nb.data.build.build_database` (with
         ``table=``) splits it by subject, so a subject's still and moving scans stay together.
         Scans without a score are left out with a warning, as are scores without a file.
 
