@@ -171,7 +171,7 @@ def test_rerun_resumes_without_predicting(full_run, inputs, bundle, monkeypatch,
         raise AssertionError("nothing should be predicted or conformed again")
 
     monkeypatch.setattr(predict, "predict_samples", boom)
-    monkeypatch.setattr(inputs, "conform", boom)
+    monkeypatch.setattr(scans, "conform", boom)
     again = screen.screen(inputs, bundle, copy, batch_size=2, seed=3, progress=False)
     assert copy.read_bytes() == out.read_bytes()
     pd.testing.assert_frame_equal(again, df)
@@ -185,7 +185,7 @@ def test_interrupted_run_completes_without_duplicates(full_run, inputs, bundle, 
     part.write_text("".join(lines[:3]) + lines[3][:10])  # header, 2 rows, half a third row
     seen = []
     conform = scans.conform
-    monkeypatch.setattr(inputs, "conform", lambda src, *a, **k: seen.append(src) or conform(src, *a, **k))
+    monkeypatch.setattr(scans, "conform", lambda src, *a, **k: seen.append(src) or conform(src, *a, **k))
     resumed = screen.screen(inputs, bundle, part, batch_size=4, seed=3, progress=False)
     assert seen == inputs[2:]
     assert resumed["path"].tolist() == inputs
@@ -214,7 +214,7 @@ def test_other_table_is_not_overwritten(bundle, inputs, tmp_path):
 
 def test_report_counts_and_lists_errors(full_run):
     text = screen.report(full_run[1])
-    assert text.startswith("5 inputs:") and "2 error" in text
+    assert text.startswith("5 scans:") and "2 error" in text
     assert "corrupt.nii.gz" in text and "missing.nii.gz" in text
 
 
