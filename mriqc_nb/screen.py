@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from mriqc_nb import predict, referral, scans, uncertainty
+from mriqc_nb._atomic import write_text
 from mriqc_nb.bundle import Bundle, load_bundle
 from mriqc_nb.labels import ARTIFACT, CLEAN, DECISIONS, REFER
 
@@ -147,7 +148,7 @@ def _prepare(out: Path, columns: list[str]) -> set[str]:
     out.parent.mkdir(parents=True, exist_ok=True)
     header = "\t".join(columns) + "\n"
     if not out.exists() or out.stat().st_size == 0:
-        out.write_text(header)
+        write_text(out, header)
         return set()
     with open(out, "r+b") as fh:  # a crash mid-write can leave a partial last line: drop it
         fh.seek(-1, os.SEEK_END)

@@ -294,8 +294,11 @@ class Run:
         folder = self.dir / CKPT_DIR
         save_weights(model, self.checkpoint(epoch))
         tmp = folder / f".{name}.tmp.keras"  # Keras wants the suffix: no atomic_open here
-        model.save(tmp)
-        os.replace(tmp, folder / name)
+        try:
+            model.save(tmp)
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)
         for old in folder.glob("state-[0-9][0-9][0-9].keras"):
             if old.name != name:
                 old.unlink()
