@@ -1,8 +1,8 @@
 """Fast vs naive Monte Carlo dropout: time both in one run and print the ratio.
 
-Fast MC runs NN008's convolutional trunk once per batch and only the (stochastic) head T
-times, in one vectorised call; naive MC runs the whole network T times, as the paper's code
-did. Both give (T, N, 2) samples that are equal in distribution (tests/test_model.py).
+Fast MC (:func:`mriqc_nb.predict.predict_mc_fast`) runs NN008's convolutional trunk once per
+batch and only the (stochastic) head on T copies of each scan's features; naive MC runs the
+whole network T times, as the paper's code did. Both give (T, N, 2) samples that are equal in distribution (tests/test_model.py).
 
     python benchmarks/bench_mc.py [--profile laptop] [--T 50] [--n 8] [--repeats 3]
 
@@ -30,7 +30,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf  # noqa: F401  (C++ start-up lines go to stderr)
 
-    from mriqc_nb.model.networks import build_nn008, predict_mc_fast, predict_mc_naive
+    from mriqc_nb.model.networks import build_nn008
+    from mriqc_nb.predict import predict_mc_fast, predict_mc_naive
     from mriqc_nb.profiles import get_profile
 
     profile = get_profile(args.profile)

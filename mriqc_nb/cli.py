@@ -144,10 +144,12 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_bundle(args) -> int:
-    from mriqc_nb.screen import bundle_from_run
+    from mriqc_nb.bundle import bundle_from_run
+    from mriqc_nb.model.training import train_stage
 
     try:
-        out = bundle_from_run(args.stage, args.profile, args.out, measure=args.measure,
+        run = train_stage(args.stage, args.profile, progress=not args.quiet)
+        out = bundle_from_run(run, args.out, measure=args.measure, profile=args.profile,
                               progress=not args.quiet)
     except ValueError as err:
         print(f"mriqc-nb bundle: error: {err}", file=sys.stderr)
@@ -157,7 +159,8 @@ def _cmd_bundle(args) -> int:
 
 
 def _cmd_screen(args) -> int:
-    from mriqc_nb.screen import BundleError, collect_sources, load_bundle, report, screen
+    from mriqc_nb.bundle import BundleError, load_bundle
+    from mriqc_nb.screen import collect_sources, report, screen
 
     try:
         bundle = load_bundle(args.bundle)
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mriqc_nb import __version__
     from mriqc_nb.artifacts import ARTIFACTS, SEVERITIES
     from mriqc_nb.profiles import PROFILES
-    from mriqc_nb.model.training import MODELS, STAGES
+    from mriqc_nb.model.runs import MODELS, STAGES
 
     parser = argparse.ArgumentParser(
         prog="mriqc-nb",

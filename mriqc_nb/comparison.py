@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mriqc_nb import referral
-from mriqc_nb import predict as evaluate
-from mriqc_nb.model import training as train
+from mriqc_nb import predict, referral
 from mriqc_nb.metrics import bootstrap_ci
+from mriqc_nb.model import training
 from mriqc_nb.profiles import get_profile
 
 __all__ = ["PAPER", "predictions", "stage_metrics", "no_referral_policy", "method_metrics",
@@ -34,22 +33,25 @@ PAPER = {
 }
 
 
-def predictions(stage: str, profile, split: str, kind: str = "mc", *, T: int | None = None,
+def predictions(stage: str, profile, split: str, method: str = "mc", *, T: int | None = None,
                 seed: int = 0, progress: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-scan predictions of a stage's trained model on a split (cached in its run).
 
-    ``T`` defaults to the profile's ``mc_samples_valid`` for ``valid`` and
-    ``mc_samples_test`` otherwise. Trains the stage first if needed.
-    """
-    from mriqc_nb.data.database import profile_database
+    Trains the stage first if needed (:func:`mriqc_nb.model.training.train_stage`), then
+    :func:`mriqc_nb.predict.run_predictions`: ``method`` is one of
+    :data:`mriqc_nb.predict.METHODS`; ``T`` defaults to the profile's ``mc_samples_valid``
+    for ``valid`` and ``mc_samples_test`` otherwise.
 
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per scan: its columns, the integer label ``y``, the uncertainty statistics.
+    samples : ndarray, shape (S, N, 2)
+    """
     p = get_profile(profile)
-    if T is None:
-        T = p.mc_samples_valid if split == "valid" else p.mc_samples_test
-    table = profile_database(p, progress=progress)
-    run = train.train_stage(stage, p, progress=progress)
-    return evaluate.predict_split(run.model(), table, split, kind=kind, T=T, seed=seed,
-                                  cache_dir=run.dir / "predictions")
+    run = training.train_stage(stage, p, progress=progress)
+    return predict.run_predictions(run, split, method, T=T, seed=seed, profile=p,
+                                   progress=progress)
 
 
 def stage_metrics(stages, profile, split: str = "valid", threshold: float = 0.5,
@@ -64,14 +66,15 @@ def stage_metrics(stages, profile, split: str = "valid", threshold: float = 0.5,
     rows = {}
     for stage in stages:
         summary, _ = predictions(stage, profile, split, "deterministic")
-        m = binary_metrics(summary.label, summary.p_artifact, threshold)
+        m = binary_metrics(summary["y"], summary["p_artifact"], threshold)
         rows[stage] = {k: m[k] for k in keys}
     return pd.DataFrame(rows).T
 
 
 def no_referral_policy(valid: pd.DataFrame, measure: str = "mutual_information") -> referral.ReferralPolicy:
-    """Threshold by Youden's J on validation, nobody referred (``eta = 1``)."""
-    return referral.select_operating_point(valid, measure=measure, etas=(1.0,), min_retained=0.0)
+    """Threshold by Youden's J on validation (labels: column ``y``), nobody referred (``eta = 1``)."""
+    return referral.select_operating_point(valid, measure=measure, etas=(1.0,), min_retained=0.0,
+                                           labels=valid["y"])
 
 
 def method_metrics(policy: referral.ReferralPolicy, test: pd.DataFrame, *, n_boot: int = 1000,
@@ -81,12 +84,13 @@ def method_metrics(policy: referral.ReferralPolicy, test: pd.DataFrame, *, n_boo
     Returns a flat dict: every key of :func:`mriqc_nb.referral.evaluate_policy`, plus
     ``<key>_low`` and ``<key>_high`` (95% interval) for each of ``keys``.
     """
-    out = referral.evaluate_policy(policy, test)
-    y = test["label"].to_numpy()
+    y = test["y"].to_numpy()
+    out = referral.evaluate_policy(policy, test, labels=y)
     idx = np.arange(len(test))
     for key in keys:
         def fn(_y, rows, key=key):
-            return referral.evaluate_policy(policy, test.iloc[np.asarray(rows, dtype=int)])[key]
+            rows = np.asarray(rows, dtype=int)
+            return referral.evaluate_policy(policy, test.iloc[rows], labels=y[rows])[key]
         _, low, high = bootstrap_ci(fn, y, idx, n_boot=n_boot, seed=seed)
         out[f"{key}_low"], out[f"{key}_high"] = low, high
     return out
@@ -117,12 +121,12 @@ def comparison_table(profile, *, stages=("baseline", "focal", "primed_baseline",
     valid, _ = predictions(referral_stage, profile, "valid", progress=progress)
     test, _ = predictions(referral_stage, profile, "test", progress=progress)
     add(f"{referral_stage} + MC referral", referral_stage,
-        referral.select_operating_point(valid, measure=measure), test)
+        referral.select_operating_point(valid, measure=measure, labels=valid["y"]), test)
     p = get_profile(profile)
     t_flips = max(1, p.mc_samples_valid // 8)
     valid_f, _ = predictions(referral_stage, profile, "valid", "mc_flips", T=t_flips, progress=progress)
     test_f, _ = predictions(referral_stage, profile, "test", "mc_flips", T=max(1, p.mc_samples_test // 8),
                             progress=progress)
     add(f"{referral_stage} + MC x flips referral", referral_stage,
-        referral.select_operating_point(valid_f, measure=measure), test_f)
+        referral.select_operating_point(valid_f, measure=measure, labels=valid_f["y"]), test_f)
     return pd.DataFrame(rows)

@@ -1,15 +1,51 @@
-"""Predictions of a trained model on a split: MC dropout, test-time flips, or both.
+"""Predictions of a trained network: MC dropout, test-time flips, or both; of arrays and splits.
 
-One function, :func:`predict_split`, turns (model, scan table, split) into
+This module only predicts; it never trains. Every caller -- the chapters, the comparison of
+chapter 8 and the screening of files (:mod:`mriqc_nb.screen`) -- samples through
+:func:`predict_samples`, so they cannot drift apart.
+
+Methods
+-------
+A *method* (:data:`METHODS`) is a way to repeat a prediction:
+
+``"mc"``
+    T Monte Carlo dropout samples (epistemic uncertainty), by :func:`predict_mc_fast`.
+``"flips"``
+    The 8 flips of the volume along its axes, dropout off (aleatoric).
+``"mc_flips"``
+    T MC-dropout samples on each of the 8 flips (8 T samples).
+``"deterministic"``
+    One pass, dropout off.
+
+Monte Carlo dropout
+-------------------
+Both samplers use the MC twin of the network's head (:func:`mriqc_nb.model.networks.make_mc_head`):
+dropout on, BatchNorm in inference mode.
+
+- :func:`predict_mc_naive` -- the reference: the whole network T times, as the paper's code does.
+- :func:`predict_mc_fast` -- the trunk once per batch, then the twin head on T copies of each
+  scan's features. Every scan sees the *same* T dropout masks (drawn from ``seed``), so a
+  scan's samples depend only on its volume, the weights and ``seed``: not on its batch, its
+  neighbours or the order of the inputs (screening resumes and batches freely; a split's
+  predictions do not depend on ``chunk``).
+
+Both return an array of shape (T, N, n_classes); with dropout rate 0 both equal the
+deterministic output, otherwise they are equal in distribution (not sample by sample).
+
+Predictions of a split
+----------------------
+:func:`predict_split` turns (model, scan table, split) into
 
 - ``samples``: the raw softmax samples, shape (S, N, 2), S = T (MC dropout), 8 (flips) or
   8 T (both), and
-- a per-scan table: the scan's id, subject, modality, label (0 clean / 1 artifact), artifact
-  kind and class, plus every statistic of :func:`mriqc_nb.uncertainty.summarise`.
+- a per-scan table: the scan's id, subject, modality, integer label ``y`` (0 clean, 1
+  artifact; :mod:`mriqc_nb.labels`), artifact kind and class, plus every statistic of
+  :func:`mriqc_nb.uncertainty.summarise`.
 
-Both are cached as one ``.npz`` per (split, kind, T, seed) in ``cache_dir`` (a run directory's
-``predictions/`` folder), so chapters 6, 7 and 8 share one set of predictions. The volumes are
-read from the database cache in chunks, so memory stays bounded whatever the split's size.
+The samples are cached as one ``.npz`` per (split, method, T, seed) in ``cache_dir``;
+:func:`run_predictions` caches them in a run directory's ``predictions/`` folder, so chapters 6,
+7 and 8 share one set of predictions. The volumes are read from the database cache in chunks,
+so memory stays bounded whatever the split's size.
 """
 
 from __future__ import annotations
@@ -20,54 +56,151 @@ import numpy as np
 import pandas as pd
 
 from mriqc_nb import uncertainty
-from mriqc_nb.data.database import LABEL_INDEX, load_arrays
+from mriqc_nb._atomic import atomic_open
+from mriqc_nb.data.database import load_arrays
+from mriqc_nb.labels import to_y
 
-__all__ = ["KINDS", "predict_samples", "predict_split", "scan_columns"]
+__all__ = ["METHODS", "predict_mc_naive", "predict_mc_fast", "predict_samples", "predict_split",
+           "run_predictions", "scan_columns"]
 
-#: Kinds of repeated prediction: MC dropout (epistemic), test-time flips (aleatoric), both.
-KINDS = ("mc", "flips", "mc_flips", "deterministic")
+#: Prediction methods: MC dropout (epistemic), test-time flips (aleatoric), both, one pass.
+METHODS = ("mc", "flips", "mc_flips", "deterministic")
 
-_SCAN_COLUMNS = ("scan_id", "subject_id", "modality", "artifact_kind", "artifact_class", "severity", "split")
-
-
-def scan_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The descriptive columns of a scan table plus ``label`` as 0 (clean) / 1 (artifact)."""
-    cols = [c for c in _SCAN_COLUMNS if c in table.columns]
-    out = table[cols].reset_index(drop=True).copy()
-    out["label"] = table["label"].map(LABEL_INDEX).to_numpy(dtype=np.int64)
-    return out
+_SCAN_COLUMNS = ("scan_id", "subject_id", "modality", "artifact_kind", "artifact_class", "severity",
+                 "split")
 
 
-def predict_samples(model, x: np.ndarray, kind: str = "mc", T: int = 50, seed: int = 0,
+def _numpy(t) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(t))
+
+
+def _batches(x, batch_size: int):
+    x = np.asarray(x, dtype="float32")
+    for start in range(0, len(x), int(batch_size)):
+        yield x[start:start + int(batch_size)]
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def predict_mc_naive(model, x, T: int, seed: int | None = None, batch_size: int = 8) -> np.ndarray:
+    """MC dropout, reference version: the whole network T times per batch.
+
+    Dropout is active, BatchNorm is in inference mode
+    (:func:`mriqc_nb.model.networks.make_mc_model`).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network of :mod:`mriqc_nb.model.networks` (any model with ``trunk`` and ``head``
+        sub-models).
+    x : array, shape (N, x, y, z, channels)
+        Volumes.
+    T : int
+        Number of MC samples.
+    seed : int, optional
+        Seed of the dropout masks.
+    batch_size : int
+        Volumes per forward pass.
+
+    Returns
+    -------
+    ndarray, shape (T, N, n_classes)
+        Softmax probabilities of each sample.
+    """
+    from mriqc_nb.model.networks import make_mc_model
+
+    mc_model = make_mc_model(model, seed)
+    out = [np.stack([_numpy(mc_model(xb, training=False)) for _ in range(T)])
+           for xb in _batches(x, batch_size)]
+    return np.concatenate(out, axis=1)
+
+
+def predict_mc_fast(model, x, T: int, seed: int | None = None, batch_size: int = 8) -> np.ndarray:
+    """MC dropout, fast version: the trunk once, then the MC head on T copies of each scan.
+
+    Every scan gets the same T dropout masks (the head's dropout generators restart from
+    ``seed`` for each scan), so a scan's samples do not depend on its batch or on the other
+    inputs. Equal in distribution to :func:`predict_mc_naive` (identical when the dropout
+    rates are 0), at the cost of one trunk pass per scan instead of T.
+
+    Parameters and return value are those of :func:`predict_mc_naive`; ``batch_size`` is the
+    trunk's batch. The head's batch is T feature vectors.
+    """
+    from mriqc_nb.model.networks import get_head, get_trunk, make_mc_head
+
+    trunk = get_trunk(model)
+    head = make_mc_head(get_head(model), seed)
+    states = [v for v in head.variables if v.path.endswith("seed_generator_state")]
+    start = [np.array(v.numpy()) for v in states]
+    out = []
+    for xb in _batches(x, batch_size):
+        for f in _numpy(trunk(xb, training=False)):
+            for v, s in zip(states, start):  # the same T masks for every scan
+                v.assign(s)
+            out.append(_numpy(head(np.repeat(f[None], T, axis=0), training=False)))
+    return np.stack(out, axis=1)
+
+
+def predict_samples(model, x: np.ndarray, method: str = "mc", T: int = 50, seed: int = 0,
                     batch_size: int = 8) -> np.ndarray:
-    """Repeated predictions for a batch of volumes ``x`` (N, X, Y, Z, 1).
+    """Repeated predictions for volumes ``x`` (N, X, Y, Z, 1): the one sampler of the package.
 
-    ``kind`` is ``"mc"`` (T MC-dropout samples, trunk once: :func:`mriqc_nb.model.networks.predict_mc_fast`),
-    ``"flips"`` (the 8 flips, dropout off), ``"mc_flips"`` (T samples on each of the 8 flips)
-    or ``"deterministic"`` (one pass, dropout off).
+    Parameters
+    ----------
+    model : keras.Model
+        A network of :mod:`mriqc_nb.model.networks`.
+    x : ndarray, shape (N, X, Y, Z, 1)
+        Conformed volumes.
+    method : str
+        One of :data:`METHODS` (see the module notes).
+    T : int
+        MC-dropout samples (per flip for ``"mc_flips"``); ignored by ``"flips"`` and
+        ``"deterministic"``.
+    seed : int
+        Seed of the dropout masks.
+    batch_size : int
+        Volumes per trunk pass.
 
     Returns
     -------
     ndarray, shape (S, N, 2)
-    """
-    from mriqc_nb.model.networks import predict_mc_fast
+        S = T, 8, 8 T or 1.
 
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+    """
     def deterministic(xb):
         return model.predict(xb, batch_size=batch_size, verbose=0)
 
-    if kind == "mc":
+    if method == "mc":
         return predict_mc_fast(model, x, T, seed=seed, batch_size=batch_size)
-    if kind == "flips":
+    if method == "flips":
         return uncertainty.predict_flips(deterministic, x)
-    if kind == "mc_flips":
+    if method == "mc_flips":
         return uncertainty.predict_mc_flips(
             lambda xb, t: predict_mc_fast(model, xb, t, seed=seed, batch_size=batch_size), x, T)
-    if kind == "deterministic":
+    if method == "deterministic":
         return deterministic(x)[None]
-    raise ValueError(f"unknown prediction kind {kind!r}; expected one of {KINDS}")
+    raise ValueError(f"unknown prediction method {method!r}; expected one of {METHODS}")
 
 
-def predict_split(model, table: pd.DataFrame, split: str, *, kind: str = "mc", T: int = 50,
+# --------------------------------------------------------------------------- splits
+
+
+def scan_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The descriptive columns of a scan table plus the integer label ``y`` (0 clean, 1 artifact)."""
+    cols = [c for c in _SCAN_COLUMNS if c in table.columns]
+    out = table[cols].reset_index(drop=True).copy()
+    out["y"] = to_y(table["label"].to_numpy())
+    return out
+
+
+def predict_split(model, table: pd.DataFrame, split: str, *, method: str = "mc", T: int = 50,
                   seed: int = 0, batch_size: int = 8, chunk: int = 64, cache_dir=None,
                   root=None) -> tuple[pd.DataFrame, np.ndarray]:
     """Predict every scan of ``split`` and summarise the samples per scan.
@@ -80,26 +213,30 @@ def predict_split(model, table: pd.DataFrame, split: str, *, kind: str = "mc", T
         A built scan table (its ``attrs["root"]`` or ``root`` locates the volume cache).
     split : str
         ``"valid"``, ``"test"``, ``"subtle"`` ...
-    kind, T, seed, batch_size
-        See :func:`predict_samples`. ``T`` is ignored for ``"flips"``.
+    method, T, seed, batch_size
+        See :func:`predict_samples`. ``T`` is ignored for ``"flips"`` and ``"deterministic"``.
     chunk : int
-        Volumes loaded into memory at a time.
+        Volumes loaded into memory at a time (the numbers do not depend on it).
     cache_dir : path-like, optional
-        Where to cache ``{split}_{kind}_T{T}_seed{seed}.npz``; no caching if omitted.
+        Where to cache ``{split}_{method}_T{T}_seed{seed}.npz``; no caching if omitted.
+    root : path-like, optional
+        Database folder, if ``table.attrs`` does not name it.
 
     Returns
     -------
     summary : pandas.DataFrame, one row per scan of the split
     samples : ndarray, shape (S, N, 2)
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown prediction method {method!r}; expected one of {METHODS}")
     rows = table[table["split"].astype(str) == split]
     if rows.empty:
         raise ValueError(f"split {split!r} has no scans")
     ids = rows["scan_id"].astype(str).tolist()
     cache = None
     if cache_dir is not None:
-        t_tag = "" if kind in ("flips", "deterministic") else f"_T{T}"
-        cache = Path(cache_dir) / f"{split}_{kind}{t_tag}_seed{seed}.npz"
+        t_tag = "" if method in ("flips", "deterministic") else f"_T{T}"
+        cache = Path(cache_dir) / f"{split}_{method}{t_tag}_seed{seed}.npz"
         if cache.exists():
             with np.load(cache, allow_pickle=False) as z:
                 if z["scan_id"].tolist() == ids:
@@ -108,15 +245,54 @@ def predict_split(model, table: pd.DataFrame, split: str, *, kind: str = "mc", T
     parts = []
     for start in range(0, len(ids), chunk):
         x, _ = load_arrays(table, ids[start:start + chunk], root=root)
-        parts.append(predict_samples(model, x, kind, T, seed + start, batch_size))
+        parts.append(predict_samples(model, x, method, T, seed, batch_size))
     samples = np.concatenate(parts, axis=1).astype(np.float32)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, samples=samples, scan_id=np.array(ids))
-        tmp.replace(cache)
+        with atomic_open(cache, "wb") as fh:
+            np.savez_compressed(fh, samples=samples, scan_id=np.array(ids))
     return _summary(rows, samples), samples
 
 
 def _summary(rows: pd.DataFrame, samples: np.ndarray) -> pd.DataFrame:
     return pd.concat([scan_columns(rows), uncertainty.summarise(samples)], axis=1)
+
+
+def run_predictions(run, split: str, method: str = "mc", *, T: int | None = None, seed: int = 0,
+                    profile=None, progress: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """Predictions of a trained run's last weights on a split, cached in the run directory.
+
+    Parameters
+    ----------
+    run : mriqc_nb.model.runs.Run or path-like
+        A trained run (it is not trained here).
+    split : str
+        ``"valid"``, ``"test"``, ``"subtle"`` ...
+    method : str
+        One of :data:`METHODS`.
+    T : int, optional
+        MC samples; default the profile's ``mc_samples_valid`` for ``valid`` and
+        ``mc_samples_test`` otherwise.
+    seed : int
+        Seed of the dropout masks.
+    profile : str or Profile, optional
+        The profile whose database the run was trained on (default: the run's own, by name).
+    progress : bool
+        Progress bar while the profile's database is built (first use only).
+
+    Returns
+    -------
+    summary, samples
+        As :func:`predict_split`; the samples are cached in ``run.dir / "predictions"``.
+    """
+    from mriqc_nb.data.database import profile_database
+    from mriqc_nb.model.runs import Run
+    from mriqc_nb.profiles import get_profile
+
+    if not hasattr(run, "dir"):
+        run = Run(run)
+    p = get_profile(profile if profile is not None else run.config.profile)
+    if T is None:
+        T = p.mc_samples_valid if split == "valid" else p.mc_samples_test
+    table = profile_database(p, progress=progress)
+    return predict_split(run.model(), table, split, method=method, T=T, seed=seed,
+                         cache_dir=Path(run.dir) / "predictions")

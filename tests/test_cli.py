@@ -41,22 +41,54 @@ def test_simulate_writes_corrupted_copy_on_input_grid(tmp_path, kind):
     assert record["params"]["kind"] == kind and record["seed"] == 3
 
 
-def test_simulate_coverage_cuts_the_top_in_world_space(tmp_path):
-    """Reorientation round trip: 'coverage' removes the superior part whatever the storage order."""
-    src = tmp_path / "scan.nii"
-    data, affine = _ellipsoid_lps(src)
-    out = tmp_path / "cut.nii"
-    main(["simulate", str(src), str(out), "--artifact", "coverage", "--seed", "0"])
-    params = json.loads((tmp_path / "cut.json").read_text())["params"]
-    result = np.asarray(nib.load(str(out)).dataobj)
-    lost = (data > 0) & (result == 0)
-    assert lost.any()
-    # axis 2 of the stored array is S (superior up), so lost voxels are at the side the params say
-    z_lost = np.nonzero(lost.any(axis=(0, 1)))[0]
-    z_head = np.nonzero((data > 0).any(axis=(0, 1)))[0]
-    if params.get("axis", 2) == 2:
-        side_end = z_head.max() if params.get("side", "+") in ("+", 1, "superior") else z_head.min()
-        assert side_end in z_lost
+def _phantom_stored_as(path, codes, shape=(40, 48, 36), zooms=(2.0, 2.5, 3.0)):
+    """One asymmetric head phantom (the same voxels in world space), stored in orientation
+    ``codes`` (e.g. "ILP": the first array axis runs superior to inferior)."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    radii = np.reshape([0.8, 0.85, 0.75], (3, 1, 1, 1))
+    centre = np.reshape([0.1, -0.05, 0.0], (3, 1, 1, 1))  # off-centre: no symmetry to hide behind
+    data = (np.sum(((grid - centre) / radii) ** 2, axis=0) < 1).astype(np.float32) * 100
+    data += (np.linspace(0, 10, shape[0])[:, None, None] + np.linspace(0, 20, shape[2])) * (data > 0)
+    ras = nib.Nifti1Image(data.astype(np.float32), np.diag([*zooms, 1.0]))
+    img = ras.as_reoriented(nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(tuple(codes))))
+    assert "".join(nib.aff2axcodes(img.affine)) == codes
+    nib.save(img, str(path))
+    return img
+
+
+def _lost_world_points(src_img, out_path):
+    """World coordinates (mm) of the head voxels that the artifact set to zero, sorted."""
+    before = np.asarray(src_img.dataobj)
+    after = nib.load(str(out_path))
+    np.testing.assert_allclose(after.affine, src_img.affine)
+    ijk = np.argwhere((before > 0) & (np.asarray(after.dataobj) == 0))
+    xyz = nib.affines.apply_affine(src_img.affine, ijk)
+    return xyz[np.lexsort(xyz.T[::-1])], nib.affines.apply_affine(
+        src_img.affine, np.argwhere((before > 0) & (np.asarray(after.dataobj) != 0)))
+
+
+def test_simulate_coverage_cuts_the_same_world_region_whatever_the_storage_order(tmp_path):
+    """Reorientation round trip: the cut is found in RAS+ and written back to the input's order.
+
+    The same head stored as RAS and as ILP (array axes: superior->inferior, right->left,
+    anterior->posterior) must lose the same points in world space. Without the reorientation
+    the ILP copy would be cut along its last array axis (posterior), not where RAS is cut.
+    """
+    lost = {}
+    for codes in ("RAS", "ILP"):
+        img = _phantom_stored_as(tmp_path / f"{codes}.nii.gz", codes)
+        out = tmp_path / f"{codes}_cut.nii.gz"
+        assert main(["simulate", str(tmp_path / f"{codes}.nii.gz"), str(out), "-a", "coverage",
+                     "-s", "prominent", "--seed", "0"]) == 0
+        lost[codes], kept = _lost_world_points(img, out)
+        assert len(lost[codes]) > 100
+        # the lost points are a slab at one end of a world axis: beyond every kept head point
+        ends = [(lost[codes][:, a].min() > kept[:, a].max()) or (lost[codes][:, a].max() < kept[:, a].min())
+                for a in range(3)]
+        assert any(ends), "the cut is not a slab at one edge of the head"
+    assert lost["RAS"].shape == lost["ILP"].shape
+    np.testing.assert_allclose(lost["ILP"], lost["RAS"], atol=1e-3)
 
 
 def test_simulate_is_deterministic(tmp_path):

@@ -28,12 +28,15 @@ def _ce_per_sample(y, p):
 # ------------------------------------------------------------------------------ losses
 
 
-def test_class_weights_from_counts():
-    np.testing.assert_array_equal(L.class_weights_from_counts([98, 2]), [1.0, 49.0])
-    assert L.class_weights_from_counts({"clean": 98, "artifact": 2}) == {"clean": 1.0,
-                                                                       "artifact": 49.0}
-    with pytest.raises(ValueError):
-        L.class_weights_from_counts([10, 0])
+def test_class_counts_give_the_weights_of_labels_class_weights():
+    from mriqc_nb.labels import class_weights
+
+    np.testing.assert_array_equal(class_weights([98, 2]), [1.0, 49.0])
+    assert class_weights({"clean": 98, "artifact": 2}) == {"clean": 1.0, "artifact": 49.0}
+    loss = L.make_loss({"name": "weighted_ce", "class_counts": [98, 2]})
+    np.testing.assert_array_equal(loss.class_weights, [1.0, 49.0])
+    with pytest.raises(ValueError):  # a class without scans cannot be weighted
+        L.make_loss({"name": "weighted_ce", "class_counts": [10, 0]})
 
 
 def test_focal_with_gamma_zero_is_cross_entropy(batch):

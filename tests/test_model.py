@@ -1,4 +1,5 @@
-"""Networks, trunk/head split and Monte Carlo dropout (small grids; the 256 grid is only built)."""
+"""Networks, trunk/head split, weights on disk and Monte Carlo dropout (small grids; the 256
+grid is only built)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ keras = pytest.importorskip("keras")
 from mriqc_nb.model import networks as M  # noqa: E402
 from mriqc_nb.model.losses import make_loss  # noqa: E402
 from mriqc_nb.model.schedules import TriangularCyclicalLR  # noqa: E402
+from mriqc_nb.predict import predict_mc_fast, predict_mc_naive, predict_samples  # noqa: E402
 
 SMALL = (32, 32, 32, 1)
 
@@ -93,8 +95,8 @@ def test_mc_without_dropout_equals_deterministic_output(volumes):
     m = M.build_nn008(SMALL, dropout=(0.0, 0.0))
     _randomise_bn(m, seed=2)
     det = m.predict_on_batch(volumes)
-    fast = M.predict_mc_fast(m, volumes, T=4, seed=0, batch_size=2)
-    naive = M.predict_mc_naive(m, volumes, T=4, seed=0, batch_size=2)
+    fast = predict_mc_fast(m, volumes, T=4, seed=0, batch_size=2)
+    naive = predict_mc_naive(m, volumes, T=4, seed=0, batch_size=2)
     assert fast.shape == naive.shape == (4, 3, 2)
     np.testing.assert_allclose(fast, naive, atol=1e-6)
     np.testing.assert_allclose(fast, np.broadcast_to(det, fast.shape), atol=1e-6)
@@ -102,22 +104,50 @@ def test_mc_without_dropout_equals_deterministic_output(volumes):
 
 def test_fast_and_naive_mc_agree_in_distribution(small_model, volumes):
     T = 200
-    fast = M.predict_mc_fast(small_model, volumes, T=T, seed=3)
-    naive = M.predict_mc_naive(small_model, volumes, T=T, seed=4)
+    fast = predict_mc_fast(small_model, volumes, T=T, seed=3)
+    naive = predict_mc_naive(small_model, volumes, T=T, seed=4)
     assert fast.shape == naive.shape == (T, 3, 2)
     p_fast, p_naive = fast[..., 1], naive[..., 1]
     assert np.all(p_fast.std(axis=0) > 1e-3) and np.all(p_naive.std(axis=0) > 1e-3)
     stderr = np.sqrt(p_fast.var(axis=0, ddof=1) / T + p_naive.var(axis=0, ddof=1) / T)
     assert np.all(np.abs(p_fast.mean(axis=0) - p_naive.mean(axis=0)) < 4 * stderr)
     # same seed, same samples
-    np.testing.assert_array_equal(fast, M.predict_mc_fast(small_model, volumes, T=T, seed=3))
+    np.testing.assert_array_equal(fast, predict_mc_fast(small_model, volumes, T=T, seed=3))
+
+
+def test_fast_mc_of_a_scan_does_not_depend_on_its_batch(small_model, volumes):
+    """Every scan sees the same T masks: alone, in another batch or order, the same samples."""
+    T = 5
+    together = predict_mc_fast(small_model, volumes, T=T, seed=2, batch_size=3)
+    assert together.shape == (T, 3, 2)
+    alone = predict_mc_fast(small_model, volumes[2:], T=T, seed=2, batch_size=1)
+    np.testing.assert_allclose(alone[:, 0], together[:, 2], atol=1e-5)
+    reversed_ = predict_mc_fast(small_model, volumes[::-1], T=T, seed=2, batch_size=2)
+    np.testing.assert_allclose(reversed_[:, ::-1], together, atol=1e-5)
+    # the T samples of one scan still differ, and another seed gives other masks
+    assert np.all(together[..., 1].std(axis=0) > 1e-4)
+    other = predict_mc_fast(small_model, volumes, T=T, seed=3, batch_size=3)
+    assert not np.allclose(other, together, atol=1e-5)
+    np.testing.assert_array_equal(predict_samples(small_model, volumes, "mc", T, seed=2), together)
+
+
+def test_weights_round_trip_through_one_file(small_model, volumes, tmp_path):
+    path = M.save_weights(small_model, tmp_path / "w.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary file left
+    again = M.load_weights(M.build("nn008", SMALL), path)
+    np.testing.assert_array_equal(again.predict_on_batch(volumes),
+                                  small_model.predict_on_batch(volumes))
+    with pytest.raises(ValueError, match="unknown network"):
+        M.build("resnet", SMALL)
+    with pytest.raises(ValueError):  # another network's weights do not fit
+        M.load_weights(M.build("alexnet3d", SMALL), path)
 
 
 def test_mc_keeps_batchnorm_in_inference_mode(small_model, volumes):
     before = _bn_stats(small_model)
     det = small_model.predict_on_batch(volumes)
-    M.predict_mc_fast(small_model, volumes, T=3, seed=0)
-    M.predict_mc_naive(small_model, volumes, T=3, seed=0)
+    predict_mc_fast(small_model, volumes, T=3, seed=0)
+    predict_mc_naive(small_model, volumes, T=3, seed=0)
     for a, b in zip(before, _bn_stats(small_model)):
         np.testing.assert_array_equal(a, b)
     # the trained model is untouched: plain Dropout layers, deterministic inference

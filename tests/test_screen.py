@@ -1,4 +1,5 @@
-"""Model bundles and the screening of files on disk (``mriqc_nb.screen``, ``mriqc-nb screen``)."""
+"""Model bundles and the screening of files on disk (``mriqc_nb.bundle``, ``mriqc_nb.screen``,
+``mriqc-nb bundle``, ``mriqc-nb screen``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mriqc_nb import screen, uncertainty
-from mriqc_nb import scans as io
+from mriqc_nb import predict, scans, screen
+from mriqc_nb.bundle import FORMAT_VERSION, BundleError, load_bundle, save_bundle
 from mriqc_nb.cli import main
-from mriqc_nb.model.networks import build_nn008
+from mriqc_nb.model.networks import build_nn008, make_mc_model
 from mriqc_nb.referral import ReferralPolicy, UncertaintyScaler
 
 GRID, SPACING, T = (32, 32, 32), (8.0, 8.0, 6.0), 4
@@ -34,6 +35,26 @@ def _head(path, seed, shape=(40, 44, 36), zooms=(5.0, 5.5, 4.0), radii=(0.8, 0.8
     return str(path)
 
 
+def _reference_mc(model, volumes, T, seed):
+    """Expected screening numbers of each volume, by hand: a fresh MC twin of the whole network
+    (dropout on, BatchNorm in inference mode) run on T copies of the volume, then the mean
+    probability, entropy, mutual information (bits) and variance written out in numpy."""
+    rows = {"p_artifact": [], "entropy": [], "mutual_information": [], "variance": []}
+
+    def bits(p):
+        return -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+    for v in volumes:
+        twin = make_mc_model(model, seed)
+        s = np.asarray(twin(np.repeat(v[None, ..., None], T, axis=0), training=False), dtype=float)
+        mean = s.mean(axis=0)
+        rows["p_artifact"].append(mean[1])
+        rows["entropy"].append(bits(mean))
+        rows["mutual_information"].append(max(bits(mean) - bits(s).mean(), 0.0))
+        rows["variance"].append(s[:, 1].var())
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     keras.utils.set_random_seed(7)
@@ -41,18 +62,18 @@ def bundle_dir(tmp_path_factory):
     policy = ReferralPolicy("mutual_information", eta=0.5, threshold=0.5,
                             scaler=UncertaintyScaler.fit([0.0, 0.02, 0.05]))
     out = tmp_path_factory.mktemp("bundle")
-    screen.export_bundle(out, model, grid=GRID, spacing_mm=SPACING, policy=policy, mc_samples=T,
+    save_bundle(out, model, grid=GRID, spacing_mm=SPACING, policy=policy, mc_samples=T,
                          provenance={"profile": "test", "stage": "ramp", "seed": 7})
     return out, model, policy
 
 
 @pytest.fixture(scope="module")
 def bundle(bundle_dir):
-    return screen.load_bundle(bundle_dir[0])
+    return load_bundle(bundle_dir[0])
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory):
+def inputs(tmp_path_factory):
     """Valid, valid, corrupt, missing, valid (with batch_size=2, a batch of 2 valid scans)."""
     d = tmp_path_factory.mktemp("scans")
     corrupt = d / "corrupt.nii.gz"
@@ -62,16 +83,16 @@ def scans(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def full_run(bundle, scans, tmp_path_factory):
+def full_run(bundle, inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "results.tsv"
-    return out, screen.screen(scans, bundle, out, batch_size=2, seed=3, progress=False)
+    return out, screen.screen(inputs, bundle, out, batch_size=2, seed=3, progress=False)
 
 
 # ---------------------------------------------------------------------------------- bundle
 def test_bundle_json_holds_conform_settings_and_policy(bundle_dir):
     out, _, policy = bundle_dir
     info = json.loads((out / "bundle.json").read_text())
-    assert info["format_version"] == screen.FORMAT_VERSION
+    assert info["format_version"] == FORMAT_VERSION
     assert info["model_name"] == "nn008" and info["input_shape"] == [*GRID, 1]
     assert info["conform"] == {"grid": list(GRID), "spacing_mm": list(SPACING), "normalise": True}
     assert info["class_names"] == ["clean", "artifact"] and info["mc_samples"] == T
@@ -89,37 +110,37 @@ def test_round_trip_gives_identical_predictions(bundle_dir, bundle):
     assert bundle.policy == policy
     x = np.random.default_rng(0).normal(size=(2, *GRID, 1)).astype(np.float32)
     np.testing.assert_array_equal(bundle.model.predict(x, verbose=0), model.predict(x, verbose=0))
-    np.testing.assert_array_equal(screen.predict_samples(bundle.model, x, T, seed=1),
-                                  screen.predict_samples(model, x, T, seed=1))
+    np.testing.assert_array_equal(predict.predict_samples(bundle.model, x, "mc", T, seed=1),
+                                  predict.predict_samples(model, x, "mc", T, seed=1))
 
 
 def test_load_bundle_errors_name_the_path(bundle_dir, tmp_path):
     src = bundle_dir[0]
-    with pytest.raises(screen.BundleError, match="nowhere"):
-        screen.load_bundle(tmp_path / "nowhere")
+    with pytest.raises(BundleError, match="nowhere"):
+        load_bundle(tmp_path / "nowhere")
     for name in ("bundle.json", "weights.npz"):
         d = tmp_path / f"without_{name}"
         d.mkdir()
         other = "weights.npz" if name == "bundle.json" else "bundle.json"
         (d / other).write_bytes((src / other).read_bytes())
-        with pytest.raises(screen.BundleError, match=f"without_{name}.*{name}"):
-            screen.load_bundle(d)
+        with pytest.raises(BundleError, match=f"without_{name}.*{name}"):
+            load_bundle(d)
     d = tmp_path / "future"
     d.mkdir()
     (d / "weights.npz").write_bytes((src / "weights.npz").read_bytes())
     info = json.loads((src / "bundle.json").read_text())
     (d / "bundle.json").write_text(json.dumps({**info, "format_version": 99}))
-    with pytest.raises(screen.BundleError, match="future.*format_version 99"):
-        screen.load_bundle(d / "bundle.json")
+    with pytest.raises(BundleError, match="future.*format_version 99"):
+        load_bundle(d / "bundle.json")
 
 
 # ---------------------------------------------------------------------------------- screen
-def test_screen_one_row_per_input_errors_do_not_stop_the_run(full_run, scans, bundle):
+def test_screen_one_row_per_input_errors_do_not_stop_the_run(full_run, inputs, bundle):
     out, df = full_run
     assert list(df.columns) == list(screen.COLUMNS)
-    assert df["path"].tolist() == scans
+    assert df["path"].tolist() == inputs
     bad = df[df["status"] == "error"]
-    assert bad["path"].tolist() == [scans[2], scans[3]]
+    assert bad["path"].tolist() == [inputs[2], inputs[3]]
     assert "corrupt.nii.gz" in bad["error"].iloc[0] and "missing.nii.gz" in bad["error"].iloc[1]
     assert (bad["decision"] == "error").all() and bad["needs_person"].all()
     assert bad["p_artifact"].isna().all() and bad["referred"].isna().all()
@@ -130,17 +151,18 @@ def test_screen_one_row_per_input_errors_do_not_stop_the_run(full_run, scans, bu
     assert ok["p_artifact"].between(0, 1).all()
     assert set(ok["decision"]) <= {"clean", "artifact", "refer"}
     assert ((ok["decision"] == "refer") == ok["referred"]).all()
-    # the numbers on disk are the model's, to the last bit
-    x = np.stack([io.conform(p, GRID, SPACING) for p in ok["path"]])[..., None]
-    expect = uncertainty.summarise(screen.predict_samples(bundle.model, x, T, seed=3))
+    # the numbers on disk are the model's: recomputed here without the screening code path
+    # (the whole network, MC twin, on T copies of each scan alone), within float32 rounding
+    expect = _reference_mc(bundle.model, [scans.conform(p, GRID, SPACING) for p in ok["path"]],
+                           T, seed=3)
     for c in ("p_artifact", "entropy", "mutual_information", "variance"):
-        np.testing.assert_array_equal(ok[c].to_numpy(), expect[c].to_numpy(dtype=float))
+        np.testing.assert_allclose(ok[c].to_numpy(), expect[c], atol=1e-5, err_msg=c)
     pd.testing.assert_frame_equal(screen.read_results(out), df)
     raw = pd.read_csv(out, sep="\t", keep_default_na=False)
-    assert raw["path"].tolist() == scans and len(raw.columns) == len(screen.COLUMNS)
+    assert raw["path"].tolist() == inputs and len(raw.columns) == len(screen.COLUMNS)
 
 
-def test_rerun_resumes_without_predicting(full_run, scans, bundle, monkeypatch, tmp_path):
+def test_rerun_resumes_without_predicting(full_run, inputs, bundle, monkeypatch, tmp_path):
     out, df = full_run
     copy = tmp_path / "results.tsv"
     copy.write_bytes(out.read_bytes())
@@ -148,45 +170,45 @@ def test_rerun_resumes_without_predicting(full_run, scans, bundle, monkeypatch, 
     def boom(*a, **k):
         raise AssertionError("nothing should be predicted or conformed again")
 
-    monkeypatch.setattr(screen, "predict_samples", boom)
-    monkeypatch.setattr(io, "conform", boom)
-    again = screen.screen(scans, bundle, copy, batch_size=2, seed=3, progress=False)
+    monkeypatch.setattr(predict, "predict_samples", boom)
+    monkeypatch.setattr(scans, "conform", boom)
+    again = screen.screen(inputs, bundle, copy, batch_size=2, seed=3, progress=False)
     assert copy.read_bytes() == out.read_bytes()
     pd.testing.assert_frame_equal(again, df)
 
 
-def test_interrupted_run_completes_without_duplicates(full_run, scans, bundle, monkeypatch,
+def test_interrupted_run_completes_without_duplicates(full_run, inputs, bundle, monkeypatch,
                                                        tmp_path):
     out, df = full_run
     lines = out.read_text().splitlines(keepends=True)
     part = tmp_path / "results.tsv"
     part.write_text("".join(lines[:3]) + lines[3][:10])  # header, 2 rows, half a third row
     seen = []
-    conform = io.conform
-    monkeypatch.setattr(io, "conform", lambda src, *a, **k: seen.append(src) or conform(src, *a, **k))
-    resumed = screen.screen(scans, bundle, part, batch_size=4, seed=3, progress=False)
-    assert seen == scans[2:]
-    assert resumed["path"].tolist() == scans
-    assert part.read_text().count("\n") == len(scans) + 1
-    pd.testing.assert_frame_equal(resumed, df, check_exact=False, atol=1e-6, rtol=1e-5)
+    conform = scans.conform
+    monkeypatch.setattr(scans, "conform", lambda src, *a, **k: seen.append(src) or conform(src, *a, **k))
+    resumed = screen.screen(inputs, bundle, part, batch_size=4, seed=3, progress=False)
+    assert seen == inputs[2:]
+    assert resumed["path"].tolist() == inputs
+    assert part.read_text().count("\n") == len(inputs) + 1
+    pd.testing.assert_frame_equal(resumed, df, check_exact=False, atol=1e-5, rtol=0)
 
 
-def test_same_seed_same_numbers(full_run, scans, bundle, tmp_path):
+def test_same_seed_same_numbers(full_run, inputs, bundle, tmp_path):
     out, df = full_run
-    again = screen.screen(scans, bundle, tmp_path / "again.tsv", batch_size=2, seed=3, progress=False)
+    again = screen.screen(inputs, bundle, tmp_path / "again.tsv", batch_size=2, seed=3, progress=False)
     assert (tmp_path / "again.tsv").read_bytes() == out.read_bytes()
-    one = screen.screen(scans, bundle, tmp_path / "b1.tsv", batch_size=1, seed=3, progress=False)
-    pd.testing.assert_frame_equal(one, df, check_exact=False, atol=1e-6, rtol=1e-5)
-    other = screen.screen(scans, bundle, tmp_path / "s4.tsv", batch_size=2, seed=4, progress=False)
+    one = screen.screen(inputs, bundle, tmp_path / "b1.tsv", batch_size=1, seed=3, progress=False)
+    pd.testing.assert_frame_equal(one, df, check_exact=False, atol=1e-5, rtol=0)
+    other = screen.screen(inputs, bundle, tmp_path / "s4.tsv", batch_size=2, seed=4, progress=False)
     ok = df["status"] == "ok"
     assert not np.allclose(other.loc[ok, "mutual_information"], again.loc[ok, "mutual_information"])
 
 
-def test_other_table_is_not_overwritten(bundle, scans, tmp_path):
+def test_other_table_is_not_overwritten(bundle, inputs, tmp_path):
     out = tmp_path / "other.tsv"
     out.write_text("a\tb\n1\t2\n")
     with pytest.raises(ValueError, match="other.tsv.*other columns"):
-        screen.screen(scans, bundle, out, progress=False)
+        screen.screen(inputs, bundle, out, progress=False)
     assert out.read_text() == "a\tb\n1\t2\n"
 
 
@@ -231,24 +253,32 @@ def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monk
     from types import SimpleNamespace
 
     from mriqc_nb import referral
-    from mriqc_nb import comparison as results
-    from mriqc_nb.model import training as train
+    from mriqc_nb.model import training
 
     model = bundle_dir[1]
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(30, int), np.ones(10, int)]
-    valid = pd.DataFrame({"label": y, "p_artifact": np.clip(0.2 + 0.6 * y + rng.normal(0, 0.1, 40), 0, 1),
+    valid = pd.DataFrame({"y": y, "p_artifact": np.clip(0.2 + 0.6 * y + rng.normal(0, 0.1, 40), 0, 1),
                           "mutual_information": rng.uniform(0, 0.1, 40)})
     calls = []
-    run = SimpleNamespace(config=SimpleNamespace(model="nn008", seed=5), dir=tmp_path / "run",
-                          last_epoch=3, model=lambda: model)
-    monkeypatch.setattr(train, "train_stage", lambda stage, profile, **k: run)
-    monkeypatch.setattr(results, "predictions",
-                        lambda stage, profile, split, **k: calls.append(split) or (valid, None))
+    run = SimpleNamespace(config=SimpleNamespace(model="nn008", seed=5, stage="ramp", profile="smoke"),
+                          dir=tmp_path / "run", last_epoch=3, model=lambda: model)
+    monkeypatch.setattr(training, "train_stage", lambda stage, profile, **k: run)
+    monkeypatch.setattr(predict, "run_predictions",
+                        lambda run, split, method, **k: calls.append((split, method, k["T"])) or (valid, None))
     assert main(["bundle", "--stage", "ramp", "--profile", "smoke", "--out", str(tmp_path / "b"), "-q"]) == 0
-    assert calls == ["valid"] and str(tmp_path / "b") in capsys.readouterr().out
-    b = screen.load_bundle(tmp_path / "b")
-    assert b.policy == referral.select_operating_point(valid, measure="mutual_information")
+    assert calls == [("valid", "mc", 8)] and str(tmp_path / "b") in capsys.readouterr().out
+    b = load_bundle(tmp_path / "b")
+    assert b.policy == referral.select_operating_point(valid, measure="mutual_information", labels=y)
     assert b.grid == (32, 32, 32) and b.spacing_mm == (8.0, 8.0, 6.0) and b.mc_samples == 10
     prov = b.info["provenance"]
     assert (prov["profile"], prov["stage"], prov["seed"], prov["epoch"]) == ("smoke", "ramp", 5, 3)
+
+
+def test_save_bundle_refuses_an_invalid_description(bundle_dir, tmp_path):
+    _, model, policy = bundle_dir
+    with pytest.raises(BundleError, match="grid .* does not fit"):
+        save_bundle(tmp_path / "b", model, grid=(64, 32, 32), spacing_mm=SPACING, policy=policy)
+    with pytest.raises(BundleError, match="mc_samples"):
+        save_bundle(tmp_path / "b", model, grid=GRID, spacing_mm=SPACING, policy=policy, mc_samples=0)
+    assert not (tmp_path / "b").exists()

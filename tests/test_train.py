@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mriqc_nb.model import training as train
+from mriqc_nb.model import training
 from mriqc_nb.data.database import build_database, make_table
 from mriqc_nb.paths import database_dir, runs_dir
 from mriqc_nb.profiles import get_profile
 from mriqc_nb.data.ramp import ramp_sizes
-from mriqc_nb.model.training import Run, RunConfig, stage_config, train_stage, trained_model
+from mriqc_nb.model.runs import Run, RunConfig
+from mriqc_nb.model.training import stage_config, train_stage, trained_model
 
 TINY = replace(get_profile("smoke"), name="tiny", n_scans=50, clean_share=0.8, n_subtle=0,
                epochs_prime=2, ramp_epochs=2, epochs_finetune=1, epochs_baseline=3,
@@ -55,7 +56,7 @@ def test_stage_configs_follow_the_profile_and_round_trip_through_json():
     assert (ramp.data, ramp.init_from, ramp.epochs, ramp.ramp_epochs, ramp.finetune_epochs) == (
         "ramp", "prime", 3, 2, 1)
     assert [ramp.phase(e) for e in (1, 2, 3)] == ["ramp", "ramp", "finetune"]
-    assert stage_config("focal", TINY).loss == train.FOCAL
+    assert stage_config("focal", TINY).loss == training.FOCAL
     assert stage_config("prime", TINY).phase(2) == "prime"
     assert stage_config("primed_baseline", TINY).epochs == ramp.epochs
     base = stage_config("baseline", TINY, batch_size=2)
@@ -70,7 +71,7 @@ def test_stage_configs_follow_the_profile_and_round_trip_through_json():
 
 def test_epoch_plan_of_the_ramp_grows_the_set_and_recomputes_class_weights():
     table = make_table(TINY)  # counts only: no volumes needed
-    plan = train.epoch_plan(stage_config("ramp", TINY), table, replicas=2)
+    plan = training.epoch_plan(stage_config("ramp", TINY), table, replicas=2)
     n_art, n_full = 6, 30
     assert plan["n_train"].tolist() == ramp_sizes(2 * n_art, n_full, 2)[1:].tolist() + [n_full]
     assert (plan["n_artifact"] == n_art).all()
@@ -78,7 +79,7 @@ def test_epoch_plan_of_the_ramp_grows_the_set_and_recomputes_class_weights():
     assert (plan["global_batch"] == 8).all() and (plan["steps"] == plan["n_train"] // 8).all()
     assert plan["lr_peak"].iloc[-1] < plan["lr_peak"].iloc[0] == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="fewer than one global batch"):
-        train.epoch_plan(stage_config("prime", TINY, batch_size=13), table)
+        training.epoch_plan(stage_config("prime", TINY, batch_size=13), table)
 
 
 # --------------------------------------------------------------------------- training
@@ -133,7 +134,7 @@ def test_a_run_never_changes_its_loss(home, tmp_path):
     run = train_stage("focal", TINY, run_dir=r, stop_after_epoch=0, progress=False)
     assert run.last_epoch == 0 and not run.done
     stored = json.loads((r / "config.json").read_text())
-    assert stored["loss"] == train.FOCAL and run.config == stage_config("focal", TINY)
+    assert stored["loss"] == training.FOCAL and run.config == stage_config("focal", TINY)
     with pytest.raises(ValueError, match="loss") as err:
         train_stage("focal", TINY, run_dir=r, loss={"name": "ce"}, progress=False)
     assert str(r) in str(err.value)
@@ -149,7 +150,7 @@ def test_trained_model_trains_once_then_loads_the_last_checkpoint(baseline, monk
     def no_training(*args, **kwargs):
         raise AssertionError("trained_model() trained again")
 
-    monkeypatch.setattr(train, "_train", no_training)
+    monkeypatch.setattr(training, "_train", no_training)
     model = trained_model("baseline", TINY, progress=False)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     x = np.random.default_rng(0).standard_normal((3, 32, 32, 32, 1)).astype("float32")
@@ -158,7 +159,7 @@ def test_trained_model_trains_once_then_loads_the_last_checkpoint(baseline, monk
     last = keras.models.load_model(baseline.dir / "checkpoints" / "state-003.keras")
     np.testing.assert_array_equal(model.predict(x, verbose=0), last.predict(x, verbose=0))
     with pytest.raises(ValueError, match="loss"):
-        trained_model("baseline", TINY, loss=train.FOCAL, progress=False)
+        trained_model("baseline", TINY, loss=training.FOCAL, progress=False)
 
 
 _MIRRORED = """
@@ -203,7 +204,7 @@ def test_cli_train_calls_train_stage(monkeypatch, capsys, tmp_path):
         calls.append((stage, profile, kw))
         return run
 
-    monkeypatch.setattr(train, "train_stage", fake)
+    monkeypatch.setattr(training, "train_stage", fake)
     assert main(["train", "--stage", "ramp", "--profile", "smoke", "-q"]) == 0
     assert calls == [("ramp", "smoke", dict(force=False, progress=False, strategy="default",
                                             model="nn008"))]
@@ -214,6 +215,6 @@ def test_cli_train_calls_train_stage(monkeypatch, capsys, tmp_path):
     def refuse(*args, **kw):
         raise ValueError("run dir X was trained with another loss")
 
-    monkeypatch.setattr(train, "train_stage", refuse)
+    monkeypatch.setattr(training, "train_stage", refuse)
     assert main(["train", "--stage", "prime", "--profile", "smoke"]) == 2
     assert "another loss" in capsys.readouterr().err

@@ -7,7 +7,7 @@ resumed or transferred model cannot silently change its loss::
 
     {"name": "ce"}
     {"name": "weighted_ce", "class_weights": [1.0, 49.0]}
-    {"name": "weighted_ce", "class_counts": [98, 2]}        # weights computed n_max / n_c
+    {"name": "weighted_ce", "class_counts": [98, 2]}        # n_max / n_c: labels.class_weights
     {"name": "focal", "gamma": 2.0, "alpha": null}          # alpha: null, float or per class
 
 All losses expect one-hot targets and probabilities (the models end in a softmax).
@@ -21,9 +21,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from mriqc_nb import labels
+
 __all__ = [
     "WeightedCategoricalCrossentropy",
-    "class_weights_from_counts",
     "weighted_categorical_crossentropy",
     "focal_loss",
     "make_loss",
@@ -32,34 +33,6 @@ __all__ = [
 
 #: Names accepted by :func:`make_loss`.
 LOSS_NAMES = ("ce", "weighted_ce", "focal")
-
-
-def class_weights_from_counts(counts):
-    """Class weights ``w_c = n_max / n_c`` (the most frequent class gets weight 1).
-
-    Parameters
-    ----------
-    counts : sequence of int or mapping class -> int
-        Number of training scans per class.
-
-    Returns
-    -------
-    ndarray of float, or dict
-        A float array for a sequence, a dict with the same keys for a mapping.
-        ``class_weights_from_counts([98, 2])`` is ``array([1., 49.])``.
-
-    Raises
-    ------
-    ValueError
-        If a count is not positive.
-    """
-    if isinstance(counts, Mapping):
-        w = class_weights_from_counts(list(counts.values()))
-        return dict(zip(counts.keys(), w.tolist()))
-    n = np.asarray(counts, dtype="float64")
-    if n.ndim != 1 or n.size == 0 or np.any(n <= 0):
-        raise ValueError(f"class counts must be positive, got {counts!r}")
-    return n.max() / n
 
 
 @keras.saving.register_keras_serializable(package="mriqc_nb")
@@ -144,7 +117,8 @@ def make_loss(config: Mapping) -> keras.losses.Loss:
     ----------
     config : mapping
         ``{"name": "ce"}``, ``{"name": "weighted_ce", "class_weights": [...]}`` (or
-        ``"class_counts"`` instead of ``"class_weights"``), or
+        ``"class_counts"`` instead of ``"class_weights"``: weights
+        :func:`mriqc_nb.labels.class_weights`, and a class without scans is an error), or
         ``{"name": "focal", "gamma": 2.0, "alpha": None}``.
 
     Raises
@@ -168,7 +142,7 @@ def make_loss(config: Mapping) -> keras.losses.Loss:
     if len(cfg) != 1:
         raise ValueError("loss 'weighted_ce' needs exactly one of 'class_weights', 'class_counts'")
     if "class_counts" in cfg:
-        return WeightedCategoricalCrossentropy(class_weights_from_counts(cfg["class_counts"]))
+        return WeightedCategoricalCrossentropy(labels.class_weights(cfg["class_counts"]))
     weights = cfg["class_weights"]
     if isinstance(weights, Mapping):  # {class index: weight}, e.g. from a JSON object
         weights = [weights[k] for k in sorted(weights, key=int)]

@@ -19,25 +19,30 @@ so the weights are shared, not copied. The twin is called with ``training=False`
 BatchNorm uses the moving statistics. The trained model itself only ever contains plain
 ``Dropout`` layers and saves and loads as usual.
 
-- :func:`predict_mc_naive` -- the reference: the whole network (trunk + MC head) T times,
-  as the paper's code does.
-- :func:`predict_mc_fast` -- the trunk once per batch, its features repeated T times, and the
-  MC head once on the (T x batch) features in one vectorised call.
+The samplers that use the twin (the whole network T times, or the trunk once and the twin
+T times) live in :mod:`mriqc_nb.predict`.
 
-Both return an array of shape (T, N, n_classes). With dropout rate 0 both equal the
-deterministic output; otherwise they are equal in distribution (not sample by sample).
+Weights on disk
+---------------
+A network's weights travel as one ``.npz`` file (``model.get_weights()`` as ``arr_0``,
+``arr_1``, ...): run checkpoints and model bundles alike. :func:`save_weights` writes one
+atomically, :func:`load_weights` is the one reader, and :func:`build` rebuilds a network by
+name (``"nn008"``, ``"alexnet3d"``: :data:`mriqc_nb.model.runs.MODELS`) before its
+weights are loaded.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
 
 __all__ = [
     "MCDropout",
+    "build",
     "build_nn008",
     "build_alexnet3d",
     "check_input_shape",
@@ -45,8 +50,8 @@ __all__ = [
     "get_head",
     "make_mc_head",
     "make_mc_model",
-    "predict_mc_naive",
-    "predict_mc_fast",
+    "save_weights",
+    "load_weights",
     "describe",
 ]
 
@@ -270,70 +275,48 @@ def make_mc_model(model: keras.Model, seed: int | None = None) -> keras.Model:
     return keras.Model(inputs, mc_head(trunk(inputs)), name=f"{model.name}_mc")
 
 
-def _numpy(t):
-    return np.asarray(keras.ops.convert_to_numpy(t))
+# --------------------------------------------------------------------------- by name, on disk
 
 
-def _batches(x, batch_size):
-    x = np.asarray(x, dtype="float32")
-    for start in range(0, len(x), batch_size):
-        yield x[start:start + batch_size]
-
-
-def predict_mc_naive(
-    model: keras.Model, x, T: int, seed: int | None = None, batch_size: int = 8
-) -> np.ndarray:
-    """MC dropout, reference version: the whole network T times per batch.
-
-    Dropout is active, BatchNorm is in inference mode (see :func:`make_mc_model`).
+def build(name: str, input_shape: Sequence[int]) -> keras.Model:
+    """Build the network ``name`` (``build_<name>`` of this module) for ``input_shape``.
 
     Parameters
     ----------
-    model : keras.Model
-        A network built by this module (or any model with ``trunk`` and ``head`` sub-models).
-    x : array, shape (N, x, y, z, channels)
-        Volumes.
-    T : int
-        Number of MC samples.
-    seed : int, optional
-        Seed of the dropout masks.
-    batch_size : int
-        Volumes per forward pass.
+    name : str
+        ``"nn008"`` or ``"alexnet3d"``.
+    input_shape : sequence of int
+        ``(x, y, z, 1)`` in voxels.
 
-    Returns
-    -------
-    ndarray, shape (T, N, n_classes)
-        Softmax probabilities of each sample.
+    Raises
+    ------
+    ValueError
+        For an unknown name (or an input shape that the network cannot take).
     """
-    mc_model = make_mc_model(model, seed)
-    out = [
-        np.stack([_numpy(mc_model(xb, training=False)) for _ in range(T)])
-        for xb in _batches(x, batch_size)
-    ]
-    return np.concatenate(out, axis=1)
+    builder = globals().get(f"build_{name}")
+    if builder is None:
+        raise ValueError(f"unknown network {name!r}; known networks: nn008, alexnet3d")
+    return builder(input_shape)
 
 
-def predict_mc_fast(
-    model: keras.Model, x, T: int, seed: int | None = None, batch_size: int = 8
-) -> np.ndarray:
-    """MC dropout, fast version: the trunk once, the head once on T copies of the features.
+def save_weights(model: keras.Model, path) -> Path:
+    """Write ``model.get_weights()`` to ``path`` (``.npz``, ``arr_0``, ``arr_1``, ...) atomically."""
+    from mriqc_nb._atomic import save_npz
 
-    Equal in distribution to :func:`predict_mc_naive` (identical when the dropout rates are
-    0), at the cost of one trunk pass per batch instead of T.
+    return save_npz(path, *model.get_weights())
 
-    Parameters and return value are those of :func:`predict_mc_naive`. ``x`` is an array;
-    the head's batch is ``T * batch_size`` feature vectors (for the 256 x 256 x 64 grid,
-    T = 100 and batch_size = 8: 13 M floats, about 52 MB).
+
+def load_weights(model: keras.Model, path) -> keras.Model:
+    """Load a weights file written by :func:`save_weights` into ``model``; returns ``model``.
+
+    Raises
+    ------
+    ValueError
+        If the file holds another number of arrays or other shapes than the network.
     """
-    trunk = get_trunk(model)
-    mc_head = make_mc_head(get_head(model), seed)
-    out = []
-    for xb in _batches(x, batch_size):
-        features = _numpy(trunk(xb, training=False))                 # (B, ...)
-        tiled = np.tile(features, (T,) + (1,) * (features.ndim - 1))  # (T*B, ...), t-major
-        p = _numpy(mc_head(tiled, training=False))
-        out.append(p.reshape(T, len(xb), -1))
-    return np.concatenate(out, axis=1)
+    with np.load(path) as f:
+        model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
+    return model
 
 
 # --------------------------------------------------------------------------- description

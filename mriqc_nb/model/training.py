@@ -1,8 +1,9 @@
-"""Training stages, run directories, resuming, and the one entry point for trained models.
+"""Training stages, the fit loop, resuming, and the one entry point for trained models.
 
 Stages
 ------
-Every model of the book is trained by one of five *stages* (:data:`STAGES`):
+Every model of the book is trained by one of five *stages*
+(:data:`mriqc_nb.model.runs.STAGES`):
 
 ``baseline``
     Random initialisation, the full (imbalanced) training set, weighted cross-entropy with
@@ -27,27 +28,12 @@ use Nadam with the paper's triangular cyclical LR (one cycle per epoch, 1e-6 to 
 flips, and evaluate on the validation split after every epoch. A stage's defaults come from
 the profile (:func:`stage_config`); keyword overrides change them.
 
-Run directories
----------------
-A run lives in ``paths.runs_dir(profile) / <stage>`` (``<stage>_<model>`` for a model other
-than NN008)::
-
-    config.json                 the RunConfig: what is trained, with which loss, how long
-    run.json                    how: global batch, replicas, the weights transferred from
-    checkpoints/epoch-000.npz   the initial weights (random or transferred)
-    checkpoints/epoch-001.npz   the weights after epoch 1, and so on (every epoch is kept)
-    checkpoints/state-003.keras full model + optimizer after the last finished epoch (one
-                                file, replaced every epoch): what a resumed run loads
-    history.csv                 one row per epoch (set sizes, class weights, LR peak, metrics)
-    DONE                        written after the last epoch
-
-The per-epoch weights hold no optimizer state (Nadam keeps two slots per weight), so they
-take a third of a full checkpoint; :meth:`Run.model` rebuilds the network from
-``config.json`` and loads them.
-
-A call on an existing run directory resumes from its saved state; the loss and everything
-else come from ``config.json``, and a request whose configuration differs (another loss, say)
-is refused with a :class:`ValueError` instead of silently training something else. Transfer
+Runs
+----
+A stage trains into a run directory (:mod:`mriqc_nb.model.runs`: its layout, the
+configuration, checkpoints and history). A call on an existing run directory resumes from its
+saved state; the loss and everything else come from ``config.json``, and a request whose
+configuration differs (another loss, say) is refused with a :class:`ValueError` instead of silently training something else. Transfer
 (``init_from``) copies weights only; the new run's own configuration defines its loss.
 
 Determinism: every epoch reseeds Python, NumPy, TensorFlow and the dropout layers from
@@ -63,168 +49,26 @@ TensorFlow is imported only when a model is built, trained or loaded.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mriqc_nb.data.ramp import epoch_table, priming_set
+from mriqc_nb.labels import ARTIFACT, class_weights
+from mriqc_nb.model.runs import (CONFIG_FILE, METRIC_COLUMNS, PER_EPOCH, STAGES, Run, RunConfig,
+                                 run_name)
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
-from mriqc_nb.data.ramp import class_weights, epoch_table, priming_set
 
-__all__ = [
-    "STAGES",
-    "MODELS",
-    "PER_EPOCH",
-    "RunConfig",
-    "Run",
-    "stage_config",
-    "run_name",
-    "epoch_plan",
-    "get_strategy",
-    "train_stage",
-    "trained_model",
-]
+__all__ = ["stage_config", "epoch_plan", "get_strategy", "train_stage", "trained_model"]
 
-#: The training stages, in the order the book introduces them.
-STAGES = ("baseline", "focal", "prime", "ramp", "primed_baseline")
-#: Network builders by name (functions of :mod:`mriqc_nb.model.networks`).
-MODELS = ("nn008", "alexnet3d")
-#: ``class_weights`` value of a weighted cross-entropy whose weights ``n_max / n_c`` are
-#: recomputed from each epoch's training subset.
-PER_EPOCH = "per_epoch"
-#: Training-set choices of a run: all training scans, the priming set, or the ramp schedule.
-DATA = ("full", "prime", "ramp")
-
-CONFIG_FILE, RUN_FILE, HISTORY_FILE, DONE_FILE, CKPT_DIR = (
-    "config.json", "run.json", "history.csv", "DONE", "checkpoints")
-WEIGHTED_CE = {"name": "weighted_ce", "class_weights": PER_EPOCH}
 FOCAL = {"name": "focal", "gamma": 2.0, "alpha": None}
-#: Metrics of every epoch (``ce``: unweighted cross-entropy, comparable across runs).
-METRIC_COLUMNS = ("loss", "accuracy", "ce", "val_loss", "val_accuracy", "val_ce")
-HISTORY_COLUMNS = (
-    "epoch", "phase", "n_train", "n_clean", "n_artifact", "clean_share", "weight_clean",
-    "weight_artifact", "global_batch", "steps", "lr_peak", *METRIC_COLUMNS, "seconds",
-)
 
 
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class RunConfig:
-    """What a run trains: stored as ``config.json``, the single source of its loss.
-
-    Attributes
-    ----------
-    stage : str
-        One of :data:`STAGES` (a label; the other fields define the training).
-    profile : str
-        Profile name (database and run directory).
-    model : str
-        Network, one of :data:`MODELS`.
-    input_shape : tuple of int
-        ``(x, y, z, 1)`` in voxels (the profile's grid).
-    loss : dict
-        Loss configuration for :func:`mriqc_nb.model.losses.make_loss`, except that
-        ``{"name": "weighted_ce", "class_weights": "per_epoch"}`` recomputes ``n_max / n_c``
-        from each epoch's training subset.
-    data : {"full", "prime", "ramp"}
-        Training set: every training scan, the priming set, or the ramp schedule.
-    epochs : int
-        Epochs in all (ramp and fine-tuning included).
-    ramp_epochs : int
-        Ramp length ``E_R`` (``data="ramp"`` only; 0 otherwise).
-    finetune_epochs : int
-        Final epochs in which the cyclical LR's peak shrinks geometrically (``n_shrink``).
-    ramp_mode : {"size", "share"}
-        Ramp schedule (see :mod:`mriqc_nb.data.ramp`).
-    batch_size : int
-        Batch size per replica.
-    base_lr, max_lr : float
-        Range of the triangular cyclical LR.
-    seed : int
-        Seed of the initial weights, data order, flips and dropout masks.
-    init_from : str or None
-        Stage whose final weights initialise this run (``"prime"``), or None (random).
-    flips : bool
-        Random flips along each axis during training.
-    """
-
-    stage: str
-    profile: str
-    model: str = "nn008"
-    input_shape: tuple = (32, 32, 32, 1)
-    loss: dict = field(default_factory=lambda: dict(WEIGHTED_CE))
-    data: str = "full"
-    epochs: int = 1
-    ramp_epochs: int = 0
-    finetune_epochs: int = 0
-    ramp_mode: str = "size"
-    batch_size: int = 4
-    base_lr: float = 1e-6
-    max_lr: float = 1e-3
-    seed: int = 0
-    init_from: str | None = None
-    flips: bool = True
-
-    def __post_init__(self):
-        self.input_shape = tuple(int(s) for s in self.input_shape)
-        self.loss = json.loads(json.dumps(dict(self.loss)))  # plain JSON types
-        problems = []
-        if self.model not in MODELS:
-            problems.append(f"model {self.model!r} not in {MODELS}")
-        if self.data not in DATA:
-            problems.append(f"data {self.data!r} not in {DATA}")
-        if self.epochs < 1 or self.batch_size < 1:
-            problems.append("epochs and batch_size must be >= 1")
-        if self.data == "ramp" and not 1 <= self.ramp_epochs <= self.epochs:
-            problems.append(f"a ramp needs 1 <= ramp_epochs <= epochs, got {self.ramp_epochs}")
-        if not 0 <= self.finetune_epochs <= self.epochs:
-            problems.append(f"need 0 <= finetune_epochs <= epochs, got {self.finetune_epochs}")
-        if self.init_from is not None and self.init_from not in STAGES:
-            problems.append(f"init_from {self.init_from!r} not in {STAGES}")
-        if problems:
-            raise ValueError("invalid run configuration: " + "; ".join(problems))
-
-    def to_json(self) -> str:
-        """The configuration as indented JSON."""
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        """Inverse of :meth:`to_json`; unknown keys are an error."""
-        d = json.loads(text)
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown run configuration keys {sorted(unknown)}")
-        return cls(**d)
-
-    def differences(self, other: RunConfig) -> dict:
-        """``{field: (self value, other value)}`` for every field that differs."""
-        a, b = json.loads(self.to_json()), json.loads(other.to_json())
-        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
-
-    def phase(self, epoch: int) -> str:
-        """``"prime"``, ``"ramp"``, ``"full"`` or ``"finetune"`` for (1-based) ``epoch``."""
-        if epoch > self.epochs - self.finetune_epochs:
-            return "finetune"
-        if self.data == "prime":
-            return "prime"
-        if self.data == "ramp" and epoch <= self.ramp_epochs:
-            return "ramp"
-        return "full"
-
-
-def run_name(stage: str, model: str = "nn008") -> str:
-    """Directory name of a stage's run: the stage, suffixed with the model unless NN008."""
-    return stage if model == "nn008" else f"{stage}_{model}"
+# --------------------------------------------------------------------------- stages
 
 
 def stage_config(stage: str, profile: str | Profile, **overrides) -> RunConfig:
@@ -283,11 +127,9 @@ def _loss_weights(loss: dict, n_clean: int, n_artifact: int) -> tuple[float, flo
     if loss.get("name") != "weighted_ce":
         return (np.nan, np.nan)
     if _uses_epoch_weights(loss):
-        w = class_weights(n_clean, n_artifact)
-        return (w[0], w[1])
+        return tuple(class_weights([n_clean, n_artifact]).tolist())
     if "class_counts" in loss:
-        n = np.asarray(loss["class_counts"], dtype=float)
-        return tuple((n.max() / n).tolist())
+        return tuple(class_weights(loss["class_counts"]).tolist())
     w = loss["class_weights"]
     return (w["0"], w["1"]) if isinstance(w, dict) else (w[0], w[1])
 
@@ -321,7 +163,7 @@ def epoch_plan(config: RunConfig, table: pd.DataFrame, replicas: int = 1) -> pd.
     rows = []
     for e in range(1, config.epochs + 1):
         sub = _subset(config, table, e)
-        n_art = int((sub["label"].astype(str) == "artifact").sum())
+        n_art = int((sub["label"].astype(str) == ARTIFACT).sum())
         n_clean = len(sub) - n_art
         w = _loss_weights(config.loss, n_clean, n_art)
         if len(sub) < gb:
@@ -343,107 +185,6 @@ def _schedule(config: RunConfig, steps):
     return TriangularCyclicalLR([int(s) for s in steps], base_lr=config.base_lr,
                                 max_lr=config.max_lr, epochs=config.epochs,
                                 n_shrink=config.finetune_epochs)
-
-
-# --------------------------------------------------------------------------- runs on disk
-
-
-class Run:
-    """A run directory: its configuration, history and checkpoints (see the module notes).
-
-    Parameters
-    ----------
-    run_dir : path-like
-    """
-
-    def __init__(self, run_dir):
-        self.dir = Path(run_dir)
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.dir)!r}, last_epoch={self.last_epoch}, done={self.done})"
-
-    @property
-    def config(self) -> RunConfig:
-        """The stored :class:`RunConfig`."""
-        return RunConfig.from_json((self.dir / CONFIG_FILE).read_text())
-
-    @property
-    def info(self) -> dict:
-        """``run.json``: global batch, replicas, strategy, transfer source."""
-        path = self.dir / RUN_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    @property
-    def history(self) -> pd.DataFrame:
-        """``history.csv`` (columns :data:`HISTORY_COLUMNS`; empty before the first epoch)."""
-        path = self.dir / HISTORY_FILE
-        if not path.exists():
-            return pd.DataFrame(columns=list(HISTORY_COLUMNS))
-        return pd.read_csv(path)
-
-    @property
-    def checkpoints(self) -> list[Path]:
-        """Per-epoch weight files (``epoch-NNN.npz``), epoch 0 (the initial weights) first."""
-        return sorted((self.dir / CKPT_DIR).glob("epoch-[0-9][0-9][0-9].npz"))
-
-    @property
-    def last_epoch(self) -> int | None:
-        """Last finished epoch (0: set up, not trained yet), or None before set-up."""
-        states = sorted((self.dir / CKPT_DIR).glob("state-[0-9][0-9][0-9].keras"))
-        return int(states[-1].stem.split("-")[1]) if states else None
-
-    @property
-    def done(self) -> bool:
-        """True once the last epoch is saved and the ``DONE`` marker written."""
-        return (self.dir / DONE_FILE).exists()
-
-    def checkpoint(self, epoch: int | None = None) -> Path:
-        """Weights file of ``epoch`` (default: the last finished epoch)."""
-        epoch = self.last_epoch if epoch is None else int(epoch)
-        if epoch is None:
-            raise FileNotFoundError(f"{self.dir}: no checkpoint yet")
-        return self.dir / CKPT_DIR / f"epoch-{epoch:03d}.npz"
-
-    @property
-    def state(self) -> Path:
-        """Full model + optimizer file of the last finished epoch (what resuming loads)."""
-        if self.last_epoch is None:
-            raise FileNotFoundError(f"{self.dir}: no saved state yet")
-        return self.dir / CKPT_DIR / f"state-{self.last_epoch:03d}.keras"
-
-    def model(self, epoch: int | None = None, compile: bool = False):
-        """The model after ``epoch`` (default: the last finished epoch).
-
-        Parameters
-        ----------
-        epoch : int, optional
-            0 gives the initial weights (random or transferred).
-        compile : bool
-            Load the full saved state instead: the optimizer (its step and moments) and the
-            stored loss come back too. Only the last finished epoch has one.
-        """
-        import keras
-
-        import mriqc_nb.model.losses  # noqa: F401 - registers the custom objects
-        import mriqc_nb.model.networks as networks
-        import mriqc_nb.model.schedules  # noqa: F401
-
-        if compile:
-            if epoch not in (None, self.last_epoch):
-                raise ValueError(f"{self.dir}: only the last epoch ({self.last_epoch}) has "
-                                 "an optimizer state; use compile=False")
-            return keras.models.load_model(self.state, compile=True)
-        config = self.config
-        model = getattr(networks, f"build_{config.model}")(config.input_shape)
-        with np.load(self.checkpoint(epoch)) as f:
-            model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
-        return model
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- distribution
@@ -525,28 +266,6 @@ def _seed_epoch(model, seed: int) -> None:
     states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
     for i, v in enumerate(states):
         v.assign(np.array([seed + i, 0], dtype=v.dtype))
-
-
-def _save(model, run: Run, epoch: int, chief: bool) -> None:
-    """Write the weights of ``epoch`` and the full state, each atomically; drop older states.
-
-    A non-chief worker of a cluster saves to a scratch directory, as Keras requires.
-    """
-    name = f"state-{epoch:03d}.keras"
-    if not chief:
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / name)
-        return
-    folder = run.dir / CKPT_DIR
-    weights = run.checkpoint(epoch)
-    with open(folder / f".{weights.name}.tmp", "wb") as f:
-        np.savez(f, *model.get_weights())
-    os.replace(folder / f".{weights.name}.tmp", weights)
-    model.save(folder / f".{name}.tmp.keras")
-    os.replace(folder / f".{name}.tmp.keras", folder / name)
-    for old in folder.glob("state-[0-9][0-9][0-9].keras"):
-        if old.name != name:
-            old.unlink()
 
 
 def _initial_weights(config: RunConfig, run_dir: Path, profile, progress, strategy):
@@ -642,7 +361,7 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
     import keras
     from tqdm.auto import tqdm
 
-    from mriqc_nb.model import networks
+    from mriqc_nb.model.networks import build
     from mriqc_nb.data.pipeline import make_dataset
 
     strategy = get_strategy(strategy)
@@ -650,9 +369,7 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
     root = table.attrs.get("root")
     plan = epoch_plan(config, table, strategy.num_replicas_in_sync)
     gb = int(plan["global_batch"].iloc[0])
-    (run.dir / CKPT_DIR).mkdir(parents=True, exist_ok=True)
-    if not (run.dir / CONFIG_FILE).exists():
-        _atomic_write(run.dir / CONFIG_FILE, config.to_json())
+    run.start(config)
     info = run.info
     if info and info["global_batch"] != gb:
         raise ValueError(f"{run.dir} was trained with a global batch of {info['global_batch']}"
@@ -664,16 +381,14 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
         weights, source = _initial_weights(config, run.dir, profile, progress, strategy)
         with strategy.scope():
             keras.utils.set_random_seed(config.seed)
-            build = {"nn008": networks.build_nn008, "alexnet3d": networks.build_alexnet3d}
-            model = build[config.model](config.input_shape)
+            model = build(config.model, config.input_shape)
             if weights is not None:
                 model.set_weights(weights)
             _compile(model, config, plan["steps"])
             model.optimizer.build(model.trainable_variables)  # saved state: zeros, step 0
-        _atomic_write(run.dir / RUN_FILE, json.dumps(dict(
-            global_batch=gb, replicas=strategy.num_replicas_in_sync,
-            strategy=type(strategy).__name__, init_checkpoint=source), indent=2))
-        _save(model, run, 0, chief)
+        run.write_info(dict(global_batch=gb, replicas=strategy.num_replicas_in_sync,
+                            strategy=type(strategy).__name__, init_checkpoint=source))
+        run.save_epoch(model, 0, chief)
         last = 0
     else:
         with strategy.scope():
@@ -707,15 +422,14 @@ def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
                        seconds=time.perf_counter() - t0)
             history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
             if chief:
-                _atomic_write(run.dir / HISTORY_FILE,
-                              history[list(HISTORY_COLUMNS)].to_csv(index=False))
-            _save(model, run, epoch, chief)
+                run.write_history(history)
+            run.save_epoch(model, epoch, chief)
             bar.set_postfix(epoch=f"{epoch}/{config.epochs}", loss=f"{row['loss']:.3g}",
                             val_acc=f"{row['val_accuracy']:.3f}")
     finally:
         bar.close()
     if chief:
-        (run.dir / DONE_FILE).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+        run.finish()
     return run
 
 

@@ -1,0 +1,258 @@
+"""The model bundle: a trained network and everything screening needs, in one folder.
+
+A trained model travels as a folder holding two files, and screening (:mod:`mriqc_nb.screen`)
+needs nothing else:
+
+``weights.npz``
+    The network's weights (:func:`mriqc_nb.model.networks.save_weights`: ``arr_0``, ``arr_1``, ...).
+``bundle.json``
+    ``format_version`` (:data:`FORMAT_VERSION`); ``model_name`` (``"nn008"`` or
+    ``"alexnet3d"``) and ``input_shape``, which rebuild the network; ``conform`` (``grid`` in
+    voxels, ``spacing_mm`` in millimetres, ``normalise``), the settings of
+    :func:`mriqc_nb.scans.conform` used in training; ``class_names``
+    (:data:`mriqc_nb.labels.LABELS`); ``mc_samples``, the number T of Monte Carlo dropout
+    passes per scan; ``policy``, the referral policy chosen on the *validation* split
+    (:class:`mriqc_nb.referral.ReferralPolicy`: the uncertainty measure, its validation
+    min/max, the referral cut ``eta`` and the threshold on ``p_artifact``); ``provenance``
+    (profile, stage, seed, date, package version).
+
+:func:`save_bundle` writes one from any network (both files atomically), :func:`bundle_from_run`
+from a trained run directory, :func:`load_bundle` reads one back; :func:`validate_info` checks a
+description and is used by both ends. This module reads a run through
+:class:`mriqc_nb.model.runs.Run` and predicts through :mod:`mriqc_nb.predict`; it never trains.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mriqc_nb import predict, referral
+from mriqc_nb._atomic import write_json
+from mriqc_nb.labels import LABELS
+
+__all__ = ["FORMAT_VERSION", "BundleError", "Bundle", "save_bundle", "load_bundle",
+           "validate_info", "bundle_from_run"]
+
+#: Version of the bundle layout; :func:`load_bundle` refuses any other.
+FORMAT_VERSION = 1
+BUNDLE_FILE, WEIGHTS_FILE = "bundle.json", "weights.npz"
+_MODEL_NAMES = ("nn008", "alexnet3d")
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used (or made); the message starts with its path."""
+
+
+@dataclass
+class Bundle:
+    """A loaded model bundle: everything :func:`mriqc_nb.screen.screen` needs.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The network, weights loaded.
+    grid : tuple of int
+        Conform grid (x, y, z) in voxels, RAS+.
+    spacing_mm : tuple of float
+        Conform voxel size in millimetres.
+    policy : mriqc_nb.referral.ReferralPolicy
+        Referral policy chosen on validation.
+    mc_samples : int
+        MC-dropout passes per scan.
+    info : dict
+        The whole ``bundle.json`` (provenance included).
+    path : pathlib.Path
+        The bundle folder.
+    """
+
+    model: object
+    grid: tuple
+    spacing_mm: tuple
+    policy: referral.ReferralPolicy
+    mc_samples: int
+    info: dict = field(default_factory=dict, repr=False)
+    path: Path | None = None
+
+
+def validate_info(info: dict, where="bundle") -> None:
+    """Check a bundle description (the contents of ``bundle.json``).
+
+    Parameters
+    ----------
+    info : dict
+    where : str or path-like
+        Named at the start of the error message.
+
+    Raises
+    ------
+    BundleError
+        Listing every problem: an unknown ``format_version`` or ``model_name``, a conform grid
+        that is not the network's input shape, a voxel size that is not 3 positive
+        millimetre values, other class names, ``mc_samples < 1``, a missing policy.
+    """
+    if not isinstance(info, dict):
+        raise BundleError(f"{where}: not a bundle description (a JSON object)")
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{where}: unknown format_version {version!r}; this mriqc-nb reads "
+                          f"version {FORMAT_VERSION}")
+    problems = []
+    try:
+        shape = [int(s) for s in info["input_shape"]]
+        grid = [int(n) for n in info["conform"]["grid"]]
+        spacing = [float(s) for s in info["conform"]["spacing_mm"]]
+        if info["model_name"] not in _MODEL_NAMES:
+            problems.append(f"unknown model_name {info['model_name']!r}")
+        if len(shape) != 4 or shape[:3] != grid:
+            problems.append(f"conform grid {grid} does not fit the input shape {shape}")
+        if len(spacing) != 3 or min(spacing) <= 0:
+            problems.append(f"spacing_mm {spacing} is not 3 positive sizes in mm")
+        if list(info["class_names"]) != list(LABELS):
+            problems.append(f"class_names {info['class_names']} are not {list(LABELS)}")
+        if int(info["mc_samples"]) < 1:
+            problems.append(f"mc_samples must be >= 1, got {info['mc_samples']}")
+        if not isinstance(info["policy"], dict):
+            problems.append("policy is not a JSON object")
+    except (KeyError, TypeError, ValueError) as exc:
+        problems.append(f"missing or malformed field ({type(exc).__name__}: {exc})")
+    if problems:
+        raise BundleError(f"{where}: invalid bundle: " + "; ".join(problems))
+
+
+def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPolicy,
+                mc_samples: int = 100, model_name: str = "nn008",
+                provenance: dict | None = None) -> Path:
+    """Write a model bundle (``weights.npz`` + ``bundle.json``) to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Folder (created; existing bundle files are replaced, each atomically).
+    model : keras.Model
+        A network of :mod:`mriqc_nb.model.networks`, built by ``build_<model_name>``.
+    grid : sequence of 3 int
+        Conform grid in voxels; must equal the model's input shape.
+    spacing_mm : sequence of 3 float
+        Conform voxel size in millimetres.
+    policy : mriqc_nb.referral.ReferralPolicy
+        Chosen on validation.
+    mc_samples : int
+        MC-dropout passes per scan when screening.
+    model_name : str
+        ``"nn008"`` or ``"alexnet3d"``.
+    provenance : dict, optional
+        Where the model comes from (profile, stage, seed, ...); the date and the package
+        version are added.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    BundleError
+        If the description would not be valid (see :func:`validate_info`); nothing is written.
+    """
+    from mriqc_nb import __version__
+    from mriqc_nb.model.networks import save_weights
+
+    prov = dict(provenance or {})
+    prov.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    prov.setdefault("package_version", __version__)
+    info = {"format_version": FORMAT_VERSION, "model_name": model_name,
+            "input_shape": [int(s) for s in model.input_shape[1:]],
+            "conform": {"grid": [int(n) for n in grid],
+                        "spacing_mm": [float(s) for s in spacing_mm], "normalise": True},
+            "class_names": list(LABELS), "mc_samples": int(mc_samples),
+            "policy": policy.to_dict(), "provenance": prov}
+    out = Path(out_dir)
+    validate_info(info, out)
+    save_weights(model, out / WEIGHTS_FILE)
+    write_json(out / BUNDLE_FILE, info, sort_keys=False, allow_nan=False)
+    return out
+
+
+def load_bundle(path) -> Bundle:
+    """Read a bundle folder (or its ``bundle.json``) and rebuild the network.
+
+    Raises
+    ------
+    BundleError
+        The folder, ``bundle.json`` or ``weights.npz`` is missing or unreadable, the
+        description is invalid (:func:`validate_info`), or the weights do not fit the
+        network. The message names the path.
+    """
+    from mriqc_nb.model.networks import build, load_weights
+
+    path = Path(path)
+    folder = path.parent if path.name == BUNDLE_FILE else path
+    meta, weights = folder / BUNDLE_FILE, folder / WEIGHTS_FILE
+    for f in (meta, weights):
+        if not f.is_file():
+            raise BundleError(f"{f}: not found; a model bundle is a folder with {BUNDLE_FILE} "
+                              f"and {WEIGHTS_FILE} (make one with `mriqc-nb bundle`)")
+    try:
+        info = json.loads(meta.read_text())
+    except (ValueError, OSError) as exc:
+        raise BundleError(f"{meta}: not a bundle description ({exc})") from exc
+    validate_info(info, meta)
+    try:
+        model = load_weights(build(info["model_name"], tuple(info["input_shape"])), weights)
+        conform = info["conform"]
+        return Bundle(model, tuple(int(n) for n in conform["grid"]),
+                      tuple(float(s) for s in conform["spacing_mm"]),
+                      referral.ReferralPolicy.from_dict(info["policy"]), int(info["mc_samples"]),
+                      info, folder)
+    except Exception as exc:  # noqa: BLE001 - any defect of the files is a bad bundle
+        raise BundleError(f"{folder}: broken bundle ({type(exc).__name__}: {exc})") from exc
+
+
+def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profile=None,
+                    progress: bool = False) -> Path:
+    """Bundle a trained run: its last weights and a referral policy chosen on validation.
+
+    The policy is :func:`mriqc_nb.referral.select_operating_point` on the run's MC-dropout
+    predictions of the *validation* split (T = the profile's ``mc_samples_valid``, seed 0,
+    :func:`mriqc_nb.predict.run_predictions`); the bundle screens with T = ``mc_samples_test``,
+    as the book's test evaluation does. The run is not trained here (see
+    :func:`mriqc_nb.model.training.train_stage`, or ``mriqc-nb bundle`` which trains first).
+
+    Parameters
+    ----------
+    run : mriqc_nb.model.runs.Run or path-like
+        A trained run directory.
+    out_dir : path-like
+        Bundle folder.
+    measure : str
+        Uncertainty measure that refers scans.
+    profile : str or Profile, optional
+        The run's profile (default: the one named in its configuration): conform grid and
+        voxel size, T, the validation split.
+    progress : bool
+        Progress bar if the profile's database must be built.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
+    from mriqc_nb.model.runs import Run
+    from mriqc_nb.profiles import get_profile
+
+    if not hasattr(run, "dir"):
+        run = Run(run)
+    config = run.config
+    p = get_profile(profile if profile is not None else config.profile)
+    valid, _ = predict.run_predictions(run, "valid", "mc", T=p.mc_samples_valid, seed=0,
+                                       profile=p, progress=progress)
+    policy = referral.select_operating_point(valid, measure=measure, labels=valid["y"])
+    provenance = {"profile": p.name, "stage": config.stage, "seed": config.seed,
+                  "run_dir": str(run.dir), "epoch": run.last_epoch, "policy_split": "valid",
+                  "policy_mc_samples": p.mc_samples_valid, "policy_seed": 0}
+    return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
+                       mc_samples=p.mc_samples_test, model_name=config.model,
+                       provenance=provenance)
