@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                         help="mixed_float16 (GPU) / mixed_bfloat16 (CPU) policy")
     args = parser.parse_args(argv)
 
-    from mriqc_nb.data.database import build_database, load_arrays
+    from mriqc_nb.data import build_database, load_arrays
     from mriqc_nb.paths import database_dir
     from mriqc_nb.profiles import get_profile
 

@@ -216,7 +216,7 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
     """Bundle a trained run: its last weights and a referral policy chosen on validation.
 
     The policy is :func:`mriqc_nb.referral.select_operating_point` on the run's MC-dropout
-    predictions of the *validation* split (T = the profile's ``mc_samples_valid``, seed 0,
+    predictions of the *validation* split (T = the profile's ``mc_samples_test``, seed 0,
     :func:`mriqc_nb.predict.run_predictions`); the bundle screens with T = ``mc_samples_test``,
     as the book's test evaluation does. The run is not trained here (see
     :func:`mriqc_nb.model.training.train_stage`, or ``mriqc-nb bundle`` which trains first).
@@ -247,12 +247,13 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
         run = Run(run)
     config = run.config
     p = get_profile(profile if profile is not None else config.profile)
-    valid, _ = predict.run_predictions(run, "valid", "mc", T=p.mc_samples_valid, seed=0,
+    # The policy is fitted at the T the bundle screens with (it refuses another T).
+    valid, _ = predict.run_predictions(run, "valid", "mc", T=p.mc_samples_test, seed=0,
                                        profile=p, progress=progress)
     policy = referral.select_operating_point(valid, measure=measure, labels=valid["y"])
     provenance = {"profile": p.name, "stage": config.stage, "seed": config.seed,
                   "run_dir": str(run.dir), "epoch": run.last_epoch, "policy_split": "valid",
-                  "policy_mc_samples": p.mc_samples_valid, "policy_seed": 0}
+                  "policy_mc_samples": p.mc_samples_test, "policy_seed": 0}
     return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
                        mc_samples=p.mc_samples_test, model_name=config.model,
                        provenance=provenance)

@@ -72,9 +72,12 @@ def stage_metrics(stages, profile, split: str = "valid", threshold: float = 0.5,
 
 
 def no_referral_policy(valid: pd.DataFrame, measure: str = "mutual_information") -> referral.ReferralPolicy:
-    """Threshold by Youden's J on validation (labels: column ``y``), nobody referred (``eta = 1``)."""
-    return referral.select_operating_point(valid, measure=measure, etas=(1.0,), min_retained=0.0,
-                                           labels=valid["y"])
+    """Threshold by Youden's J on validation (labels: column ``y``), nobody referred (``eta = 1``).
+
+    :func:`mriqc_nb.referral.no_referral_policy` (with its validation warnings) on a
+    prediction table.
+    """
+    return referral.no_referral_policy(valid, measure, labels=valid["y"])
 
 
 def method_metrics(policy: referral.ReferralPolicy, test: pd.DataFrame, *, n_boot: int = 1000,
@@ -109,24 +112,31 @@ def comparison_table(profile, *, stages=("baseline", "focal", "primed_baseline",
 
     def add(name, stage, policy, test):
         m = method_metrics(policy, test, n_boot=n_boot, seed=seed)
+        # the two controls of a referral policy on the same test scans (referral.controls)
+        controls = referral.evaluate_with_controls(policy, test, labels=test["y"], seed=seed)
+        m.update({k: v for k, v in controls.items()
+                  if k.endswith(("_no_referral", "_random")) or "_gain_vs_" in k})
+        m["warnings"] = "; ".join(policy.warnings)
         paper = PAPER.get(name, {})
         rows.append({"method": name, "stage": stage, "measure": policy.measure if policy.eta < 1 else "-",
                      "eta": policy.eta, "threshold": policy.threshold, **m,
                      "paper_accuracy": paper.get("accuracy", np.nan), "paper_f1": paper.get("f1", np.nan)})
 
+    # One T for validation and test: the uncertainty of T samples depends on T, and a policy
+    # fitted at one T refuses a table predicted at another.
+    p = get_profile(profile)
+    T = p.mc_samples_test
     for stage in stages:
-        valid, _ = predictions(stage, profile, "valid", progress=progress)
-        test, _ = predictions(stage, profile, "test", progress=progress)
+        valid, _ = predictions(stage, profile, "valid", T=T, progress=progress)
+        test, _ = predictions(stage, profile, "test", T=T, progress=progress)
         add(stage, stage, no_referral_policy(valid, measure), test)
-    valid, _ = predictions(referral_stage, profile, "valid", progress=progress)
-    test, _ = predictions(referral_stage, profile, "test", progress=progress)
+    valid, _ = predictions(referral_stage, profile, "valid", T=T, progress=progress)
+    test, _ = predictions(referral_stage, profile, "test", T=T, progress=progress)
     add(f"{referral_stage} + MC referral", referral_stage,
         referral.select_operating_point(valid, measure=measure, labels=valid["y"]), test)
-    p = get_profile(profile)
-    t_flips = max(1, p.mc_samples_valid // 8)
+    t_flips = max(1, T // 8)
     valid_f, _ = predictions(referral_stage, profile, "valid", "mc_flips", T=t_flips, progress=progress)
-    test_f, _ = predictions(referral_stage, profile, "test", "mc_flips", T=max(1, p.mc_samples_test // 8),
-                            progress=progress)
+    test_f, _ = predictions(referral_stage, profile, "test", "mc_flips", T=t_flips, progress=progress)
     add(f"{referral_stage} + MC x flips referral", referral_stage,
         referral.select_operating_point(valid_f, measure=measure, labels=valid_f["y"]), test_f)
     return pd.DataFrame(rows)

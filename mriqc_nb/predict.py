@@ -57,7 +57,7 @@ import pandas as pd
 
 from mriqc_nb import uncertainty
 from mriqc_nb._atomic import atomic_open
-from mriqc_nb.data.database import load_arrays
+from mriqc_nb.data.cache import load_arrays
 from mriqc_nb.labels import to_y
 
 __all__ = ["METHODS", "predict_mc_naive", "predict_mc_fast", "predict_samples", "predict_split",
@@ -284,7 +284,7 @@ def run_predictions(run, split: str, method: str = "mc", *, T: int | None = None
     summary, samples
         As :func:`predict_split`; the samples are cached in ``run.dir / "predictions"``.
     """
-    from mriqc_nb.data.database import profile_database
+    from mriqc_nb.data import profile_database
     from mriqc_nb.model.runs import Run
     from mriqc_nb.profiles import get_profile
 

@@ -202,7 +202,7 @@ def predict_mc_flips(mc_fn: Callable, x, T: int, flips=FLIPS) -> np.ndarray:
     ----------
     mc_fn : callable
         ``mc_fn(x_batch, T) -> (T, N, C)``, dropout **on** (e.g. a partial of
-        ``mriqc_nb.model.networks.predict_mc_fast``).
+        ``mriqc_nb.predict.predict_mc_fast``).
     x : array_like, shape (N, X, Y, Z, 1)
     T : int
         MC samples per flip.

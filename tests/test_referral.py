@@ -142,7 +142,7 @@ def test_apply_and_evaluate_hand_made():
     assert np.isnan(out["predicted"][out["referred"]]).all()
     assert list(out["predicted"][~out["referred"]]) == [1, 0, 0, 1, 0, 0, 0]
     assert list(out["needs_person"]) == [True, False, True, True, False, True, False, False, True, False]
-    assert list(out["decision"][:3]) == ["artifact", "clean", "referred"]
+    assert list(out["decision"][:3]) == ["artifact", "clean", "refer"]
     m = R.evaluate_policy(policy, table)
     assert (m["tp"], m["fn"], m["fp"], m["tn"], m["n_retained"], m["n"]) == (1, 1, 1, 4, 7, 10)
     assert m["accuracy"] == pytest.approx(5 / 7)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mriqc_nb.model import training
-from mriqc_nb.data.database import build_database, make_table
+from mriqc_nb.data import build_database, make_table
 from mriqc_nb.paths import database_dir, runs_dir
 from mriqc_nb.profiles import get_profile
 from mriqc_nb.data.ramp import ramp_sizes

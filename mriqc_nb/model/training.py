@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from mriqc_nb.data.ramp import epoch_table, priming_set
+from mriqc_nb.data.table import split_rows
 from mriqc_nb.labels import ARTIFACT, class_weights
 from mriqc_nb.model.runs import (CONFIG_FILE, METRIC_COLUMNS, PER_EPOCH, STAGES, Run, RunConfig,
                                  run_name)
@@ -103,13 +104,9 @@ def stage_config(stage: str, profile: str | Profile, **overrides) -> RunConfig:
 # --------------------------------------------------------------------------- epoch plan
 
 
-def _train_rows(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["split"].astype(str) == "train"]
-
-
 def _subset(config: RunConfig, table: pd.DataFrame, epoch: int) -> pd.DataFrame:
     """Training rows of (1-based) ``epoch``."""
-    train = _train_rows(table)
+    train = split_rows(table, "train")
     if config.data == "prime":
         return priming_set(train)
     if config.data == "ramp":
@@ -230,7 +227,7 @@ def _is_chief(strategy) -> bool:
 
 def _database(profile: Profile, progress: bool) -> pd.DataFrame:
     """The profile's scan table, building its database on first use (idempotent)."""
-    from mriqc_nb.data.database import profile_database
+    from mriqc_nb.data import profile_database
 
     return profile_database(profile, progress=progress)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mriqc_nb.labels import ARTIFACT, CLEAN, REFER, to_y
 from mriqc_nb.metrics import best_threshold, binary_metrics, bootstrap_ci, safe_auc
 
 __all__ = ["THRESHOLD_GRID", "ETA_GRID", "UncertaintyScaler", "ReferralPolicy", "operating_points",
@@ -29,12 +30,14 @@ CRITERIA = ("youden", "f1")
 
 
 def _labels(table: pd.DataFrame, labels=None) -> np.ndarray:
-    """Labels (N,) of {0, 1}, from ``labels`` if given, else from the ``label`` column."""
+    """Integer labels ``y`` (N,), from ``labels`` if given, else from the table's ``y`` column
+    (prediction tables), else from its ``label`` column (text or 0/1)."""
     if labels is None:
-        if "label" not in table.columns:
-            raise KeyError("no labels: pass labels=... or add a 'label' column (1 = artifact)")
-        labels = table["label"]
-    y = np.asarray(labels).astype(int)
+        column = next((c for c in ("y", "label") if c in table.columns), None)
+        if column is None:
+            raise KeyError("no labels: pass labels=... or add a 'y' column (1 = artifact)")
+        labels = table[column]
+    y = to_y(labels)
     if y.shape != (len(table),):
         raise ValueError(f"{y.size} labels for {len(table)} scans")
     return y
@@ -330,7 +333,7 @@ def apply_policy(policy: ReferralPolicy, table: pd.DataFrame) -> pd.DataFrame:
         A copy of ``table`` with ``scaled_uncertainty`` (validation scaling, clipped to [0, 1]),
         ``referred`` (bool), ``predicted`` (float: 1.0 artifact, 0.0 clean, NaN when referred),
         ``needs_person`` (bool: referred, or retained and called artifact) and ``decision``
-        (``"referred"``, ``"artifact"`` or ``"clean"``).
+        (``"refer"``, ``"artifact"`` or ``"clean"``).
 
     Raises
     ------
@@ -351,7 +354,7 @@ def apply_policy(policy: ReferralPolicy, table: pd.DataFrame) -> pd.DataFrame:
     out["referred"] = referred
     out["predicted"] = np.where(referred, np.nan, flagged.astype(float))
     out["needs_person"] = referred | flagged
-    out["decision"] = np.where(referred, "referred", np.where(flagged, "artifact", "clean"))
+    out["decision"] = np.where(referred, REFER, np.where(flagged, ARTIFACT, CLEAN))
     return out
 
 
