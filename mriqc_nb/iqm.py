@@ -11,7 +11,16 @@ learns sites. MRIQC (Esteban et al., 2017) rescales every IQM **within each site
 robust scaler: minus the site's median, divided by the site's interquartile range
 (:func:`site_scale`). No label is used, so a new site -- a test site, another database -- is
 scaled with its own statistics, as a lab would do with its own scans. A feature that is
-constant within a site becomes 0 there.
+constant within a site becomes 0 there. Two variants: ``"zscore"`` (mean and SD) and
+``"rank"`` (each scan's rank within its site, mapped to a normal quantile), which keeps only
+the order of the scans within a site and is immune to any monotone distortion of an IQM by
+a scanner.
+
+Targets
+-------
+The label (a strict majority of exclusions) throws away how many raters excluded a scan.
+``target="votes"`` learns the raters' votes instead (:func:`mriqc_nb.ratings.exclusion_share`,
+a doubtful rating counting half): a graded target for raters who disagree.
 
 Models
 ------
@@ -28,7 +37,8 @@ returns them as an array (members, N, 2)):
 - ``"boosting"``: a bag of shallow gradient-boosted tree models (scikit-learn's histogram
   gradient boosting), classes balanced.
 
-Model choice is made with ABIDE only, by leaving sites out (:func:`leave_sites_out`).
+Model choice is made with ABIDE only, by leaving sites out (:func:`leave_sites_out`), on
+the mean AUC within a held-out site (:data:`CRITERION`).
 """
 
 from __future__ import annotations
