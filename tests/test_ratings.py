@@ -263,7 +263,7 @@ def test_vote_target_on_unseen_sites(abide):
     assert all(len(rows) == len(train) for rows in model[-1].estimators_samples_)
     aucs = [roc_auc_score(test.y[test.site == s], samples.mean(0)[(test.site == s).to_numpy(), 1])
             for s in test.site.unique() if test.y[test.site == s].nunique() == 2]
-    assert np.mean(aucs) > 0.8                          # measured 0.92 (mean AUC within a test site)
+    assert np.mean(aucs) > 0.8                          # measured 0.89 (mean AUC within a test site, seed 0)
     with pytest.raises(ValueError, match="logistic"):
         iqm.fit_iqm_classifier(train, kind="forest", target="votes")
     with pytest.raises(ValueError, match="target"):
