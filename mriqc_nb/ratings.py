@@ -56,6 +56,7 @@ __all__ = [
     "RATING_VALUES",
     "IQM_COLUMNS",
     "label_from_ratings",
+    "exclusion_share",
     "load_ratings",
     "rater_columns",
     "rater_agreement",
@@ -128,6 +129,27 @@ def label_from_ratings(ratings, doubtful: str = "clean") -> pd.Series:
     votes_artifact = exclude + (doubt if doubtful == "artifact" else 0)
     votes_clean = accept + (doubt if doubtful == "clean" else 0)
     return (votes_artifact > votes_clean).astype(int).rename("y")
+
+
+def exclusion_share(df: pd.DataFrame, doubtful_weight: float = 0.5) -> pd.Series:
+    """Share of a scan's raters who excluded it: a graded label.
+
+    Parameters
+    ----------
+    df : DataFrame
+        With ``n_exclude``, ``n_doubtful`` and ``n_ratings`` (:func:`load_ratings`).
+    doubtful_weight : float in [0, 1]
+        What a doubtful rating counts as: 0 = accept, 1 = exclude; default half of each.
+
+    Returns
+    -------
+    pandas.Series of float in [0, 1] (same index as ``df``)
+        ``(n_exclude + doubtful_weight * n_doubtful) / n_ratings``.
+    """
+    if not 0 <= doubtful_weight <= 1:
+        raise ValueError(f"doubtful_weight must be in [0, 1], got {doubtful_weight}")
+    share = (df["n_exclude"] + doubtful_weight * df["n_doubtful"]) / df["n_ratings"]
+    return share.astype(float).rename("exclusion_share")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -223,6 +223,55 @@ def test_site_scale_is_per_site_and_label_free():
     assert df.cjv.tolist()[0] == 1.0                    # the input is not modified
 
 
+def test_site_scale_variants():
+    from scipy.stats import norm
+
+    df = pd.DataFrame({"site": ["A"] * 4 + ["B"] * 3,
+                       "cjv": [1.0, 2.0, 2.0, 10.0, 5.0, 6.0, 7.0],
+                       "cnr": [3.0, 3.0, 3.0, 3.0, 0.0, 1.0, 2.0]})
+    z = iqm.site_scale(df, ["cjv", "cnr"], method="zscore")
+    np.testing.assert_allclose(z.cjv[4:], [-np.sqrt(1.5), 0, np.sqrt(1.5)])
+    assert (z.cnr[:4] == 0).all()                       # constant within site A -> 0
+    r = iqm.site_scale(df, ["cjv", "cnr"], method="rank")
+    # mid-ranks within site A: 1, 2.5, 2.5, 4 of n = 4 -> normal quantiles of (rank - 0.5) / 4
+    np.testing.assert_allclose(r.cjv[:4], norm.ppf((np.array([1, 2.5, 2.5, 4]) - 0.5) / 4))
+    np.testing.assert_allclose(r.cnr[:4], 0, atol=1e-12)
+    # only the order within a site counts: a monotone distortion of one site changes nothing
+    bent = df.assign(cjv=np.where(df.site == "B", np.exp(df.cjv), df.cjv))
+    pd.testing.assert_frame_equal(iqm.site_scale(bent, ["cjv", "cnr"], method="rank"), r)
+    with pytest.raises(ValueError, match="method"):
+        iqm.site_scale(df, ["cjv"], method="minmax")
+
+
+def test_exclusion_share_hand_made():
+    df = pd.DataFrame({"n_exclude": [0, 1, 2, 0, 1], "n_doubtful": [0, 0, 1, 2, 1], "n_ratings": [2, 2, 3, 2, 3]})
+    np.testing.assert_allclose(ratings.exclusion_share(df), [0, 0.5, 2.5 / 3, 0.5, 0.5])
+    np.testing.assert_allclose(ratings.exclusion_share(df, doubtful_weight=1), [0, 0.5, 1, 1, 2 / 3])
+    with pytest.raises(ValueError, match="doubtful_weight"):
+        ratings.exclusion_share(df, doubtful_weight=2)
+
+
+def test_vote_target_on_unseen_sites(abide):
+    train, test = ratings.site_split(abide, seed=0)
+    share = ratings.exclusion_share(abide)
+    assert share.between(0, 1).all() and ((share > 0.5) >= (abide.y == 1)).all()
+    model = iqm.fit_iqm_classifier(train, seed=0, n_members=10, C=0.03, site_scaling="rank", target="votes")
+    assert model.target_ == "votes" and model.site_scaling_ == "rank"
+    samples = iqm.ensemble_probabilities(model, test)
+    assert samples.shape == (10, len(test), 2)
+    # each member drew as many rows as there are training scans
+    assert all(len(rows) == len(train) for rows in model[-1].estimators_samples_)
+    aucs = [roc_auc_score(test.y[test.site == s], samples.mean(0)[(test.site == s).to_numpy(), 1])
+            for s in test.site.unique() if test.y[test.site == s].nunique() == 2]
+    assert np.mean(aucs) > 0.8                          # measured 0.89 (mean AUC within a test site, seed 0)
+    with pytest.raises(ValueError, match="logistic"):
+        iqm.fit_iqm_classifier(train, kind="forest", target="votes")
+    with pytest.raises(ValueError, match="target"):
+        iqm.fit_iqm_classifier(train, target="soft")
+    with pytest.raises(ValueError, match="site_scaling"):
+        iqm.fit_iqm_classifier(train, site_scaling="minmax")
+
+
 @pytest.mark.parametrize("kind", ["mriqc_forest", "boosting"])
 def test_model_families_with_site_scaling(abide, kind):
     train, test = ratings.site_split(abide, seed=0)
@@ -243,6 +292,7 @@ def test_leave_sites_out_holds_each_site_out(abide):
     res = iqm.leave_sites_out(small, {"logistic": {"kind": "logistic", "n_members": 5},
                                       "logistic site": {"kind": "logistic", "n_members": 5, "site_scaling": True}})
     assert list(res.index) == ["logistic", "logistic site"] and (res.n_sites == 4).all()
+    assert iqm.CRITERION in res.columns
     assert res.auc_pooled.between(0.5, 1).all() and (res.auc_site_min <= res.auc_site_mean).all()
 
 
