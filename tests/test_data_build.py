@@ -97,9 +97,11 @@ def test_changed_recipe_gets_another_cache_file(built):
 def test_code_fingerprint_covers_every_module_that_makes_volumes(tmp_path):
     package = Path(data.__file__).resolve().parent.parent
     names = {f.relative_to(package).as_posix() for f in source_files()}
-    assert {"synth.py", "kspace.py", "scans/__init__.py", "scans/grid.py", "artifacts/__init__.py"} <= names
+    assert {"synth/__init__.py", "synth/template.py", "kspace.py", "scans/__init__.py",
+            "scans/grid.py", "artifacts/__init__.py"} <= names
     assert not any("__pycache__" in n or n.startswith("data/") for n in names)
-    for name in ("synth.py", "kspace.py", "scans/__init__.py", "artifacts/__init__.py", "artifacts/motion.py"):
+    for name in ("synth/__init__.py", "kspace.py", "scans/__init__.py", "artifacts/__init__.py",
+                 "artifacts/motion.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(f"# {name}\n")
     before = _fingerprint(tmp_path)

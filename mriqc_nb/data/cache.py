@@ -40,7 +40,7 @@ CONFORM_FILE = "conform.json"
 #: Bump to invalidate every cache built by an older version of this module.
 CACHE_VERSION = 1
 #: The sources that make volumes, relative to the package (folders: every file inside).
-VOLUME_SOURCES = ("synth.py", "artifacts", "kspace.py", "scans")
+VOLUME_SOURCES = ("synth", "artifacts", "kspace.py", "scans")
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
