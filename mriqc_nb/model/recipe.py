@@ -181,6 +181,9 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
 
     valid = _valid_subset(table, cfg.valid_clean, cfg.seed)
     xv, yv = _load(valid, root), to_y(valid["label"])
+    stored = table[(table["split"].astype(str) == "train")
+                   & (table["label"].astype(str) == "artifact")]
+    xa = _load(stored, root)  # the stored training artifacts: memorised or learnt?
     paths, y = cache_paths(train, root), to_y(train["label"])
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -205,14 +208,16 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
             lambda s=seed: _batches(paths, y, cfg, s, cfg.steps_per_round),
             output_signature=spec).prefetch(2)
         t = time.perf_counter()
-        fit = model.fit(ds, epochs=1, verbose=0)
+        fit = model.fit(ds, epochs=1, verbose=0, shuffle=False)
         t_train = time.perf_counter() - t
         sv = _scores(model, xv)
+        sa = _scores(model, xa)
         rows.append(dict(epoch=r, steps=cfg.steps_per_round, loss=fit.history["loss"][-1],
                          accuracy=fit.history["accuracy"][-1], val_auc=safe_auc(yv, sv),
                          val_ce=float(-np.mean(np.log(np.clip(np.where(yv == 1, sv, 1 - sv),
                                                                  1e-7, 1)))),
                          val_ce_artifact=float(-np.mean(np.log(np.clip(sv[yv == 1], 1e-7, 1)))),
+                         train_ce_artifact=float(-np.mean(np.log(np.clip(sa, 1e-7, 1)))),
                          lr_end=float(lr(r * cfg.steps_per_round)),
                          seconds=t_train, seconds_valid=time.perf_counter() - t - t_train))
         np.savez(ckpt / f"epoch-{r:03d}.npz", *model.get_weights())
