@@ -90,3 +90,13 @@ def test_randomise_is_seeded_normalised_and_keeps_shape():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     # the exact-constant background (a zero band after conform) is no longer constant
     assert np.std(a[:4, :4, :]) > 0
+
+
+def test_fine_share_simulates_a_share_on_a_finer_grid(table):
+    coarse = redraw_table(table, 4, seed=0)
+    fine = redraw_table(table, 4, seed=0, fine_share=0.5)
+    grids = [json.loads(r)["grid"] for r in fine["recipe"]]
+    base = json.loads(coarse["recipe"].iloc[0])["grid"]
+    n_fine = sum(g == [2 * n for n in base] for g in grids)
+    assert 0 < n_fine < len(grids) and all(g in (base, [2 * n for n in base]) for g in grids)
+    assert all(json.loads(r)["grid"] == base for r in coarse["recipe"])

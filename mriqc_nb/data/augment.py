@@ -60,7 +60,8 @@ def _train(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["split"].astype(str) == "train"]
 
 
-def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int = 0) -> pd.DataFrame:
+def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int = 0,
+                 fine_share: float = 0.0, fine_factor: int = 2) -> pd.DataFrame:
     """Rows of new artifacts made from the *training* rows of ``table`` (no volumes yet).
 
     Parameters
@@ -75,6 +76,14 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
     onto_clean : int
         Also this many artifacts drawn onto distinct clean training scans (prominent; kinds
         cycling evenly over the kinds of the training artifacts).
+    fine_share : float
+        Share of the new rows (a seeded random subset) simulated on a grid ``fine_factor``
+        times finer (same field of view), artifact included, and conformed down to the
+        profile's grid by :func:`mriqc_nb.scans.conform` (Gaussian anti-aliasing), as an
+        artifact of a real 1-mm acquisition reaches the network. 0 simulates every row at
+        the profile's grid, as the database does.
+    fine_factor : int
+        Refinement of the fine grid along each axis.
 
     Returns
     -------
@@ -94,8 +103,13 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
         raise ValueError("redraws need synthetic rows (a recipe); this table has file rows")
     kinds = sorted(arts["artifact_kind"].astype(str).unique())
 
+    pick = np.random.default_rng(_seed(seed, 3_000_017))
+
     def row_for(src, kind, severity, new_id, draw_seed):
         recipe = json.loads(src["recipe"])
+        if fine_share > 0 and pick.random() < fine_share:
+            recipe["grid"] = [int(n) * int(fine_factor) for n in recipe["grid"]]
+            recipe["spacing_mm"] = [float(s) / int(fine_factor) for s in recipe["spacing_mm"]]
         params = artifacts.sample_params(kind, severity, seed=draw_seed,
                                          shape=tuple(recipe["grid"]),
                                          spacing_mm=tuple(recipe["spacing_mm"]))
