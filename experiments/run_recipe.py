@@ -2,7 +2,7 @@
 
     nice -n 10 python experiments/run_recipe.py RUN_DIR [--profile laptop] [--partial]
         [--rounds 8] [--steps 100] [--redraws 4] [--onto-clean 300] [--share 0.25]
-        [--no-randomise] [--seed 2023]
+        [--fine-share 0] [--no-randomise] [--seed 2023]
 
 ``--partial`` uses only the rows whose volumes are already cached (a database still being
 built): say so in NOTES.md. The threshold is Youden's J on the *whole* validation split
@@ -27,6 +27,7 @@ p.add_argument("--steps", type=int, default=100)
 p.add_argument("--redraws", type=int, default=4)
 p.add_argument("--onto-clean", type=int, default=300)
 p.add_argument("--share", type=float, default=0.25)
+p.add_argument("--fine-share", type=float, default=0.0)
 p.add_argument("--valid-clean", type=int, default=300)
 p.add_argument("--no-randomise", action="store_true")
 p.add_argument("--seed", type=int, default=2023)
@@ -51,7 +52,7 @@ else:
     from mriqc_nb.data.database import profile_database
     table = profile_database(prof, progress=False)
 table.attrs["root"] = str(root)
-cfg = RecipeConfig(redraws=a.redraws, onto_clean=a.onto_clean, artifact_share=a.share,
+cfg = RecipeConfig(redraws=a.redraws, onto_clean=a.onto_clean, artifact_share=a.share, fine_share=a.fine_share,
                    batch_size=prof.batch_size, rounds=a.rounds, steps_per_round=a.steps,
                    randomise=not a.no_randomise, valid_clean=a.valid_clean, seed=a.seed)
 t0 = time.perf_counter()

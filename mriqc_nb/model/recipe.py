@@ -49,6 +49,8 @@ class RecipeConfig:
         Fresh redraws per training artifact (same anatomy, kind and severity).
     onto_clean : int
         Extra artifacts drawn onto this many clean training scans.
+    fine_share : float
+        Share of the pool simulated at twice the resolution and conformed down.
     artifact_share : float
         Artifacts per batch as a share of the batch.
     batch_size : int
@@ -66,6 +68,7 @@ class RecipeConfig:
 
     redraws: int = 4
     onto_clean: int = 300
+    fine_share: float = 0.0
     artifact_share: float = 0.25
     batch_size: int = 8
     rounds: int = 8
@@ -81,7 +84,8 @@ def _train_set(table, cfg: RecipeConfig, profile, root, workers):
     from mriqc_nb.data.augment import build_redraws, redraw_table
 
     train = table[table["split"].astype(str) == "train"].copy()
-    pool = redraw_table(table, cfg.redraws, cfg.seed, onto_clean=cfg.onto_clean)
+    pool = redraw_table(table, cfg.redraws, cfg.seed, onto_clean=cfg.onto_clean,
+                        fine_share=cfg.fine_share)
     pool = build_redraws(pool, profile, root, workers=workers)
     train["source_id"] = train["scan_id"].astype(str)
     both = pd.concat([train, pool], ignore_index=True)
