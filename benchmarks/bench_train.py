@@ -1,8 +1,17 @@
-"""Training throughput: the tf.data pipeline from the on-disk cache vs the same data in memory.
+"""Training throughput of NN008 on this CPU: oneDNN on vs off, and pipeline vs memory.
 
-Trains NN008 (compiled as :mod:`mriqc_nb.model.training` compiles it: Nadam, cyclical LR, weighted
-cross-entropy) on a subset database of ``--n-scans`` scans of the profile's grid, one pass at
-a time, alternately
+By default (what a reader runs first): prints the CPU model (``/proc/cpuinfo``)
+and NN008's training volumes per second at the profile's grid (64 x 64 x 32 for ``laptop``)
+with TensorFlow's oneDNN kernels on (``TF_ENABLE_ONEDNN_OPTS=1``) and off (``=0``), each in
+its own subprocess (TensorFlow reads the variable once, when it is imported), on random
+volumes held in memory, so no database is needed::
+
+    python benchmarks/bench_train.py [--profile laptop] [--repeats 3] [--n-volumes 48]
+
+``--pipeline``: the tf.data pipeline from the on-disk cache vs the same data in memory.
+Trains NN008 (compiled as :mod:`mriqc_nb.model.training` compiles it: Nadam, cyclical LR,
+weighted cross-entropy) on a subset database of ``--n-scans`` scans of the profile's grid,
+one pass at a time, alternately
 
 (a) through :func:`mriqc_nb.data.pipeline.make_dataset` (file names shuffled, ``.npy`` volumes
     read from the cache, random flips, prefetch), as training does, and
@@ -13,8 +22,8 @@ and prints the volumes per second of each (median and best pass) and their ratio
 above about 0.9 the input pipeline does not stall training. On cores shared with other
 jobs single passes can be slowed at random; the best pass is then the fairer comparison.
 
-    python benchmarks/bench_train.py [--profile laptop] [--n-scans 64] [--repeats 5]
-                                     [--mixed-precision]
+    python benchmarks/bench_train.py --pipeline [--profile laptop] [--n-scans 64]
+                                     [--repeats 5] [--mixed-precision]
 
 The subset database is built once under ``$MRIQC_NB_HOME/databases/<profile>-bench<n>``.
 ``--mixed-precision`` trains in ``mixed_float16`` on a GPU (``mixed_bfloat16`` on a CPU, which
@@ -24,20 +33,116 @@ has no float16 3D pooling kernel; meant for a GPU, on most CPUs it is slower).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import replace
+
+#: Marker of the child's one result line on its standard output.
+_RESULT = "BENCH_RESULT "
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _child(args) -> int:
+    """Time NN008 training on random in-memory volumes; print one JSON result line."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mriqc_nb.model.networks import build_nn008
+    from mriqc_nb.model.training import _compile, stage_config
+    from mriqc_nb.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    batch = args.batch_size or profile.batch_size
+    n = max(batch, args.n_volumes // batch * batch)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, *profile.grid, 1), dtype=np.float32)
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, n)]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).cache()
+    config = stage_config("baseline", profile, batch_size=batch, epochs=1, finetune_epochs=0)
+    keras.utils.set_random_seed(0)
+    model = build_nn008((*profile.grid, 1))
+    _compile(model, config, [n // batch])
+    model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing, allocation
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        times.append(time.perf_counter() - t)
+    print(_RESULT + json.dumps(dict(
+        onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS"), volumes=n, batch=batch,
+        grid=list(profile.grid), median_s=statistics.median(times), best_s=min(times),
+        tf=tf.__version__, threads=tf.config.threading.get_intra_op_parallelism_threads())))
+    return 0
+
+
+def onednn_main(args) -> int:
+    """Run :func:`_child` with oneDNN on and off, each in a fresh interpreter; print a table."""
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores)")
+    results = {}
+    for flag in ("1", "0"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--profile", args.profile,
+               "--repeats", str(args.repeats), "--n-volumes", str(args.n_volumes)]
+        if args.batch_size:
+            cmd += ["--batch-size", str(args.batch_size)]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [s for s in out.stdout.splitlines() if s.startswith(_RESULT)]
+        if out.returncode or not lines:
+            print(f"oneDNN={flag}: the benchmark failed (exit {out.returncode})\n{out.stderr[-2000:]}")
+            return 1
+        results[flag] = json.loads(lines[-1][len(_RESULT):])
+    r = results["1"]
+    print(f"NN008 training, grid {tuple(r['grid'])}, batch {r['batch']}, {r['volumes']} random "
+          f"volumes in memory per pass, {args.repeats} passes after a warm-up, TF {r['tf']}")
+    print(f"{'oneDNN':<8}{'median s':>10}{'best s':>9}{'vol/s (median)':>16}{'vol/s (best)':>14}")
+    for flag, name in (("1", "on"), ("0", "off")):
+        q = results[flag]
+        print(f"{name:<8}{q['median_s']:>10.2f}{q['best_s']:>9.2f}"
+              f"{q['volumes'] / q['median_s']:>16.2f}{q['volumes'] / q['best_s']:>14.2f}")
+    speedup = results["0"]["median_s"] / results["1"]["median_s"]
+    print(f"speed-up of oneDNN on (median): {speedup:.2f}x")
+    return 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", action="store_true",
+                        help="compare the tf.data pipeline with in-memory input instead")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--n-volumes", type=int, default=48,
+                        help="random volumes per pass of the oneDNN benchmark (default 48)")
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--n-scans", type=int, default=64, help="scans in the subset (default 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the profile's")
-    parser.add_argument("--repeats", type=int, default=5, help="passes of each (default 5)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="passes of each (default 3 for oneDNN, 5 for --pipeline)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 (GPU) / mixed_bfloat16 (CPU) policy")
     args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 5 if args.pipeline else 3
+    if args.child:
+        return _child(args)
+    if not args.pipeline:
+        return onednn_main(args)
 
     from mriqc_nb.data import build_database, load_arrays
     from mriqc_nb.paths import database_dir

@@ -1,0 +1,250 @@
+"""The book's own training recipe: redrawn artifacts, domain randomisation, balanced batches.
+
+The paper's recipes (weighted cross-entropy, focal loss, priming + ramping) see the same 60
+training artifacts of the laptop database again and again, at most one in most batches of 8.
+This recipe (:func:`train_recipe`) keeps the database as it is (98% clean) and changes what
+the network is shown:
+
+1. a *pool* of artifacts drawn fresh from the training artifacts' recipes, on the same
+   anatomy, and onto clean training anatomies (:func:`mriqc_nb.data.augment.redraw_table`);
+2. batches with a fixed number of artifacts (:func:`mriqc_nb.data.augment.balanced_batches`),
+   plain (unweighted) cross-entropy;
+3. domain randomisation of every training volume, clean or not (intensity curve, pose,
+   noise floor: :func:`mriqc_nb.data.augment.randomise`) and random flips;
+4. Nadam with a cosine-decayed learning rate, a fixed number of steps, and the checkpoint
+   chosen on the **validation** AUC (evaluated every ``steps_per_round`` steps).
+
+The run directory has the layout of :mod:`mriqc_nb.model.training` (``config.json`` as a
+:class:`~mriqc_nb.model.training.RunConfig` with stage ``"recipe"``, ``checkpoints/epoch-NNN.npz``
+per round, the last full state, ``history.csv``, ``DONE``), plus ``recipe.json``: this
+module's configuration and the selected round. ``Run(dir).model(epoch=selected)`` loads it;
+:func:`recipe_model` does that.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mriqc_nb.profiles import Profile, get_profile
+
+__all__ = ["RecipeConfig", "train_recipe", "recipe_model", "RECIPE_FILE"]
+
+#: This recipe's own file in the run directory.
+RECIPE_FILE = "recipe.json"
+
+
+@dataclass
+class RecipeConfig:
+    """What :func:`train_recipe` does (stored in ``recipe.json``).
+
+    Attributes
+    ----------
+    redraws : int
+        Fresh redraws per training artifact (same anatomy, kind and severity).
+    onto_clean : int
+        Extra artifacts drawn onto this many clean training scans.
+    fine_share : float
+        Share of the pool simulated at twice the resolution and conformed down.
+    artifact_share : float
+        Artifacts per batch as a share of the batch.
+    batch_size : int
+    rounds, steps_per_round : int
+        Training length: ``rounds * steps_per_round`` steps; validation after each round.
+    lr, lr_final : float
+        Nadam learning rate, cosine-decayed from ``lr`` to ``lr_final``.
+    randomise : bool
+        Domain randomisation (:func:`mriqc_nb.data.augment.randomise`) of every training volume.
+    valid_clean : int
+        Clean validation scans (a fixed random subset) scored after each round, beside every
+        validation artifact; 0 means all of them.
+    seed : int
+    """
+
+    redraws: int = 4
+    onto_clean: int = 300
+    fine_share: float = 0.0
+    artifact_share: float = 0.25
+    batch_size: int = 8
+    rounds: int = 8
+    steps_per_round: int = 100
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    randomise: bool = True
+    valid_clean: int = 300
+    seed: int = 2023
+
+
+def _train_set(table, cfg: RecipeConfig, profile, root, workers):
+    from mriqc_nb.data.augment import build_redraws, redraw_table
+
+    train = table[table["split"].astype(str) == "train"].copy()
+    pool = redraw_table(table, cfg.redraws, cfg.seed, onto_clean=cfg.onto_clean,
+                        fine_share=cfg.fine_share)
+    pool = build_redraws(pool, profile, root, workers=workers)
+    train["source_id"] = train["scan_id"].astype(str)
+    both = pd.concat([train, pool], ignore_index=True)
+    both.attrs["root"] = str(root)
+    return both
+
+
+def _valid_subset(table, n_clean, seed):
+    valid = table[table["split"].astype(str) == "valid"]
+    clean = valid[valid["label"].astype(str) == "clean"]
+    if n_clean and n_clean < len(clean):
+        clean = clean.iloc[np.sort(np.random.default_rng(seed).choice(len(clean), n_clean,
+                                                                       replace=False))]
+    return pd.concat([valid[valid["label"].astype(str) == "artifact"], clean])
+
+
+def _load(table, root) -> np.ndarray:
+    from mriqc_nb.data.database import cache_paths
+
+    return np.stack([np.load(p) for p in cache_paths(table, root)])  # float16
+
+
+def _scores(model, x16: np.ndarray, batch: int = 16) -> np.ndarray:
+    out = []
+    for i in range(0, len(x16), batch):
+        xb = x16[i:i + batch].astype(np.float32)[..., None]
+        out.append(np.asarray(model(xb, training=False))[:, 1])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _batches(paths, y, cfg: RecipeConfig, seed: int, n_batches: int):
+    """Generator of (x, y_onehot) training batches (redraws, randomisation, flips)."""
+    from mriqc_nb.data.augment import balanced_batches, randomise
+
+    rng = np.random.default_rng(seed)
+    for idx in balanced_batches(y, cfg.batch_size, cfg.artifact_share, seed=seed,
+                                n_batches=n_batches):
+        xs = []
+        for i in idx:
+            v = np.load(paths[i]).astype(np.float32)
+            if cfg.randomise:
+                v = randomise(v, rng)
+            for axis in range(3):
+                if rng.random() < 0.5:
+                    v = v[(slice(None),) * axis + (slice(None, None, -1),)]
+            xs.append(np.ascontiguousarray(v))
+        yield np.stack(xs)[..., None], np.eye(2, dtype=np.float32)[y[idx]]
+
+
+def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None = None,
+                 table: pd.DataFrame | None = None, workers: int = 1,
+                 progress: bool = True) -> Path:
+    """Train NN008 with the recipe; return the run directory (see the module notes).
+
+    Parameters
+    ----------
+    profile : str or Profile
+        Grid, database and seed.
+    run_dir : path-like
+        Where the run is written (an existing finished run is returned as it is).
+    config : RecipeConfig, optional
+    table : pandas.DataFrame, optional
+        A built scan table (default: the profile's database, built on first use).
+    workers : int
+        Processes that make the redraw pool.
+    progress : bool
+        Print one line per round.
+
+    Returns
+    -------
+    pathlib.Path
+        ``run_dir``; ``recipe.json`` holds ``selected_round`` and the per-round validation AUC.
+    """
+    from mriqc_nb.model.training import RunConfig
+
+    p = get_profile(profile)
+    cfg = config or RecipeConfig(seed=p.seed)
+    run_dir = Path(run_dir)
+    if (run_dir / "DONE").exists():
+        return run_dir
+    if table is None:
+        from mriqc_nb.data.database import profile_database
+
+        table = profile_database(p, progress=progress)
+    root = Path(table.attrs["root"])
+    t0 = time.perf_counter()
+    train = _train_set(table, cfg, p, root, workers)  # before TF: may fork workers
+    t_pool = time.perf_counter() - t0
+
+    import keras
+    import tensorflow as tf
+
+    from mriqc_nb.data.database import cache_paths
+    from mriqc_nb.labels import to_y
+    from mriqc_nb.metrics import safe_auc
+    from mriqc_nb.model.networks import build_nn008
+
+    valid = _valid_subset(table, cfg.valid_clean, cfg.seed)
+    xv, yv = _load(valid, root), to_y(valid["label"])
+    stored = table[(table["split"].astype(str) == "train")
+                   & (table["label"].astype(str) == "artifact")]
+    xa = _load(stored, root)  # the stored training artifacts: memorised or learnt?
+    paths, y = cache_paths(train, root), to_y(train["label"])
+    ckpt = run_dir / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    run_config = RunConfig(stage="recipe", profile=p.name, input_shape=(*p.grid, 1),
+                           loss={"name": "weighted_ce", "class_weights": [1.0, 1.0]},
+                           epochs=cfg.rounds, batch_size=cfg.batch_size, base_lr=cfg.lr_final,
+                           max_lr=cfg.lr, seed=cfg.seed)
+    (run_dir / "config.json").write_text(run_config.to_json())
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_nn008((*p.grid, 1))
+    total = cfg.rounds * cfg.steps_per_round
+    lr = keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=cfg.lr_final / cfg.lr)
+    model.compile(optimizer=keras.optimizers.Nadam(learning_rate=lr),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    np.savez(ckpt / "epoch-000.npz", *model.get_weights())
+    spec = (tf.TensorSpec((None, *p.grid, 1), tf.float32), tf.TensorSpec((None, 2), tf.float32))
+    rows = []
+    for r in range(1, cfg.rounds + 1):
+        seed = int(np.random.SeedSequence([cfg.seed, r]).generate_state(1)[0])
+        ds = tf.data.Dataset.from_generator(
+            lambda s=seed: _batches(paths, y, cfg, s, cfg.steps_per_round),
+            output_signature=spec).prefetch(2)
+        t = time.perf_counter()
+        fit = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        t_train = time.perf_counter() - t
+        sv = _scores(model, xv)
+        sa = _scores(model, xa)
+        rows.append(dict(epoch=r, steps=cfg.steps_per_round, loss=fit.history["loss"][-1],
+                         accuracy=fit.history["accuracy"][-1], val_auc=safe_auc(yv, sv),
+                         val_ce=float(-np.mean(np.log(np.clip(np.where(yv == 1, sv, 1 - sv),
+                                                                 1e-7, 1)))),
+                         val_ce_artifact=float(-np.mean(np.log(np.clip(sv[yv == 1], 1e-7, 1)))),
+                         train_ce_artifact=float(-np.mean(np.log(np.clip(sa, 1e-7, 1)))),
+                         lr_end=float(lr(r * cfg.steps_per_round)),
+                         seconds=t_train, seconds_valid=time.perf_counter() - t - t_train))
+        np.savez(ckpt / f"epoch-{r:03d}.npz", *model.get_weights())
+        pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
+        if progress:
+            q = rows[-1]
+            print(f"round {r}/{cfg.rounds}: loss {q['loss']:.3f} val_auc {q['val_auc']:.3f} "
+                  f"({q['seconds']:.0f}+{q['seconds_valid']:.0f} s)", flush=True)
+    model.save(ckpt / f"state-{cfg.rounds:03d}.keras")
+    hist = pd.DataFrame(rows)
+    best = int(hist.loc[hist["val_auc"].fillna(-1).idxmax(), "epoch"])  # first maximum
+    (run_dir / RECIPE_FILE).write_text(json.dumps(dict(
+        config=asdict(cfg), selected_round=best, pool_seconds=t_pool,
+        n_train=len(train), n_train_artifacts=int(y.sum()),
+        n_valid_scored=len(valid), val_auc=hist["val_auc"].tolist()), indent=2))
+    (run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return run_dir
+
+
+def recipe_model(run_dir):
+    """The recipe's model at its validation-selected round (a ``keras.Model``)."""
+    from mriqc_nb.model.training import Run
+
+    run_dir = Path(run_dir)
+    selected = json.loads((run_dir / RECIPE_FILE).read_text())["selected_round"]
+    return Run(run_dir).model(epoch=selected)
