@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import hypergeom
 
-from mriqc_nb.data.database import cache_dir_for, make_table, cache_file_name
+from mriqc_nb.data import make_table
+from mriqc_nb.data.cache import cache_dir_for, cache_file_name
 from mriqc_nb.labels import class_weights
 from mriqc_nb.paths import database_dir
 from mriqc_nb.profiles import get_profile

@@ -34,7 +34,8 @@ p.add_argument("--seed", type=int, default=2023)
 p.add_argument("--workers", type=int, default=2)
 a = p.parse_args()
 
-from mriqc_nb.data.database import cache_dir_for, cache_file_name, make_table
+from mriqc_nb.data import make_table
+from mriqc_nb.data.cache import cache_dir_for, cache_file_name
 from mriqc_nb.model.recipe import RecipeConfig, recipe_model, train_recipe, _load, _scores
 from mriqc_nb.paths import database_dir
 from mriqc_nb.profiles import get_profile
@@ -49,7 +50,7 @@ if a.partial:
                            for r in table.to_dict("records")]
     table = table[[(root / f).exists() for f in table["cache_file"]]].reset_index(drop=True)
 else:
-    from mriqc_nb.data.database import profile_database
+    from mriqc_nb.data import profile_database
     table = profile_database(prof, progress=False)
 table.attrs["root"] = str(root)
 cfg = RecipeConfig(redraws=a.redraws, onto_clean=a.onto_clean, artifact_share=a.share, fine_share=a.fine_share,

@@ -132,6 +132,8 @@ PROFILES: dict[str, Profile] = {
             mc_samples_valid=8,
             mc_samples_test=10,
             description="CI: minutes on 2 CPU cores; numbers check the code, not the method",
+            extra={"recipe": dict(redraws=2, onto_clean=20, artifact_share=0.5, batch_size=4,
+                                  rounds=2, steps_per_round=10, valid_clean=0)},
         ),
         Profile(
             name="laptop",
@@ -149,6 +151,9 @@ PROFILES: dict[str, Profile] = {
             mc_samples_valid=50,
             mc_samples_test=100,
             description="the default: the whole book in about 1.5 hours on 2 CPU cores",
+            # the recipe of chapter 5b: 12 x 60 steps of 8 (about 20 min on 2 shared cores)
+            extra={"recipe": dict(redraws=4, onto_clean=300, artifact_share=0.5, batch_size=8,
+                                  rounds=12, steps_per_round=60, valid_clean=300)},
         ),
         Profile(
             name="colab",
@@ -166,6 +171,8 @@ PROFILES: dict[str, Profile] = {
             mc_samples_valid=50,
             mc_samples_test=100,
             description="one T4-class GPU; target: a chapter in under about 15 minutes (not yet timed on a GPU)",
+            extra={"recipe": dict(redraws=8, onto_clean=600, artifact_share=0.5, batch_size=8,
+                                  rounds=20, steps_per_round=100, valid_clean=600)},
         ),
         Profile(
             name="paper",
@@ -183,6 +190,8 @@ PROFILES: dict[str, Profile] = {
             mc_samples_valid=50,
             mc_samples_test=100,
             description="the scale of Pizarro et al. 2023 (256x256x64, 34,800 scans)",
+            extra={"recipe": dict(redraws=8, onto_clean=2000, artifact_share=0.5, batch_size=5,
+                                  rounds=40, steps_per_round=200, valid_clean=0)},
         ),
     )
 }

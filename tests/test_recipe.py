@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mriqc_nb.data.augment import balanced_batches, build_redraws, randomise, redraw_table
-from mriqc_nb.data.database import make_table, materialise
+from mriqc_nb.data import make_table
+from mriqc_nb.data.cache import materialise
 
 
 @pytest.fixture(scope="module")

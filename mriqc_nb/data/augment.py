@@ -13,7 +13,7 @@ Redraws
     same artifact kind and severity, drawn by the artifact's own sampler. With ``onto_clean``
     it also draws artifacts onto clean *training* scans (kinds cycling evenly), so that the
     network sees each kind on many anatomies. :func:`build_redraws` makes their volumes once,
-    through the same path as the database (:func:`mriqc_nb.data.database.load_volume`), into
+    through the same path as the database (:func:`mriqc_nb.data.cache.load_volume`), into
     a pool beside the database cache. Only training rows are ever used.
 Domain randomisation
     :func:`randomise` changes what a clean scan may look like without making it an artifact:
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from mriqc_nb.data.table import split_rows
 from mriqc_nb.profiles import Profile, get_profile
 
 __all__ = ["REDRAW_DIR", "redraw_table", "build_redraws", "randomise", "balanced_batches"]
@@ -54,10 +55,6 @@ FLOOR_NOISE = 0.01  # x the head's 99th percentile: below subtle noise (0.02-0.0
 
 def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def _train(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["split"].astype(str) == "train"]
 
 
 def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int = 0,
@@ -93,11 +90,10 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
         ``recipe`` and an empty ``cache_file``; ``source_id`` names the row it came from.
     """
     from mriqc_nb import artifacts
-    from mriqc_nb.data.database import _artifact_class
 
     if k < 0 or onto_clean < 0:
         raise ValueError(f"k and onto_clean must be >= 0, got {k}, {onto_clean}")
-    train = _train(table)
+    train = split_rows(table, "train")
     arts = train[train["label"].astype(str) == "artifact"]
     if (arts["recipe"].fillna("").astype(str) == "").any():
         raise ValueError("redraws need synthetic rows (a recipe); this table has file rows")
@@ -116,7 +112,7 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
         recipe.update(artifact=params, artifact_seed=int(draw_seed))
         row = dict(src)
         row.update(scan_id=new_id, label="artifact", artifact_kind=kind,
-                   artifact_class=_artifact_class(kind), severity=severity, split="train",
+                   artifact_class=artifacts.ARTIFACTS[kind].artifact_class, severity=severity, split="train",
                    prime=False, ramp_rank=-1, cache_file="", source_id=str(src["scan_id"]),
                    recipe=json.dumps(recipe, sort_keys=True))
         return row
@@ -140,7 +136,7 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
 
 
 def _make_one(row: dict, pool: str, grid, spacing) -> str:
-    from mriqc_nb.data.database import cache_file_name, load_volume
+    from mriqc_nb.data.cache import cache_file_name, load_volume
 
     load_volume(row, pool, grid=grid, spacing_mm=spacing)
     return cache_file_name(row, grid, spacing)
@@ -149,7 +145,7 @@ def _make_one(row: dict, pool: str, grid, spacing) -> str:
 def build_redraws(rows: pd.DataFrame, profile: str | Profile, root, *, workers: int = 1) -> pd.DataFrame:
     """Make (or find) the volumes of redraw ``rows`` in ``root / "redraws" / <grid>``.
 
-    The volumes go through :func:`mriqc_nb.data.database.load_volume`, the database's own
+    The volumes go through :func:`mriqc_nb.data.cache.load_volume`, the database's own
     path (simulate at the recipe's grid, apply the artifact, conform, float16), so a redraw
     is made exactly as a database artifact would be; files are named by a hash of the
     recipe, so a second call only checks them.
@@ -170,7 +166,7 @@ def build_redraws(rows: pd.DataFrame, profile: str | Profile, root, *, workers: 
     pandas.DataFrame
         ``rows`` with ``cache_file`` filled (relative to ``root``) and ``attrs["root"]``.
     """
-    from mriqc_nb.data.database import conform_key
+    from mriqc_nb.data.cache import conform_key
 
     p = get_profile(profile)
     root = Path(root)

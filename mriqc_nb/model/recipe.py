@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mriqc_nb._atomic import save_npz, write_text
 from mriqc_nb.profiles import Profile, get_profile
 
-__all__ = ["RecipeConfig", "train_recipe", "recipe_model", "RECIPE_FILE"]
+__all__ = ["RecipeConfig", "recipe_config", "train_recipe", "recipe_model", "RECIPE_FILE"]
 
-#: This recipe's own file in the run directory.
-RECIPE_FILE = "recipe.json"
+from mriqc_nb.model.runs import SELECTION_FILE as RECIPE_FILE  # this recipe's own file
 
 
 @dataclass
@@ -80,6 +80,30 @@ class RecipeConfig:
     seed: int = 2023
 
 
+def recipe_config(profile, **overrides) -> RecipeConfig:
+    """The recipe of ``profile`` (its ``extra["recipe"]`` settings and seed), with ``overrides``.
+
+    Raises
+    ------
+    TypeError
+        For an override that is not a field of :class:`RecipeConfig`.
+    """
+    p = get_profile(profile)
+    fields = {**p.extra.get("recipe", {}), "seed": p.seed, **overrides}
+    return RecipeConfig(**fields)
+
+
+def recipe_run_config(profile, cfg: RecipeConfig):
+    """The :class:`~mriqc_nb.model.runs.RunConfig` a recipe run stores in ``config.json``."""
+    from mriqc_nb.model.runs import RunConfig
+
+    p = get_profile(profile)
+    return RunConfig(stage="recipe", profile=p.name, input_shape=(*p.grid, 1),
+                     loss={"name": "weighted_ce", "class_weights": [1.0, 1.0]},
+                     epochs=cfg.rounds, batch_size=cfg.batch_size, base_lr=cfg.lr_final,
+                     max_lr=cfg.lr, seed=cfg.seed)
+
+
 def _train_set(table, cfg: RecipeConfig, profile, root, workers):
     from mriqc_nb.data.augment import build_redraws, redraw_table
 
@@ -103,7 +127,7 @@ def _valid_subset(table, n_clean, seed):
 
 
 def _load(table, root) -> np.ndarray:
-    from mriqc_nb.data.database import cache_paths
+    from mriqc_nb.data.cache import cache_paths
 
     return np.stack([np.load(p) for p in cache_paths(table, root)])  # float16
 
@@ -159,15 +183,13 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     pathlib.Path
         ``run_dir``; ``recipe.json`` holds ``selected_round`` and the per-round validation AUC.
     """
-    from mriqc_nb.model.training import RunConfig
-
     p = get_profile(profile)
-    cfg = config or RecipeConfig(seed=p.seed)
+    cfg = config or recipe_config(p)
     run_dir = Path(run_dir)
     if (run_dir / "DONE").exists():
         return run_dir
     if table is None:
-        from mriqc_nb.data.database import profile_database
+        from mriqc_nb.data import profile_database
 
         table = profile_database(p, progress=progress)
     root = Path(table.attrs["root"])
@@ -178,7 +200,7 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     import keras
     import tensorflow as tf
 
-    from mriqc_nb.data.database import cache_paths
+    from mriqc_nb.data.cache import cache_paths
     from mriqc_nb.labels import to_y
     from mriqc_nb.metrics import safe_auc
     from mriqc_nb.model.networks import build_nn008
@@ -191,11 +213,7 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     paths, y = cache_paths(train, root), to_y(train["label"])
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
-    run_config = RunConfig(stage="recipe", profile=p.name, input_shape=(*p.grid, 1),
-                           loss={"name": "weighted_ce", "class_weights": [1.0, 1.0]},
-                           epochs=cfg.rounds, batch_size=cfg.batch_size, base_lr=cfg.lr_final,
-                           max_lr=cfg.lr, seed=cfg.seed)
-    (run_dir / "config.json").write_text(run_config.to_json())
+    write_text(run_dir / "config.json", recipe_run_config(p, cfg).to_json())
     keras.utils.set_random_seed(cfg.seed)
     model = build_nn008((*p.grid, 1))
     total = cfg.rounds * cfg.steps_per_round
@@ -203,7 +221,7 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     model.compile(optimizer=keras.optimizers.Nadam(learning_rate=lr),
                   loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    np.savez(ckpt / "epoch-000.npz", *model.get_weights())
+    save_npz(ckpt / "epoch-000.npz", *model.get_weights())
     spec = (tf.TensorSpec((None, *p.grid, 1), tf.float32), tf.TensorSpec((None, 2), tf.float32))
     rows = []
     for r in range(1, cfg.rounds + 1):
@@ -212,7 +230,8 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
             lambda s=seed: _batches(paths, y, cfg, s, cfg.steps_per_round),
             output_signature=spec).prefetch(2)
         t = time.perf_counter()
-        fit = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        fit = model.fit(ds, epochs=1, steps_per_epoch=cfg.steps_per_round, verbose=0,
+                        shuffle=False)
         t_train = time.perf_counter() - t
         sv = _scores(model, xv)
         sa = _scores(model, xa)
@@ -224,8 +243,8 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
                          train_ce_artifact=float(-np.mean(np.log(np.clip(sa, 1e-7, 1)))),
                          lr_end=float(lr(r * cfg.steps_per_round)),
                          seconds=t_train, seconds_valid=time.perf_counter() - t - t_train))
-        np.savez(ckpt / f"epoch-{r:03d}.npz", *model.get_weights())
-        pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
+        save_npz(ckpt / f"epoch-{r:03d}.npz", *model.get_weights())
+        write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
         if progress:
             q = rows[-1]
             print(f"round {r}/{cfg.rounds}: loss {q['loss']:.3f} val_auc {q['val_auc']:.3f} "
@@ -233,17 +252,17 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     model.save(ckpt / f"state-{cfg.rounds:03d}.keras")
     hist = pd.DataFrame(rows)
     best = int(hist.loc[hist["val_auc"].fillna(-1).idxmax(), "epoch"])  # first maximum
-    (run_dir / RECIPE_FILE).write_text(json.dumps(dict(
+    write_text(run_dir / RECIPE_FILE, json.dumps(dict(
         config=asdict(cfg), selected_round=best, pool_seconds=t_pool,
         n_train=len(train), n_train_artifacts=int(y.sum()),
         n_valid_scored=len(valid), val_auc=hist["val_auc"].tolist()), indent=2))
-    (run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    write_text(run_dir / "DONE", time.strftime("%Y-%m-%d %H:%M:%S\n"))
     return run_dir
 
 
 def recipe_model(run_dir):
     """The recipe's model at its validation-selected round (a ``keras.Model``)."""
-    from mriqc_nb.model.training import Run
+    from mriqc_nb.model.runs import Run
 
     run_dir = Path(run_dir)
     selected = json.loads((run_dir / RECIPE_FILE).read_text())["selected_round"]

@@ -38,7 +38,7 @@ from mriqc_nb._atomic import write_json, write_text
 __all__ = ["STAGES", "MODELS", "PER_EPOCH", "HISTORY_COLUMNS", "RunConfig", "Run", "run_name"]
 
 #: The training stages, in the order the book introduces them (:mod:`mriqc_nb.model.training`).
-STAGES = ("baseline", "focal", "prime", "ramp", "primed_baseline")
+STAGES = ("baseline", "focal", "prime", "ramp", "primed_baseline", "recipe")
 #: Networks a run can train (``build_<name>`` of :mod:`mriqc_nb.model.networks`).
 MODELS = ("nn008", "alexnet3d")
 #: ``class_weights`` value of a weighted cross-entropy whose weights ``n_max / n_c`` are
@@ -49,6 +49,8 @@ DATA = ("full", "prime", "ramp")
 
 CONFIG_FILE, RUN_FILE, HISTORY_FILE, DONE_FILE, CKPT_DIR = (
     "config.json", "run.json", "history.csv", "DONE", "checkpoints")
+#: Where a run that chooses its checkpoint on validation records the choice (``selected_round``).
+SELECTION_FILE = "recipe.json"
 WEIGHTED_CE = {"name": "weighted_ce", "class_weights": PER_EPOCH}
 #: Metrics of every epoch (``ce``: unweighted cross-entropy, comparable across runs).
 METRIC_COLUMNS = ("loss", "accuracy", "ce", "val_loss", "val_accuracy", "val_ce")
@@ -169,11 +171,6 @@ def run_name(stage: str, model: str = "nn008") -> str:
     return stage if model == "nn008" else f"{stage}_{model}"
 
 
-def run_name(stage: str, model: str = "nn008") -> str:
-    """Directory name of a stage's run: the stage, suffixed with the model unless NN008."""
-    return stage if model == "nn008" else f"{stage}_{model}"
-
-
 class Run:
     """A run directory: its configuration, history and checkpoints (see the module notes).
 
@@ -223,9 +220,18 @@ class Run:
         """True once the last epoch is saved and the ``DONE`` marker written."""
         return (self.dir / DONE_FILE).exists()
 
+    @property
+    def selected_epoch(self) -> int | None:
+        """The epoch chosen on validation, when the run chose one (the ``recipe`` stage does:
+        ``selected_round`` of ``recipe.json``); else the last finished epoch."""
+        path = self.dir / SELECTION_FILE
+        if path.exists():
+            return int(json.loads(path.read_text())["selected_round"])
+        return self.last_epoch
+
     def checkpoint(self, epoch: int | None = None) -> Path:
-        """Weights file of ``epoch`` (default: the last finished epoch)."""
-        epoch = self.last_epoch if epoch is None else int(epoch)
+        """Weights file of ``epoch`` (default: :attr:`selected_epoch`)."""
+        epoch = self.selected_epoch if epoch is None else int(epoch)
         if epoch is None:
             raise FileNotFoundError(f"{self.dir}: no checkpoint yet")
         return self.dir / CKPT_DIR / f"epoch-{epoch:03d}.npz"
@@ -238,7 +244,8 @@ class Run:
         return self.dir / CKPT_DIR / f"state-{self.last_epoch:03d}.keras"
 
     def model(self, epoch: int | None = None, compile: bool = False):
-        """The model after ``epoch`` (default: the last finished epoch).
+        """The model after ``epoch`` (default: :attr:`selected_epoch`, the validation choice
+        where the run made one, else the last finished epoch).
 
         Parameters
         ----------

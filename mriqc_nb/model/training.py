@@ -61,6 +61,7 @@ from mriqc_nb.data.table import split_rows
 from mriqc_nb.labels import ARTIFACT, class_weights
 from mriqc_nb.model.runs import (CONFIG_FILE, METRIC_COLUMNS, PER_EPOCH, STAGES, Run, RunConfig,
                                  run_name)
+from mriqc_nb.model.recipe import recipe_config, recipe_run_config, train_recipe
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
 
@@ -87,6 +88,8 @@ def stage_config(stage: str, profile: str | Profile, **overrides) -> RunConfig:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
     p = get_profile(profile)
+    if stage == "recipe":
+        return recipe_run_config(p, recipe_config(p, **overrides))
     ft, eb, er = p.epochs_finetune, p.epochs_baseline, p.ramp_epochs
     per_stage = {
         "baseline": dict(epochs=eb, finetune_epochs=min(ft, eb)),
@@ -336,6 +339,9 @@ def train_stage(
     run_dir = Path(run_dir) if run_dir is not None else runs_dir(p) / run_name(stage, config.model)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
+    if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
+        train_recipe(p, run_dir, config=recipe_config(p, **overrides), progress=progress)
+        return Run(run_dir)
     run = Run(run_dir)
     if (run_dir / CONFIG_FILE).exists():
         diff = run.config.differences(config)
