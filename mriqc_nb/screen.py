@@ -405,11 +405,12 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
             bundle = bundles.load_bundle(folder)  # TensorFlow, while the workers conform
         with open(out, "a", newline="", encoding="utf-8") as fh, tqdm(
                 total=len(todo), disable=not progress, unit="scan") as bar:
-            batch = []
+            batch, n_done = [], 0
             for item in conformer:
                 batch.append(item)
-                if len(batch) == batch_size or len(batch) + bar.n == len(todo):
+                if len(batch) == batch_size or n_done + len(batch) == len(todo):
                     _write_batch(fh, batch, bundle, seed, columns, views, max_views)
+                    n_done += len(batch)
                     bar.update(len(batch))
                     batch = []
     except BaseException:
