@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # run from a source checkout without installing
 
 from mriqc_nb import bundle as bundles  # noqa: E402
 from mriqc_nb import predict, referral  # noqa: E402
+from mriqc_nb.artifacts import ARTIFACTS  # noqa: E402
 from mriqc_nb._atomic import write_text  # noqa: E402
 from mriqc_nb.comparison import method_metrics  # noqa: E402
 from mriqc_nb.metrics import bootstrap_ci, safe_auc  # noqa: E402
@@ -119,8 +120,8 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         f"- Profile `{profile.name}`: {profile.description}",
         f"- {profile.n_scans} synthetic scans ({profile.clean_share:.0%} clean) made from "
         "nilearn's MNI152 anatomy: synthetic subjects and contrasts, artifacts simulated by "
-        "the package's physics-based simulators (motion, ghosting, spike, noise, blur, "
-        "ringing, bias, wrap-around, coverage). Splits grouped by subject.",
+        f"the package's physics-based simulators ({', '.join(ARTIFACTS)}). Splits grouped "
+        "by subject.",
         f"- Stage `{stage}` (see `mriqc_nb.model.training.stage_config`), seed "
         f"{prov.get('seed')}, {prov.get('epoch')} epochs; data seed {profile.seed}.",
         f"- Made with mriqc-nb {prov.get('package_version')} on {prov.get('created')}.",
@@ -194,6 +195,8 @@ def main(argv=None) -> int:
     m = measure(run, folder, profile, args.n_boot)
     card = folder / CARD_FILE
     write_text(card, model_card(info, fp, m, profile, args.stage))
+    for f in folder.iterdir():  # package data: readable by every user of an installation
+        f.chmod(0o644)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
     print(f"wrote {folder} ({size:.1f} MB, fingerprint {fp}) and {card.name}")
     for w in bundles.bundle_warnings(info):
