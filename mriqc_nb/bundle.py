@@ -13,18 +13,30 @@ needs nothing else:
     (:data:`mriqc_nb.labels.LABELS`); ``mc_samples``, the number T of Monte Carlo dropout
     passes per scan; ``policy``, the referral policy chosen on the *validation* split
     (:class:`mriqc_nb.referral.ReferralPolicy`: the uncertainty measure, its validation
-    min/max, the referral cut ``eta`` and the threshold on ``p_artifact``); ``provenance``
-    (profile, stage, seed, date, package version).
+    min/max, the referral cut ``eta`` and the threshold on ``p_artifact``); ``validation``
+    (the network's ROC AUC and the scan counts on the validation split, measured when the
+    bundle was made: a bundle below :data:`MIN_VALID_AUC` is warned about at every load);
+    ``provenance`` (profile, stage, seed, date, package version).
 
 :func:`save_bundle` writes one from any network (both files atomically), :func:`bundle_from_run`
 from a trained run directory, :func:`load_bundle` reads one back; :func:`validate_info` checks a
-description and is used by both ends. This module reads a run through
+description and is used by both ends. :func:`read_info` reads and checks ``bundle.json``
+without TensorFlow (fast: the screening command checks its inputs before anything heavy), and
+:func:`fingerprint` names the exact model and policy (a screening table records it, so that a
+table begun with one bundle is never continued with another).
+
+The built-in model
+------------------
+The package ships one bundle, ``mriqc_nb/models/default/`` (written by
+``tools/make_model.py``, with its generated ``MODEL_CARD.md``): :func:`default_bundle` finds
+it, and ``mriqc-nb screen`` uses it when no ``--bundle`` is given. This module reads a run through
 :class:`mriqc_nb.model.runs.Run` and predicts through :mod:`mriqc_nb.predict`; it never trains.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +45,19 @@ from mriqc_nb import predict, referral
 from mriqc_nb._atomic import write_json
 from mriqc_nb.labels import LABELS
 
-__all__ = ["FORMAT_VERSION", "BundleError", "Bundle", "save_bundle", "load_bundle",
+__all__ = ["FORMAT_VERSION", "MIN_VALID_AUC", "BundleError", "Bundle", "save_bundle",
+           "load_bundle", "read_info", "fingerprint", "bundle_warnings", "default_bundle",
            "validate_info", "bundle_from_run"]
 
 #: Version of the bundle layout; :func:`load_bundle` refuses any other.
 FORMAT_VERSION = 1
 BUNDLE_FILE, WEIGHTS_FILE = "bundle.json", "weights.npz"
 _MODEL_NAMES = ("nn008", "alexnet3d")
+#: A bundle whose validation ROC AUC (``bundle.json``: ``validation.auc``) is below this is
+#: loudly warned about when it is loaded and in every screening table it writes.
+MIN_VALID_AUC = 0.9
+#: Where the built-in bundle lives inside the package (see :func:`default_bundle`).
+DEFAULT_BUNDLE = ("models", "default")
 
 
 class BundleError(ValueError):
@@ -66,6 +84,10 @@ class Bundle:
         The whole ``bundle.json`` (provenance included).
     path : pathlib.Path
         The bundle folder.
+    fingerprint : str
+        :func:`fingerprint` of the folder (weights and description).
+    warnings : list of str
+        :func:`bundle_warnings` (e.g. a poor validation AUC); also printed when loaded.
     """
 
     model: object
@@ -75,6 +97,8 @@ class Bundle:
     mc_samples: int
     info: dict = field(default_factory=dict, repr=False)
     path: Path | None = None
+    fingerprint: str = ""
+    warnings: list = field(default_factory=list)
 
 
 def validate_info(info: dict, where="bundle") -> None:
@@ -124,7 +148,7 @@ def validate_info(info: dict, where="bundle") -> None:
 
 def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPolicy,
                 mc_samples: int = 100, model_name: str = "nn008",
-                provenance: dict | None = None) -> Path:
+                provenance: dict | None = None, validation: dict | None = None) -> Path:
     """Write a model bundle (``weights.npz`` + ``bundle.json``) to ``out_dir``.
 
     Parameters
@@ -146,6 +170,10 @@ def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPo
     provenance : dict, optional
         Where the model comes from (profile, stage, seed, ...); the date and the package
         version are added.
+    validation : dict, optional
+        How good the network is on the validation split: ``auc`` (ROC AUC of the mean
+        MC-dropout probability), ``n_scans``, ``n_artifact``. Without it every load warns
+        that the bundle's quality is unknown.
 
     Returns
     -------
@@ -169,6 +197,8 @@ def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPo
                         "spacing_mm": [float(s) for s in spacing_mm], "normalise": True},
             "class_names": list(LABELS), "mc_samples": int(mc_samples),
             "policy": policy.to_dict(), "provenance": prov}
+    if validation is not None:
+        info["validation"] = dict(validation)
     out = Path(out_dir)
     validate_info(info, out)
     save_weights(model, out / WEIGHTS_FILE)
@@ -176,8 +206,107 @@ def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPo
     return out
 
 
-def load_bundle(path) -> Bundle:
+def default_bundle() -> Path:
+    """The folder of the built-in bundle shipped inside the package.
+
+    Raises
+    ------
+    BundleError
+        If this installation has none (a source checkout before ``make model``); the message
+        says how to make one or to pass a bundle.
+    """
+    from importlib.resources import files
+
+    folder = Path(str(files("mriqc_nb").joinpath(*DEFAULT_BUNDLE)))
+    if not (folder / BUNDLE_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise BundleError(f"{folder}: this installation has no built-in model; make it with "
+                          "`make model` (tools/make_model.py), or pass a bundle made with "
+                          "`mriqc-nb bundle` (--bundle DIR)")
+    return folder
+
+
+def read_info(path=None) -> tuple[Path, dict]:
+    """Read and check a bundle's description without loading the network (no TensorFlow).
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The bundle folder or its ``bundle.json``; None: the built-in bundle
+        (:func:`default_bundle`).
+
+    Returns
+    -------
+    folder : pathlib.Path
+    info : dict
+        The contents of ``bundle.json``, checked by :func:`validate_info`.
+
+    Raises
+    ------
+    BundleError
+        A missing folder or file, unreadable JSON, an invalid description.
+    """
+    path = default_bundle() if path is None else Path(path)
+    folder = path.parent if path.name == BUNDLE_FILE else path
+    meta, weights = folder / BUNDLE_FILE, folder / WEIGHTS_FILE
+    for f in (meta, weights):
+        if not f.is_file():
+            raise BundleError(f"{f}: not found; a model bundle is a folder with {BUNDLE_FILE} "
+                              f"and {WEIGHTS_FILE} (make one with `mriqc-nb bundle`)")
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise BundleError(f"{meta}: not a bundle description ({exc})") from exc
+    validate_info(info, meta)
+    return folder, info
+
+
+def fingerprint(folder, info: dict | None = None) -> str:
+    """A short hash naming a bundle's exact model: its weights and its description.
+
+    SHA-256 of ``weights.npz`` and of ``bundle.json``'s network, conform settings, ``T``
+    and policy (not its provenance, so a copied bundle keeps its fingerprint); the first 16
+    hexadecimal digits.
+    """
+    folder = Path(folder)
+    if info is None:
+        folder, info = read_info(folder)
+    h = hashlib.sha256()
+    with open(folder / WEIGHTS_FILE, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    keys = ("model_name", "input_shape", "conform", "class_names", "mc_samples", "policy")
+    h.update(json.dumps({k: info[k] for k in keys}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def bundle_warnings(info: dict) -> list[str]:
+    """What a user must know before trusting a bundle: a validation AUC below
+    :data:`MIN_VALID_AUC`, or none recorded. Empty when the bundle looks sound."""
+    auc = (info.get("validation") or {}).get("auc")
+    if auc is None:
+        return ["the bundle records no validation AUC: its quality is unknown (made by an "
+                "older mriqc-nb, or by hand)"]
+    try:
+        auc = float(auc)
+    except (TypeError, ValueError):
+        return [f"the bundle's validation AUC is not a number ({auc!r})"]
+    if not auc >= MIN_VALID_AUC:
+        return [f"POOR MODEL: validation AUC {auc:.3f} is below {MIN_VALID_AUC}; its decisions "
+                "are barely better than chance on the validation scans. Do not rely on them "
+                "(a smoke-test model?)"]
+    return []
+
+
+def load_bundle(path=None, *, warn: bool = True) -> Bundle:
     """Read a bundle folder (or its ``bundle.json``) and rebuild the network.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The bundle; None: the built-in one (:func:`default_bundle`).
+    warn : bool
+        Print :func:`bundle_warnings` to stderr (they are kept in :attr:`Bundle.warnings`
+        either way).
 
     Raises
     ------
@@ -186,29 +315,25 @@ def load_bundle(path) -> Bundle:
         description is invalid (:func:`validate_info`), or the weights do not fit the
         network. The message names the path.
     """
+    import sys
+
+    folder, info = read_info(path)
     from mriqc_nb.model.networks import build, load_weights
 
-    path = Path(path)
-    folder = path.parent if path.name == BUNDLE_FILE else path
-    meta, weights = folder / BUNDLE_FILE, folder / WEIGHTS_FILE
-    for f in (meta, weights):
-        if not f.is_file():
-            raise BundleError(f"{f}: not found; a model bundle is a folder with {BUNDLE_FILE} "
-                              f"and {WEIGHTS_FILE} (make one with `mriqc-nb bundle`)")
     try:
-        info = json.loads(meta.read_text())
-    except (ValueError, OSError) as exc:
-        raise BundleError(f"{meta}: not a bundle description ({exc})") from exc
-    validate_info(info, meta)
-    try:
-        model = load_weights(build(info["model_name"], tuple(info["input_shape"])), weights)
+        model = load_weights(build(info["model_name"], tuple(info["input_shape"])),
+                             folder / WEIGHTS_FILE)
         conform = info["conform"]
-        return Bundle(model, tuple(int(n) for n in conform["grid"]),
-                      tuple(float(s) for s in conform["spacing_mm"]),
-                      referral.ReferralPolicy.from_dict(info["policy"]), int(info["mc_samples"]),
-                      info, folder)
+        out = Bundle(model, tuple(int(n) for n in conform["grid"]),
+                     tuple(float(s) for s in conform["spacing_mm"]),
+                     referral.ReferralPolicy.from_dict(info["policy"]), int(info["mc_samples"]),
+                     info, folder, fingerprint(folder, info), bundle_warnings(info))
     except Exception as exc:  # noqa: BLE001 - any defect of the files is a bad bundle
         raise BundleError(f"{folder}: broken bundle ({type(exc).__name__}: {exc})") from exc
+    if warn:
+        for w in out.warnings:
+            print(f"mriqc-nb: WARNING: {folder}: {w}", file=sys.stderr)
+    return out
 
 
 def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profile=None,
@@ -217,7 +342,7 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
 
     The policy is :func:`mriqc_nb.referral.select_operating_point` on the run's MC-dropout
     predictions of the *validation* split (T = the profile's ``mc_samples_test``, seed 0,
-    :func:`mriqc_nb.predict.run_predictions`); the bundle screens with T = ``mc_samples_test``,
+    :func:`mriqc_nb.predict.run_predictions`), whose ROC AUC is stored as ``validation``; the bundle screens with T = ``mc_samples_test``,
     as the book's test evaluation does. The run is not trained here (see
     :func:`mriqc_nb.model.training.train_stage`, or ``mriqc-nb bundle`` which trains first).
 
@@ -240,6 +365,7 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
     pathlib.Path
         ``out_dir``.
     """
+    from mriqc_nb.metrics import safe_auc
     from mriqc_nb.model.runs import Run
     from mriqc_nb.profiles import get_profile
 
@@ -251,9 +377,13 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
     valid, _ = predict.run_predictions(run, "valid", "mc", T=p.mc_samples_test, seed=0,
                                        profile=p, progress=progress)
     policy = referral.select_operating_point(valid, measure=measure, labels=valid["y"])
+    y = valid["y"].to_numpy()
+    auc = safe_auc(y, valid["p_artifact"].to_numpy())  # NaN (stored as null) if one class only
+    validation = {"auc": auc if auc == auc else None, "n_scans": int(len(y)),
+                  "n_artifact": int(y.sum()), "split": "valid", "mc_samples": p.mc_samples_test}
     provenance = {"profile": p.name, "stage": config.stage, "seed": config.seed,
                   "run_dir": str(run.dir), "epoch": run.last_epoch, "policy_split": "valid",
                   "policy_mc_samples": p.mc_samples_test, "policy_seed": 0}
     return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
                        mc_samples=p.mc_samples_test, model_name=config.model,
-                       provenance=provenance)
+                       provenance=provenance, validation=validation)

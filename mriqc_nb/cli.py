@@ -11,7 +11,9 @@ Sub-commands
 ``bundle``
     Export a trained stage as a model bundle (weights, conform settings, referral policy).
 ``screen``
-    Screen NIfTI/MINC files with a model bundle into a TSV table (resumable).
+    Screen NIfTI/MINC files (folders, lists, BIDS datasets) with a model bundle, the built-in
+    one by default, into a TSV table (resumable), optionally an HTML report and a BIDS
+    derivative. Exit status 1 when some inputs could not be screened, 2 for usage errors.
 
 Run ``mriqc-nb SUBCOMMAND --help`` for the options of each.
 """
@@ -96,6 +98,10 @@ def _cmd_simulate(args) -> int:
     except (ScanError, ValueError) as err:
         print(f"mriqc-nb simulate: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an unwritable or missing output folder
+        print(f"mriqc-nb simulate: error: {err.filename or args.output}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output} ({params['kind']}, {params['severity']}, seed {args.seed})")
     return 0
 
@@ -159,28 +165,56 @@ def _cmd_bundle(args) -> int:
 
 
 def _cmd_screen(args) -> int:
-    from mriqc_nb.bundle import BundleError, load_bundle
-    from mriqc_nb.screen import collect_sources, report, screen
+    import signal
 
+    from mriqc_nb.sources import InputError, discover, printable
+
+    def fail(err) -> int:
+        print(f"mriqc-nb screen: error: {printable(err)}", file=sys.stderr)
+        return 2
+
+    try:  # the inputs first: a mistyped folder fails at once, before anything heavy loads
+        discover(args.inputs)
+    except InputError as err:
+        return fail(err)
+    from mriqc_nb.bundle import BundleError
+    from mriqc_nb.screen import ScreenError, report, screen
+
+    out = Path(args.out) if args.out else None
+    if args.derivative:
+        from mriqc_nb import bids
+
+        root = next((i for i in args.inputs if bids.is_bids_root(i)), None)
+        out = out or Path(args.derivative) / "screening.tsv"
+        try:
+            bids.write_derivative_description(
+                args.derivative, source_root=root,
+                description=f"screening table {out.name} (its sidecar names the bundle and seed)")
+        except OSError as err:  # FileExistsError: someone else's dataset; or not writable
+            return fail(err)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)  # a kill stops the workers as Ctrl-C does
     try:
-        bundle = load_bundle(args.bundle)
-    except BundleError as err:
-        print(f"mriqc-nb screen: error: {err}", file=sys.stderr)
-        return 2
-    if not collect_sources(args.inputs):
-        print(f"mriqc-nb screen: error: no .nii, .nii.gz or .mnc file in {' '.join(args.inputs)}",
-              file=sys.stderr)
-        return 2
-    try:
-        table = screen(args.inputs, bundle, args.out, batch_size=args.batch_size, seed=args.seed,
-                       progress=not args.quiet)
-    except ValueError as err:
-        print(f"mriqc-nb screen: error: {err}", file=sys.stderr)
-        return 2
+        table = screen(args.inputs, args.bundle, out, batch_size=args.batch_size, seed=args.seed,
+                       workers=args.workers, report_html=args.report, progress=not args.quiet)
+    except (InputError, BundleError, ScreenError) as err:
+        return fail(err)
+    except OSError as err:  # a full disk, a folder that vanished, permissions changed mid-run
+        return fail(f"{err.filename or out}: {err.strerror or err}")
+    except KeyboardInterrupt:
+        print(f"mriqc-nb screen: interrupted; the finished rows are in {out}: run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(report(table))
     n_err = int((table["status"] == "error").sum())
-    print(f"wrote {len(table)} rows to {args.out} ({n_err} could not be screened)")
-    return 0
+    print(f"wrote {len(table)} rows to {out} ({n_err} could not be screened)"
+          + (f"; report: {args.report}" if args.report else ""))
+    return 1 if n_err else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,16 +289,29 @@ def build_parser() -> argparse.ArgumentParser:
     bd.set_defaults(func=_cmd_bundle)
 
     sc = sub.add_parser("screen", help="screen NIfTI/MINC files with a model bundle",
-                        description="Predict every scan (files, or directories searched for "
-                                    ".nii/.nii.gz/.mnc) and write one TSV row per scan: "
-                                    "decision clean/artifact/refer, probability, uncertainty. "
-                                    "Unreadable scans get status 'error' and the run goes on. "
-                                    "An existing OUT is resumed: paths already in it are skipped.")
-    sc.add_argument("inputs", nargs="+", metavar="INPUTS", help="scan files and/or directories")
-    sc.add_argument("--bundle", "-b", required=True, help="model bundle directory (mriqc-nb bundle)")
-    sc.add_argument("--out", "-o", required=True, help="output table (.tsv)")
+                        description="Predict every scan (files, folders searched for "
+                                    ".nii/.nii.gz/.img/.mnc, list files, BIDS dataset roots) "
+                                    "and write one TSV row per input: decision clean/artifact/"
+                                    "refer, probability, uncertainty, BIDS entities. Unusable "
+                                    "inputs get status 'error' and the run goes on. An existing "
+                                    "OUT is resumed (same bundle and seed only): paths already "
+                                    "in it are skipped. Exit status: 0 all screened, 1 some "
+                                    "rows are errors, 2 usage error, 130 interrupted.")
+    sc.add_argument("inputs", nargs="+", metavar="INPUTS",
+                    help="scan files, folders, list files (.txt) and/or BIDS roots")
+    sc.add_argument("--bundle", "-b", default=None,
+                    help="model bundle directory (mriqc-nb bundle; default: the built-in model)")
+    sc.add_argument("--out", "-o", default=None,
+                    help="output table (.tsv; a .json sidecar is written beside it)")
+    sc.add_argument("--derivative", default=None, metavar="DIR",
+                    help="write a BIDS derivative dataset: DIR/dataset_description.json and "
+                         "the table (DIR/screening.tsv unless --out is given)")
+    sc.add_argument("--report", default=None, metavar="HTML",
+                    help="also write a self-contained HTML report")
     sc.add_argument("--batch-size", type=int, default=4, help="scans per batch (default: 4)")
     sc.add_argument("--seed", type=int, default=0, help="seed of the dropout masks (default: 0)")
+    sc.add_argument("--workers", "-j", type=int, default=None,
+                    help="processes that conform scans (default: cores less one, 1-4; 0: none)")
     sc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sc.set_defaults(func=_cmd_screen)
     return parser
@@ -272,8 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``mriqc-nb`` console script."""
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "screen" and not (args.out or args.derivative):
+        parser.error("screen: give --out TABLE.tsv or --derivative DIR")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"mriqc-nb {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

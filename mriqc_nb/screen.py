@@ -1,21 +1,23 @@
-"""Screen scans on disk with a model bundle: one row per scan in a TSV file.
+"""Screen scans on disk with a model bundle: one row per input in a TSV file.
 
 The model is a bundle (:mod:`mriqc_nb.bundle`: weights, conform settings, referral policy);
 the samples come from :func:`mriqc_nb.predict.predict_samples`, the one Monte Carlo sampler of
-the package.
+the package. The inputs are found by :func:`mriqc_nb.sources.discover` (files, folders, lists,
+BIDS roots), which gives every input one :class:`~mriqc_nb.sources.Source`, the unusable ones
+included.
 
 The screening table
 -------------------
-:func:`screen` conforms each scan, runs T MC-dropout passes, and applies the policy. It writes
-a tab-separated file (TSV) with one row per input file, columns :data:`COLUMNS`:
+:func:`screen` checks each scan's header (:func:`mriqc_nb.scans.check_header`), conforms it,
+runs T MC-dropout passes, and applies the policy. It writes a tab-separated file (TSV, UTF-8)
+with one row per input, columns :data:`COLUMNS`:
 
 ``path``
-    The file as given (a directory given as input is expanded to every ``.nii``,
-    ``.nii.gz`` and ``.mnc`` file below it, sorted).
+    The file: absolute, folders resolved, printable (:attr:`mriqc_nb.sources.Source.path`).
 ``status``, ``error``
     ``ok`` and an empty message, or ``error`` and why the file could not be used (missing,
-    corrupt, 4-D, constant, NaN voxels...; the message starts with the file name). A broken
-    file never stops the run.
+    corrupt, 4-D, constant, implausible geometry, a folder or FIFO named like a scan...; the
+    message starts with the path). A broken file never stops the run.
 ``decision``
     ``clean`` (kept, called clean), ``artifact`` (kept, called artifact: check it), ``refer``
     (the model is too uncertain: a person decides) -- :data:`mriqc_nb.labels.DECISIONS` -- or
@@ -32,71 +34,79 @@ a tab-separated file (TSV) with one row per input file, columns :data:`COLUMNS`:
 ``needs_person``
     True when a person must look at the scan: referred, called artifact, or unusable (error).
     Sorting on this column gives the worklist.
+``subject``, ``session``, ``acquisition``, ``reconstruction``, ``run``, ``suffix``
+    BIDS entities of the file name (:data:`mriqc_nb.bids.ENTITY_COLUMNS`; empty when the
+    name is not a BIDS name).
 
-The file is written batch by batch (whole lines, flushed and synced to disk), so an
+Beside the table, a JSON *sidecar* (``results.tsv`` -> ``results.json``, as BIDS pairs a TSV
+with its JSON) records the bundle's :func:`~mriqc_nb.bundle.fingerprint`, the seed, T and the
+bundle's warnings (e.g. a poor validation AUC).
+
+Resuming
+--------
+The table is written batch by batch (whole lines, flushed and synced to disk), so an
 interrupted run keeps what it wrote. Running :func:`screen` again with the same output file
-*resumes*: files whose path is already in the table are skipped (delete their rows, or the
-file, to screen them again; this holds for error rows too), so every path appears once.
-A scan's numbers depend only on its contents, the bundle and ``seed`` (every scan sees the
-same T dropout masks), not on its batch or on the order of the inputs -- up to float32
-rounding: the trunk's arithmetic can change with the batch shape on some CPUs, by a few 1e-7
-(the tests allow 1e-5); the decisions do not change.
+*resumes*: inputs whose path is already in the table are skipped (delete their rows, or the
+file, to screen them again; this holds for error rows too), so every path appears once. A
+table begun with another bundle or seed (its sidecar says so) is refused, and so is a file
+that is not a screening table: neither is ever modified.
+
+Numbers
+-------
+A scan's numbers depend only on its contents, the bundle and ``seed``: the trunk runs on one
+scan at a time and every scan sees the same T dropout masks, so its batch, its neighbours and
+the order of the inputs do not change them (bit for bit on the machines we measured; the tests
+allow 1e-6).
+
+Speed
+-----
+Headers are checked and volumes conformed by a few worker processes (the cores less one, 1
+to 4) while this process loads the bundle and predicts; the workers end
+with their parent (Ctrl-C, a kill, a crash). Nothing heavy (TensorFlow, the bundle) is loaded
+before the inputs and the output table have been checked.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
+import json
 import math
 import os
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mriqc_nb import predict, referral, scans, uncertainty
-from mriqc_nb._atomic import write_text
-from mriqc_nb.bundle import Bundle, load_bundle
+from mriqc_nb import scans
+from mriqc_nb._atomic import write_json, write_text
+from mriqc_nb.bids import ENTITY_COLUMNS
 from mriqc_nb.labels import ARTIFACT, CLEAN, DECISIONS, REFER
+from mriqc_nb.sources import discover, printable
 
-__all__ = ["COLUMNS", "collect_sources", "screen", "read_results", "report"]
+__all__ = ["COLUMNS", "ScreenError", "screen", "read_results",
+           "sidecar_path", "report"]
 
 #: Columns of the screening TSV (a policy on another measure adds that column at the end).
 COLUMNS = ("path", "status", "error", "decision", "p_artifact", "entropy", "mutual_information",
-           "variance", "scaled_uncertainty", "referred", "needs_person")
-_TEXT = ("path", "status", "error", "decision")
+           "variance", "scaled_uncertainty", "referred", "needs_person", *ENTITY_COLUMNS)
+_TEXT = ("path", "status", "error", "decision", *ENTITY_COLUMNS)
 _BOOL = ("referred", "needs_person")
 #: ``decision`` of a file that could not be screened.
 ERROR = "error"
+_GENERATOR = "mriqc-nb screen"
+
+
+class ScreenError(ValueError):
+    """The output table cannot be used: not a screening table, begun with another bundle or
+    seed, or not writable. The message starts with its path; nothing was modified."""
 
 
 # --------------------------------------------------------------------------------------------
-# Screening
+# Cells and rows
 # --------------------------------------------------------------------------------------------
-def collect_sources(sources) -> list[str]:
-    """File paths to screen, in order, each once.
-
-    ``sources`` is a path or a list of paths; a directory becomes every ``.nii``,
-    ``.nii.gz`` and ``.mnc`` file below it (sorted); anything else is kept as given, even if
-    it does not exist (it will be an error row).
-    """
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    out: list[str] = []
-    for src in sources:
-        src = Path(src)
-        if src.is_dir():
-            out += sorted(str(f) for f in src.rglob("*")
-                          if f.is_file() and f.name.lower().endswith(scans.SUPPORTED_SUFFIXES))
-        else:
-            out.append(str(src))
-    return list(dict.fromkeys(out))
-
-
-def _columns(policy) -> list[str]:
-    return list(COLUMNS) + ([policy.measure] if policy.measure not in COLUMNS else [])
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -118,70 +128,230 @@ def _decision(rec: dict) -> str:
     return ARTIFACT if rec["predicted"] == 1 else CLEAN
 
 
-def _rows_for_batch(paths, bundle: Bundle, seed: int) -> list[dict]:
-    """Conform, predict and decide one batch; one dict per path, in order."""
-    rows, volumes, ok = {}, [], []
-    for path in paths:
-        try:
-            volumes.append(scans.conform(path, bundle.grid, bundle.spacing_mm, normalise=True))
-            ok.append(path)
-        except Exception as exc:  # noqa: BLE001 - one broken scan never stops the run
-            msg = str(exc) if isinstance(exc, scans.ScanError) else f"{path}: {type(exc).__name__}: {exc}"
-            rows[path] = {"status": "error", "error": _one_line(msg)}
+def _error_row(message: str) -> dict:
+    return {"status": "error", "error": _one_line(printable(message)), "decision": ERROR,
+            "needs_person": True}
+
+
+# --------------------------------------------------------------------------------------------
+# Conforming, in worker processes
+# --------------------------------------------------------------------------------------------
+def _conform_one(fspath: str, path: str, grid, spacing_mm) -> tuple:
+    """(volume or None, error message) of one file: header check, then conform."""
+    try:
+        return scans.conform(scans.check_header(fspath), grid, spacing_mm, normalise=True), ""
+    except Exception as exc:  # noqa: BLE001 - one broken scan never stops the run
+        msg = str(exc) if isinstance(exc, scans.ScanError) else f"{path}: {type(exc).__name__}: {exc}"
+        return None, msg
+
+
+def _conform_in_worker(fspath: str, path: str, grid, spacing_mm) -> tuple:
+    from mriqc_nb.data.build import _Stopped
+
+    try:
+        return _conform_one(fspath, path, grid, spacing_mm)
+    except _Stopped as stop:  # SIGTERM: the pool would wait for more work; exit instead
+        os._exit(stop.code)
+
+
+def _workers(workers) -> int:
+    if workers is not None:
+        return max(0, int(workers))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1))
+
+
+class _Conformer:
+    """Conformed volumes of ``todo`` in input order, made ahead by a pool of ``workers``
+    processes (in this process if 0), at most ``window`` at a time (bounded memory)."""
+
+    def __init__(self, todo, grid, spacing_mm, workers: int, window: int):
+        self.todo, self.grid, self.spacing = list(todo), grid, spacing_mm
+        self.pool, self.queue, self.next = None, deque(), 0
+        self.window = max(1, window)
+        if workers > 0 and sum(s.ok for s in self.todo) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            from mriqc_nb.data.build import _mp_context, _worker_init
+
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(),
+                                            initializer=_worker_init, initargs=(os.getpid(),))
+            self._fill()
+
+    def _fill(self):
+        while self.next < len(self.todo) and len(self.queue) < self.window:
+            src = self.todo[self.next]
+            self.next += 1
+            fut = None
+            if src.ok and self.pool is not None:
+                fut = self.pool.submit(_conform_in_worker, src.fspath, src.path, self.grid,
+                                       self.spacing)
+            self.queue.append((src, fut))
+
+    def __iter__(self):
+        self._fill()
+        while self.queue:
+            src, fut = self.queue.popleft()
+            if not src.ok:
+                out = (None, src.problem)
+            elif fut is None:
+                out = _conform_one(src.fspath, src.path, self.grid, self.spacing)
+            else:
+                out = fut.result()
+            self._fill()
+            yield (src, *out)
+
+    def close(self, *, abandon: bool = False):
+        if self.pool is None:
+            return
+        if abandon:
+            from mriqc_nb.data.build import _stop_workers
+
+            _stop_workers(self.pool)
+        else:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = None
+
+
+# --------------------------------------------------------------------------------------------
+# Predicting
+# --------------------------------------------------------------------------------------------
+def _predict_rows(bundle, volumes: list, seed: int) -> list[dict]:
+    """Policy rows (p_artifact, uncertainties, decision) for conformed volumes."""
+    from mriqc_nb import predict, referral, uncertainty
+
+    x = np.stack(volumes)[..., None]
+    # batch_size=1: the trunk sees one scan at a time, so a scan's numbers do not depend on
+    # its batch (the arithmetic of a batched convolution can change with the batch shape)
+    samples = predict.predict_samples(bundle.model, x, "mc", bundle.mc_samples, seed, batch_size=1)
+    table = referral.apply_policy(bundle.policy, uncertainty.summarise(samples))
+    rows = []
+    for rec in table.to_dict("records"):
+        rec.update(status="ok", error="", decision=_decision(rec))
+        rows.append(rec)
+    return rows
+
+
+def _rows_for_batch(batch, bundle, seed: int) -> list[dict]:
+    """One row per (source, volume, error) of ``batch``, in order."""
+    ok = [i for i, (_, vol, _) in enumerate(batch) if vol is not None]
+    rows = [_error_row(err) if vol is None else None for _, vol, err in batch]
     if ok:
-        x = np.stack(volumes)[..., None]
-        samples = predict.predict_samples(bundle.model, x, "mc", bundle.mc_samples, seed)
-        table = referral.apply_policy(bundle.policy, uncertainty.summarise(samples))
-        for path, rec in zip(ok, table.to_dict("records")):
-            if not math.isfinite(rec["p_artifact"]):
-                rows[path] = {"status": "error", "error": f"{path}: the model's output is not finite"}
-                continue
-            rec.update(status="ok", error="", decision=_decision(rec))
-            rows[path] = rec
-    for path, rec in rows.items():
-        rec["path"] = path
-        if rec["status"] == "error":
-            rec.update(decision=ERROR, needs_person=True)
-    return [rows[p] for p in paths]
+        for i, rec in zip(ok, _predict_rows(bundle, [batch[i][1] for i in ok], seed)):
+            rows[i] = rec if math.isfinite(rec["p_artifact"]) else _error_row(
+                f"{batch[i][0].path}: the model's output is not finite")
+    for (src, _, _), rec in zip(batch, rows):
+        rec["path"] = src.path
+        rec.update({c: src.entities.get(c, "") for c in ENTITY_COLUMNS})
+    return rows
 
 
-def _prepare(out: Path, columns: list[str]) -> set[str]:
-    """Paths already in ``out``; drops a half-written last line; writes the header if new."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    header = "\t".join(columns) + "\n"
+# --------------------------------------------------------------------------------------------
+# The output table and its sidecar
+# --------------------------------------------------------------------------------------------
+def sidecar_path(out_tsv) -> Path:
+    """The JSON sidecar of a screening table: ``x.tsv`` -> ``x.json`` (else ``x.tsv.json``)."""
+    out = Path(out_tsv)
+    return out.with_suffix(".json") if out.suffix.lower() == ".tsv" else out.with_name(out.name + ".json")
+
+
+def _read_sidecar(side: Path) -> dict | None:
+    if not side.exists():
+        return None
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScreenError(f"{side}: unreadable sidecar of the screening table ({exc}); "
+                          "choose another output file") from exc
+    if not isinstance(meta, dict) or meta.get("GeneratedBy") != _GENERATOR:
+        raise ScreenError(f"{side}: exists and was not written by {_GENERATOR}; it is never "
+                          "overwritten: choose another output file")
+    return meta
+
+
+def _prepare(out: Path, columns: list[str], meta: dict) -> set[str]:
+    """Check ``out`` and its sidecar (modifying nothing unless both are ours and match), drop a
+    half-written last line, write the header and sidecar if new; the paths already done."""
+    side = sidecar_path(out)
+    header = "\t".join(columns)
+    if out.is_dir():
+        raise ScreenError(f"{out}: is a directory; --out is the table file to write (e.g. "
+                          f"{out / 'results.tsv'})")
+    old = _read_sidecar(side)
     if not out.exists() or out.stat().st_size == 0:
-        write_text(out, header)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(side, meta, sort_keys=False)
+        write_text(out, header + "\n")
         return set()
+    with open(out, "rb") as fh:
+        first = fh.readline(1 << 16).decode("utf-8", "replace").rstrip("\r\n")
+    if first != header:
+        raise ScreenError(f"{out}: exists with other columns ({first[:80]!r}); it is not a "
+                          "screening table of this bundle and is left as it is: choose "
+                          "another output file")
+    if old is None:
+        raise ScreenError(f"{out}: has no sidecar {side.name}, so the bundle and seed that "
+                          "began it are unknown; it is left as it is: choose another output "
+                          "file (or delete it to start again)")
+    for key, what in (("BundleFingerprint", "bundle"), ("Seed", "seed")):
+        if old.get(key) != meta[key]:
+            raise ScreenError(f"{out}: was begun with another {what} ({key} {old.get(key)!r}, "
+                              f"now {meta[key]!r}); rows of two models or seeds never mix: "
+                              "use the same bundle and seed to resume, or another output file")
     with open(out, "r+b") as fh:  # a crash mid-write can leave a partial last line: drop it
         fh.seek(-1, os.SEEK_END)
         if fh.read(1) != b"\n":
             fh.seek(0)
             fh.truncate(fh.read().rfind(b"\n") + 1)
-    with open(out, newline="") as fh:
-        first = fh.readline()
-        if first.rstrip("\r\n") != header.rstrip("\n"):
-            raise ValueError(f"{out}: exists with other columns ({first.strip()!r}); it is not a "
-                             "screening table of this bundle: choose another output file")
     return set(read_results(out)["path"])
 
 
+def _writable(out: Path) -> None:
+    """Fail early, with a clear message, if ``out``'s folder cannot be written."""
+    folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), None)
+    if folder is None or not os.access(folder, os.W_OK | os.X_OK) or (
+            out.exists() and not os.access(out, os.W_OK)):
+        raise ScreenError(f"{out}: cannot be written (permission denied); choose another "
+                          "output file")
+
+
+# --------------------------------------------------------------------------------------------
+# Screening
+# --------------------------------------------------------------------------------------------
 def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
-           progress: bool = True) -> pd.DataFrame:
-    """Screen scan files with a model bundle; write (or resume) a TSV, one row per file.
+           workers: int | None = None, report_html=None, progress: bool = True,
+           ) -> pd.DataFrame:
+    """Screen scan files with a model bundle; write (or resume) a TSV, one row per input.
 
     Parameters
     ----------
     sources : path-like or list of path-like
-        Scan files and/or directories (see :func:`collect_sources`).
-    bundle : mriqc_nb.bundle.Bundle or path-like
-        A loaded bundle or its folder (:func:`mriqc_nb.bundle.load_bundle`).
+        Scan files, folders, list files and BIDS roots (:func:`mriqc_nb.sources.discover`).
+    bundle : mriqc_nb.bundle.Bundle, path-like or None
+        A loaded bundle, its folder (:func:`mriqc_nb.bundle.load_bundle`), or None for the
+        built-in one (:func:`mriqc_nb.bundle.default_bundle`). A folder is loaded once, after
+        the inputs and the table are checked.
     out_tsv : path-like
-        Output table (see the module notes for its columns). If it exists, the run resumes:
-        paths already in it are skipped.
+        Output table (see the module notes for its columns) and, beside it, its JSON sidecar
+        (:func:`sidecar_path`). If it exists, the run resumes: paths already in it are
+        skipped. A table begun with another bundle or seed, or a file that is not a
+        screening table, is refused and left as it is.
     batch_size : int
-        Scans conformed and predicted together; the table is written after each batch.
+        Scans predicted together; the table is written after each batch. The numbers do not
+        depend on it.
     seed : int
         Seed of the dropout masks; the same seed gives the same numbers.
+    workers : int, optional
+        Processes that check and conform scans while this one predicts (0: none, all in this
+        process). Default: the cores less one, 1 to 4.
+    report_html : path-like, optional
+        Also write the self-contained HTML report there
+        (:func:`mriqc_nb.report.write_report`), with views of the flagged and referred scans
+        (up to :data:`mriqc_nb.report.MAX_VIEWS`, drawn from the volumes just conformed;
+        those of an earlier, resumed run are conformed again from their files).
     progress : bool
         Show a progress bar.
 
@@ -189,39 +359,101 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
     -------
     pandas.DataFrame
         The whole table as written on disk (:func:`read_results`), earlier rows included.
+
+    Raises
+    ------
+    mriqc_nb.sources.InputError
+        A mistyped input or nothing to screen (before anything is loaded or written).
+    mriqc_nb.bundle.BundleError
+        A missing or invalid bundle (no built-in one in this installation).
+    ScreenError
+        An output table that cannot be used (see ``out_tsv``); nothing is modified.
+    KeyboardInterrupt
+        Ctrl-C: the workers are stopped; the rows of finished batches are on disk, and the
+        same call resumes.
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle)
+    from mriqc_nb import bundle as bundles
+
+    found = discover(sources)  # usage errors first, before anything is loaded or written
+    if isinstance(bundle, bundles.Bundle):
+        folder, info, fp, warns = bundle.path, bundle.info, bundle.fingerprint, bundle.warnings
+    else:
+        folder, info = bundles.read_info(bundle)
+        fp, warns = bundles.fingerprint(folder, info), bundles.bundle_warnings(info)
+    grid = tuple(int(n) for n in info["conform"]["grid"])
+    spacing = tuple(float(s) for s in info["conform"]["spacing_mm"])
+    policy_measure = info["policy"]["measure"]
     out = Path(out_tsv)
-    columns = _columns(bundle.policy)
-    done = _prepare(out, columns)
-    todo = [p for p in collect_sources(sources) if p not in done]
+    columns = list(COLUMNS) + ([policy_measure] if policy_measure not in COLUMNS else [])
+    meta = {"GeneratedBy": _GENERATOR, "Version": _version(), "BundleFingerprint": fp,
+            "Seed": int(seed), "Bundle": str(folder), "MCSamples": int(info["mc_samples"]),
+            "Started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "Warnings": list(warns), "Columns": columns}
+    _writable(out)
+    done = _prepare(out, columns, meta)
+    todo = [s for s in found if s.path not in done]
     batch_size = max(1, int(batch_size))
-    with open(out, "a", newline="") as fh, tqdm(total=len(todo), disable=not progress,
-                                                 unit="scan") as bar:
-        for start in range(0, len(todo), batch_size):
-            paths = todo[start:start + batch_size]
-            buf = io.StringIO()
-            writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-            for rec in _rows_for_batch(paths, bundle, seed):
-                writer.writerow([_cell(rec.get(c)) for c in columns])
-            fh.write(buf.getvalue())  # the whole batch in one write
-            fh.flush()
-            os.fsync(fh.fileno())
-            bar.update(len(paths))
-    return read_results(out)
+    n_workers = _workers(workers)
+    conformer = _Conformer(todo, grid, spacing, n_workers, window=2 * batch_size + 2 * n_workers)
+    views, max_views = {}, 0
+    if report_html is not None:
+        from mriqc_nb.report import MAX_VIEWS as max_views
+    try:
+        if not isinstance(bundle, bundles.Bundle) and any(s.ok for s in todo):
+            bundle = bundles.load_bundle(folder)  # TensorFlow, while the workers conform
+        with open(out, "a", newline="", encoding="utf-8") as fh, tqdm(
+                total=len(todo), disable=not progress, unit="scan") as bar:
+            batch, n_done = [], 0
+            for item in conformer:
+                batch.append(item)
+                if len(batch) == batch_size or n_done + len(batch) == len(todo):
+                    _write_batch(fh, batch, bundle, seed, columns, views, max_views)
+                    n_done += len(batch)
+                    bar.update(len(batch))
+                    batch = []
+    except BaseException:
+        conformer.close(abandon=True)
+        raise
+    conformer.close()
+    table = read_results(out)
+    if report_html is not None:
+        from mriqc_nb.report import write_report
+
+        write_report(table, report_html, views=views, spacing_mm=spacing,
+                     meta={"table": str(out), "bundle": f"{folder} ({fp})", "seed": seed,
+                           **({"warnings": " ".join(warns)} if warns else {})})
+    return table
+
+
+def _write_batch(fh, batch, bundle, seed, columns, views: dict, max_views: int) -> None:
+    """Predict one batch and append its rows in one write, flushed and synced."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    for (src, vol, _), rec in zip(batch, _rows_for_batch(batch, bundle, seed)):
+        writer.writerow([_cell(rec.get(c)) for c in columns])
+        if rec["decision"] in (ARTIFACT, REFER) and len(views) < max_views:
+            views[src.path] = vol.astype(np.float16)  # for the report: half the memory
+    fh.write(buf.getvalue())
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _version() -> str:
+    from mriqc_nb import __version__
+
+    return __version__
 
 
 def read_results(path) -> pd.DataFrame:
     """Read a screening TSV: text columns as str, numbers as float, ``referred`` and
     ``needs_person`` as nullable booleans (empty for error rows)."""
-    head = pd.read_csv(path, sep="\t", nrows=0).columns
+    head = pd.read_csv(path, sep="\t", nrows=0, encoding="utf-8").columns
     numeric = [c for c in head if c not in _TEXT + _BOOL]
     df = pd.read_csv(path, sep="\t", keep_default_na=False, na_values={c: [""] for c in numeric},
-                     dtype={**{c: str for c in _TEXT if c in head},
-                            **{c: float for c in numeric}})
+                     encoding="utf-8", dtype={**{c: str for c in _TEXT if c in head},
+                                              **{c: float for c in numeric}})
     for c in _BOOL:
         if c in df:
             df[c] = df[c].astype(str).map({"True": True, "False": False}).astype("boolean")

@@ -132,3 +132,26 @@ def test_console_script_installed():
     assert exe, "the mriqc-nb console script is not installed next to the interpreter"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "simulate" in out and "database" in out
+
+
+def test_simulate_to_an_unwritable_place_exits_2(tmp_path, capsys):
+    src = tmp_path / "scan.nii.gz"
+    _ellipsoid_lps(src)
+    assert main(["simulate", str(src), "/proc/no-such-dir/o.nii.gz", "-a", "blur"]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/no-such-dir" in err and "Traceback" not in err
+
+
+def test_screen_checks_the_inputs_before_loading_tensorflow(tmp_path):
+    """A mistyped or empty folder fails at once: exit 2, and TensorFlow never imported."""
+    (tmp_path / "empty").mkdir()
+    code = ("import sys; from mriqc_nb.cli import main; "
+            "rc = [main(['screen', a, '--out', 'r.tsv', '-q']) for a in sys.argv[1:]]; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mistyped"),
+                           str(tmp_path / "empty")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[2, 2]"
+    assert "mistyped: no such file or folder" in proc.stderr and "no .nii" in proc.stderr
+    assert not (tmp_path / "r.tsv").exists()

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import shutil
 
 import keras
 import nibabel as nib
@@ -11,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mriqc_nb import bundle as bundles
 from mriqc_nb import predict, scans, screen
 from mriqc_nb.bundle import FORMAT_VERSION, BundleError, load_bundle, save_bundle
 from mriqc_nb.cli import main
@@ -85,7 +89,15 @@ def inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_run(bundle, inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "results.tsv"
-    return out, screen.screen(inputs, bundle, out, batch_size=2, seed=3, progress=False)
+    return out, screen.screen(inputs, bundle, out, batch_size=2, seed=3, workers=2,
+                              progress=False)
+
+
+def _copy_table(src, dst):
+    """A screening table and its sidecar, copied."""
+    shutil.copyfile(src, dst)
+    shutil.copyfile(screen.sidecar_path(src), screen.sidecar_path(dst))
+    return dst
 
 
 # ---------------------------------------------------------------------------------- bundle
@@ -164,14 +176,14 @@ def test_screen_one_row_per_input_errors_do_not_stop_the_run(full_run, inputs, b
 
 def test_rerun_resumes_without_predicting(full_run, inputs, bundle, monkeypatch, tmp_path):
     out, df = full_run
-    copy = tmp_path / "results.tsv"
-    copy.write_bytes(out.read_bytes())
+    copy = _copy_table(out, tmp_path / "results.tsv")
 
     def boom(*a, **k):
         raise AssertionError("nothing should be predicted or conformed again")
 
     monkeypatch.setattr(predict, "predict_samples", boom)
     monkeypatch.setattr(scans, "conform", boom)
+    monkeypatch.setattr(scans, "check_header", boom)
     again = screen.screen(inputs, bundle, copy, batch_size=2, seed=3, progress=False)
     assert copy.read_bytes() == out.read_bytes()
     pd.testing.assert_frame_equal(again, df)
@@ -181,13 +193,14 @@ def test_interrupted_run_completes_without_duplicates(full_run, inputs, bundle, 
                                                        tmp_path):
     out, df = full_run
     lines = out.read_text().splitlines(keepends=True)
-    part = tmp_path / "results.tsv"
+    part = _copy_table(out, tmp_path / "results.tsv")
     part.write_text("".join(lines[:3]) + lines[3][:10])  # header, 2 rows, half a third row
     seen = []
-    conform = scans.conform
-    monkeypatch.setattr(scans, "conform", lambda src, *a, **k: seen.append(src) or conform(src, *a, **k))
-    resumed = screen.screen(inputs, bundle, part, batch_size=4, seed=3, progress=False)
-    assert seen == inputs[2:]
+    check = scans.check_header
+    monkeypatch.setattr(scans, "check_header", lambda src: seen.append(src) or check(src))
+    resumed = screen.screen(inputs, bundle, part, batch_size=4, seed=3, workers=0,
+                            progress=False)
+    assert seen == [p for p in inputs[2:] if os.path.exists(p)]  # a missing file is not opened
     assert resumed["path"].tolist() == inputs
     assert part.read_text().count("\n") == len(inputs) + 1
     pd.testing.assert_frame_equal(resumed, df, check_exact=False, atol=1e-5, rtol=0)
@@ -197,8 +210,14 @@ def test_same_seed_same_numbers(full_run, inputs, bundle, tmp_path):
     out, df = full_run
     again = screen.screen(inputs, bundle, tmp_path / "again.tsv", batch_size=2, seed=3, progress=False)
     assert (tmp_path / "again.tsv").read_bytes() == out.read_bytes()
-    one = screen.screen(inputs, bundle, tmp_path / "b1.tsv", batch_size=1, seed=3, progress=False)
-    pd.testing.assert_frame_equal(one, df, check_exact=False, atol=1e-5, rtol=0)
+    # the numbers of a scan do not depend on its batch, its neighbours or the input order
+    one = screen.screen(inputs, bundle, tmp_path / "b1.tsv", batch_size=1, seed=3, workers=0,
+                        progress=False)
+    pd.testing.assert_frame_equal(one, df, check_exact=False, atol=1e-6, rtol=0)
+    rev = screen.screen(inputs[::-1], bundle, tmp_path / "rev.tsv", batch_size=3, seed=3,
+                        progress=False)
+    pd.testing.assert_frame_equal(rev.iloc[::-1].reset_index(drop=True), df, check_exact=False,
+                                  atol=1e-6, rtol=0)
     other = screen.screen(inputs, bundle, tmp_path / "s4.tsv", batch_size=2, seed=4, progress=False)
     ok = df["status"] == "ok"
     assert not np.allclose(other.loc[ok, "mutual_information"], again.loc[ok, "mutual_information"])
@@ -206,10 +225,108 @@ def test_same_seed_same_numbers(full_run, inputs, bundle, tmp_path):
 
 def test_other_table_is_not_overwritten(bundle, inputs, tmp_path):
     out = tmp_path / "other.tsv"
-    out.write_text("a\tb\n1\t2\n")
-    with pytest.raises(ValueError, match="other.tsv.*other columns"):
+    out.write_text("a\tb\n1\t2")  # no newline at the end: it was once cut before the refusal
+    with pytest.raises(screen.ScreenError, match="other.tsv.*other columns"):
         screen.screen(inputs, bundle, out, progress=False)
-    assert out.read_text() == "a\tb\n1\t2\n"
+    assert out.read_text() == "a\tb\n1\t2"
+    assert not screen.sidecar_path(out).exists()
+    side = tmp_path / "mine.json"  # someone's JSON where the sidecar would go
+    side.write_text('{"a": 1}')
+    with pytest.raises(screen.ScreenError, match="mine.json.*not written by"):
+        screen.screen(inputs, bundle, tmp_path / "mine.tsv", progress=False)
+    assert side.read_text() == '{"a": 1}' and not (tmp_path / "mine.tsv").exists()
+
+
+def test_resume_refuses_another_bundle_or_seed(full_run, bundle_dir, inputs, tmp_path):
+    out, _ = full_run
+    part = _copy_table(out, tmp_path / "results.tsv")
+    lines = part.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:3]) + lines[3][:10])  # a half line that must stay
+    before = part.read_bytes()
+    with pytest.raises(screen.ScreenError, match="another seed"):
+        screen.screen(inputs, bundle_dir[0], part, seed=4, progress=False)
+    keras.utils.set_random_seed(8)
+    other = save_bundle(tmp_path / "other", build_nn008((*GRID, 1)), grid=GRID,
+                        spacing_mm=SPACING, policy=bundle_dir[2], mc_samples=T)
+    assert bundles.fingerprint(other) != bundles.fingerprint(bundle_dir[0])
+    with pytest.raises(screen.ScreenError, match="another bundle"):
+        screen.screen(inputs, other, part, seed=3, progress=False)
+    assert part.read_bytes() == before
+    no_sidecar = tmp_path / "bare.tsv"
+    no_sidecar.write_bytes(before)
+    with pytest.raises(screen.ScreenError, match="no sidecar"):
+        screen.screen(inputs, bundle_dir[0], no_sidecar, seed=3, progress=False)
+    assert no_sidecar.read_bytes() == before
+
+
+def test_same_file_relative_and_absolute_is_screened_once(full_run, inputs, bundle, tmp_path,
+                                                           monkeypatch):
+    out, df = full_run
+    copy = _copy_table(out, tmp_path / "results.tsv")
+    monkeypatch.chdir(os.path.dirname(inputs[0]))
+    again = screen.screen([os.path.basename(p) for p in inputs], bundle, copy, seed=3,
+                          progress=False)
+    pd.testing.assert_frame_equal(again, df)
+
+
+def test_sidecar_records_bundle_seed_and_warnings(full_run, bundle_dir):
+    meta = json.loads(screen.sidecar_path(full_run[0]).read_text())
+    assert meta["BundleFingerprint"] == bundles.fingerprint(bundle_dir[0])
+    assert meta["Seed"] == 3 and meta["MCSamples"] == T
+    assert meta["Columns"] == list(screen.COLUMNS)
+    assert any("no validation AUC" in w for w in meta["Warnings"])
+
+
+def test_poor_bundle_is_loudly_warned(bundle_dir, inputs, tmp_path, capsys):
+    _, model, policy = bundle_dir
+    poor = save_bundle(tmp_path / "poor", model, grid=GRID, spacing_mm=SPACING, policy=policy,
+                       mc_samples=T, validation={"auc": 0.61, "n_scans": 40, "n_artifact": 4})
+    good = save_bundle(tmp_path / "good", model, grid=GRID, spacing_mm=SPACING, policy=policy,
+                       mc_samples=T, validation={"auc": 0.97, "n_scans": 40, "n_artifact": 4})
+    assert load_bundle(good).warnings == []
+    assert "POOR MODEL" not in capsys.readouterr().err
+    out = tmp_path / "r.tsv"
+    screen.screen(inputs[:1], poor, out, progress=False)
+    assert "POOR MODEL: validation AUC 0.610" in capsys.readouterr().err
+    assert "POOR MODEL" in json.loads(screen.sidecar_path(out).read_text())["Warnings"][0]
+
+
+def test_missing_builtin_bundle_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(bundles, "DEFAULT_BUNDLE", ("models", "no-such-model"))
+    with pytest.raises(BundleError, match="no built-in model.*make model"):
+        bundles.default_bundle()
+    scan = _head(tmp_path / "a.nii.gz", 0)
+    assert main(["screen", scan, "--out", str(tmp_path / "r.tsv"), "-q"]) == 2
+    assert not (tmp_path / "r.tsv").exists()
+
+
+def test_report_and_views_of_flagged_scans(full_run, inputs, bundle, tmp_path):
+    out = _copy_table(full_run[0], tmp_path / "r.tsv")
+    html = tmp_path / "report.html"
+    screen.screen(inputs, bundle, out, seed=3, report_html=html, progress=False)
+    text = html.read_text(encoding="utf-8")
+    assert "Worklist" in text and "corrupt.nii.gz" in text and bundle.fingerprint in text
+    flagged = full_run[1]["decision"].isin(["artifact", "refer"]).sum()
+    assert text.count("data:image/png;base64,") == flagged
+
+
+def test_interrupt_stops_the_workers_and_keeps_finished_batches(bundle, inputs, tmp_path,
+                                                                 monkeypatch):
+    write = screen._write_batch
+    calls = []
+
+    def once(*a, **k):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return write(*a, **k)
+
+    monkeypatch.setattr(screen, "_write_batch", once)
+    out = tmp_path / "r.tsv"
+    with pytest.raises(KeyboardInterrupt):
+        screen.screen(inputs, bundle, out, batch_size=2, seed=3, workers=2, progress=False)
+    assert multiprocessing.active_children() == []
+    assert len(screen.read_results(out)) == 2
 
 
 def test_report_counts_and_lists_errors(full_run):
@@ -225,12 +342,13 @@ def test_cli_screen_directory_with_broken_files(bundle_dir, tmp_path, capsys):
     _head(d / "T1w.nii.gz", 0)
     four_d = np.random.default_rng(0).normal(size=(20, 20, 20, 2)).astype(np.float32)
     nib.save(nib.Nifti1Image(four_d, np.eye(4)), str(d / "bold.nii.gz"))
-    nib.save(nib.Nifti1Image(np.full((20, 20, 20), 7, np.float32), np.eye(4)), str(d / "flat.nii"))
+    nib.save(nib.Nifti1Image(np.full((20, 20, 20), 7, np.float32), np.diag([6.0, 6, 6, 1])),
+             str(d / "flat.nii"))  # head-sized (120 mm), so that it passes the header check
     (d / "notes.txt").write_text("not a scan")
     out = tmp_path / "qc" / "results.tsv"
     rc = main(["screen", str(tmp_path / "site"), "--bundle", str(bundle_dir[0]), "--out", str(out),
                "--batch-size", "2", "--seed", "1", "-q"])
-    assert rc == 0
+    assert rc == 1  # some rows are errors (the others are screened)
     df = screen.read_results(out)
     assert [p.split("/")[-1] for p in df["path"]] == ["T1w.nii.gz", "bold.nii.gz", "flat.nii"]
     assert df["status"].tolist() == ["ok", "error", "error"]
@@ -282,3 +400,51 @@ def test_save_bundle_refuses_an_invalid_description(bundle_dir, tmp_path):
     with pytest.raises(BundleError, match="mc_samples"):
         save_bundle(tmp_path / "b", model, grid=GRID, spacing_mm=SPACING, policy=policy, mc_samples=0)
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_screen_usage_errors_exit_2_without_traceback(bundle_dir, tmp_path, capsys):
+    scan = _head(tmp_path / "a.nii.gz", 0)
+    b = ["--bundle", str(bundle_dir[0]), "-q"]
+    (tmp_path / "outdir").mkdir()
+    assert main(["screen", scan, "--out", str(tmp_path / "outdir"), *b]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["screen", scan, "--out", "/proc/no-such-dir/r.tsv", *b]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/no-such-dir" in err and "Traceback" not in err
+    assert main(["screen", str(tmp_path / "mistyped"), "--out", str(tmp_path / "r.tsv"), *b]) == 2
+    assert "mistyped: no such file or folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # neither --out nor --derivative
+        main(["screen", scan, *b])
+    assert exc.value.code == 2
+
+
+def test_cli_screen_interrupted_exits_130(bundle_dir, tmp_path, monkeypatch, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(screen, "_write_batch", interrupted)
+    scans_ = [_head(tmp_path / f"{i}.nii.gz", i) for i in range(2)]
+    rc = main(["screen", *scans_, "--bundle", str(bundle_dir[0]), "--out",
+               str(tmp_path / "r.tsv"), "-q"])
+    assert rc == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert multiprocessing.active_children() == []
+
+
+def test_cli_screen_bids_derivative_with_entities_and_report(bundle_dir, tmp_path, capsys):
+    root = tmp_path / "ds"
+    for sub, ses in (("01", "pre"), ("02", "pre")):
+        anat = root / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        anat.mkdir(parents=True)
+        _head(anat / f"sub-{sub}_ses-{ses}_run-1_T1w.nii.gz", int(sub))
+    (root / "dataset_description.json").write_text('{"Name": "toy", "BIDSVersion": "1.9.0"}')
+    deriv = root / "derivatives" / "mriqc-nb"
+    rc = main(["screen", str(root), "--bundle", str(bundle_dir[0]), "--derivative", str(deriv),
+               "--report", str(tmp_path / "report.html"), "-q"])
+    assert rc == 0
+    desc = json.loads((deriv / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "mriqc-nb"
+    df = screen.read_results(deriv / "screening.tsv")
+    assert df["subject"].tolist() == ["01", "02"] and (df["session"] == "pre").all()
+    assert (df["run"] == "1").all() and (df["suffix"] == "T1w").all()
+    assert (deriv / "screening.json").is_file() and (tmp_path / "report.html").is_file()

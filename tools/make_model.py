@@ -1,0 +1,208 @@
+"""Train the built-in model of ``mriqc-nb screen`` and write it, with its model card.
+
+    python tools/make_model.py                                   # what `make model` runs
+    python tools/make_model.py --profile smoke --out /tmp/model  # a quick check of this script
+
+Trains (or reuses) one stage of one profile (:func:`mriqc_nb.model.training.train_stage`;
+runs live in ``$MRIQC_NB_HOME``), bundles it (:func:`mriqc_nb.bundle.bundle_from_run`: the
+referral policy is chosen on the validation split, and its validation AUC is stored), then
+measures the frozen bundle on the *test* split and on the separate *subtle* set (MC dropout,
+the bundle's T, seed 0) and writes ``MODEL_CARD.md`` beside ``bundle.json`` and
+``weights.npz``. Every number of the card is computed here; nothing is typed by hand.
+
+The default output is the package's own ``mriqc_nb/models/default/``, which
+:func:`mriqc_nb.bundle.default_bundle` finds. ``--stage`` and ``--profile`` choose the recipe
+(the detector's best recipe, once it is settled, is one of :data:`mriqc_nb.model.runs.STAGES`).
+Exit status: 0, or 2 for a bad argument; a bundle whose validation AUC is below
+:data:`mriqc_nb.bundle.MIN_VALID_AUC` is written but the card and the output say so loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a source checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from mriqc_nb import bundle as bundles  # noqa: E402
+from mriqc_nb import predict, referral  # noqa: E402
+from mriqc_nb.artifacts import ARTIFACTS  # noqa: E402
+from mriqc_nb._atomic import write_text  # noqa: E402
+from mriqc_nb.comparison import method_metrics  # noqa: E402
+from mriqc_nb.metrics import bootstrap_ci, safe_auc  # noqa: E402
+from mriqc_nb.model.runs import STAGES  # noqa: E402
+from mriqc_nb.profiles import PROFILES, get_profile  # noqa: E402
+
+DEFAULT_OUT = ROOT / "mriqc_nb" / Path(*bundles.DEFAULT_BUNDLE)
+CARD_FILE = "MODEL_CARD.md"
+
+
+def _ci(point, low, high, digits=3) -> str:
+    fmt = f"{{:.{digits}f}}"
+    if not np.isfinite(point):
+        return "n/a"
+    return f"{fmt.format(point)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def _per_kind(policy, table) -> list[str]:
+    """Markdown rows: per artifact kind, the share called artifact and the share that reaches
+    a person (called artifact or referred), with counts."""
+    applied = referral.apply_policy(policy, table)
+    rows = []
+    arts = applied[applied["y"] == 1]
+    for kind, g in sorted(arts.groupby(arts["artifact_kind"].astype(str))):
+        called = int((g["decision"] == "artifact").sum())
+        person = int(g["needs_person"].sum())
+        rows.append(f"| {kind} | {len(g)} | {called / len(g):.2f} | {person / len(g):.2f} |")
+    clean = applied[applied["y"] == 0]
+    if len(clean):
+        rows.append(f"| (clean scans: share flagged) | {len(clean)} | "
+                    f"{(clean['decision'] == 'artifact').mean():.2f} | "
+                    f"{clean['needs_person'].mean():.2f} |")
+    return rows
+
+
+def measure(run, bundle_dir: Path, profile, n_boot: int) -> dict:
+    """Test and subtle-set numbers of the frozen bundle (policy from its bundle.json)."""
+    info = json.loads((bundle_dir / bundles.BUNDLE_FILE).read_text())
+    policy = referral.ReferralPolicy.from_dict(info["policy"])
+    T = int(info["mc_samples"])
+    test, _ = predict.run_predictions(run, "test", "mc", T=T, seed=0, profile=profile)
+    y, p = test["y"].to_numpy(), test["p_artifact"].to_numpy()
+    out = {"policy": policy, "T": T, "test_n": len(test), "test_artifacts": int(y.sum()),
+           "auc": bootstrap_ci(safe_auc, y, p, n_boot=n_boot, seed=0),
+           "test": method_metrics(policy, test, n_boot=n_boot, seed=0),
+           "per_kind": _per_kind(policy, test)}
+    try:
+        subtle, _ = predict.run_predictions(run, "subtle", "mc", T=T, seed=0, profile=profile)
+    except ValueError:  # a profile without a subtle set
+        subtle = None
+    if subtle is not None and len(subtle):
+        applied = referral.apply_policy(policy, subtle)
+        art = applied[applied["y"] == 1]
+        out["subtle"] = {"n": len(art), "called": float((art["decision"] == "artifact").mean()),
+                         "person": float(art["needs_person"].mean()),
+                         "per_kind": _per_kind(policy, subtle)}
+    return out
+
+
+def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
+    """The text of MODEL_CARD.md, from the bundle's description and the measured numbers."""
+    val = info.get("validation") or {}
+    prov = info.get("provenance", {})
+    t = m["test"]
+    warns = bundles.bundle_warnings(info)
+    pol = m["policy"]
+    lines = [
+        "# Model card: the built-in model of `mriqc-nb screen`", "",
+        "*Generated by `tools/make_model.py` on "
+        f"{datetime.date.today().isoformat()}; do not edit by hand.*", "",
+    ]
+    if warns:
+        lines += ["> **WARNING** " + " ".join(warns), ""]
+    lines += [
+        "## What it is", "",
+        f"- Network: `{info['model_name']}` (3-D CNN), input grid {info['conform']['grid']} "
+        f"voxels at {info['conform']['spacing_mm']} mm (RAS+, head-centred, z-scored over "
+        "the head).",
+        f"- Uncertainty: Monte Carlo dropout, T = {m['T']} passes per scan; referral on "
+        f"`{pol.measure}` at eta = {pol.eta:.3g} (scaled to the validation range), threshold "
+        f"p(artifact) >= {pol.threshold:.3g}; both chosen on the validation split.",
+        f"- Fingerprint `{fp}` (weights and description; recorded in every screening table).",
+        "", "## Training data and recipe", "",
+        f"- Profile `{profile.name}`: {profile.description}",
+        f"- {profile.n_scans} synthetic scans ({profile.clean_share:.0%} clean) made from "
+        "nilearn's MNI152 anatomy: synthetic subjects and contrasts, artifacts simulated by "
+        f"the package's physics-based simulators ({', '.join(ARTIFACTS)}). Splits grouped "
+        "by subject.",
+        f"- Stage `{stage}` (see `mriqc_nb.model.training.stage_config`), seed "
+        f"{prov.get('seed')}, {prov.get('epoch')} epochs; data seed {profile.seed}.",
+        f"- Made with mriqc-nb {prov.get('package_version')} on {prov.get('created')}.",
+        "", "## How good it is", "",
+        f"Validation ({val.get('n_scans')} scans, {val.get('n_artifact')} with an artifact): "
+        f"ROC AUC {val.get('auc') if val.get('auc') is None else format(val['auc'], '.3f')} "
+        f"(a bundle below {bundles.MIN_VALID_AUC} is warned about at every use).", "",
+        f"Test split ({m['test_n']} scans, {m['test_artifacts']} with an artifact; the policy "
+        "frozen before the test scans were seen; 95% bootstrap intervals, "
+        "stratified):", "",
+        "| metric | value [95% interval] |", "|---|---|",
+        f"| ROC AUC (all scans) | {_ci(*m['auc'])} |",
+        *[f"| {k} (retained scans) | {_ci(t[k], t[k + '_low'], t[k + '_high'])} |"
+          for k in ("accuracy", "f1", "sensitivity", "specificity")],
+        f"| referred to a person | {t['referred_fraction']:.3f} |",
+        f"| artifacts missed (retained, called clean) | {t['missed_artifact_fraction']:.3f} |",
+        "", "Per artifact kind on the test split (prominent artifacts):", "",
+        "| kind | scans | called artifact | reaches a person (artifact or referred) |",
+        "|---|---|---|---|", *m["per_kind"], "",
+    ]
+    sub = m.get("subtle")
+    if sub:
+        lines += [f"Subtle set ({sub['n']} scans with a subtle artifact, kept out of training): "
+                  f"{sub['called']:.2f} called artifact, {sub['person']:.2f} reach a person.", "",
+                  "| kind | scans | called artifact | reaches a person |", "|---|---|---|---|",
+                  *sub["per_kind"], ""]
+    lines += [
+        "## Intended use", "",
+        "A first pass over a database of structural head MRI (T1w and similar 3-D "
+        "acquisitions): sort the scans so that a person looks first at those called "
+        "artifact, referred (too uncertain) or unreadable. Not a diagnosis, not a replacement "
+        "for a rater, and not a verdict on any single scan.", "",
+        "## Known limits", "",
+        "- **Trained on synthetic data only**: simulated artifacts on synthetic heads from one "
+        "template. Real scanners, sequences, populations (children, lesions, atrophy), "
+        "defacing and preprocessing differ; its numbers on real data are unknown until "
+        "measured (chapter 10 measures a related model on real ratings).",
+        "- It sees a low-resolution copy (the grid above): fine artifacts (subtle ringing, "
+        "slight blur, a few spikes) can vanish at this resolution; see the subtle set above.",
+        "- It knows only the simulated kinds; an artifact of another kind (metal, RF "
+        "interference patterns, susceptibility, wrong contrast or sequence, a non-brain "
+        "image) may be called clean.",
+        "- One volume at a time: 4-D series, and geometry that cannot be a head, are refused "
+        "(error rows), never screened.",
+        "- Its referral rule was chosen on synthetic validation scans; the share referred on "
+        "real data can differ.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", "-p", default="laptop", choices=list(PROFILES))
+    parser.add_argument("--stage", "-s", default="baseline", choices=list(STAGES))
+    parser.add_argument("--out", "-o", default=str(DEFAULT_OUT),
+                        help=f"bundle folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("--measure", default="mutual_information",
+                        choices=["mutual_information", "entropy", "variance"])
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    parser.add_argument("--quiet", "-q", action="store_true")
+    args = parser.parse_args(argv)
+    from mriqc_nb.model.training import train_stage
+
+    profile = get_profile(args.profile)
+    run = train_stage(args.stage, profile, progress=not args.quiet)
+    out = bundles.bundle_from_run(run, args.out, measure=args.measure, profile=profile,
+                                  progress=not args.quiet)
+    folder, info = bundles.read_info(out)
+    fp = bundles.fingerprint(folder, info)
+    m = measure(run, folder, profile, args.n_boot)
+    card = folder / CARD_FILE
+    write_text(card, model_card(info, fp, m, profile, args.stage))
+    for f in folder.iterdir():  # package data: readable by every user of an installation
+        f.chmod(0o644)
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+    print(f"wrote {folder} ({size:.1f} MB, fingerprint {fp}) and {card.name}")
+    for w in bundles.bundle_warnings(info):
+        print(f"WARNING: {w}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
