@@ -14,7 +14,7 @@ PROFILE ?= laptop
 # Extra options for jupyter-book (CI adds -W: Sphinx warnings are errors)
 JB_OPTS ?= -W --keep-going
 
-.PHONY: book test check venv lock clean bench
+.PHONY: book test check venv lock clean bench model experiments
 
 venv: $(STAMP)
 
@@ -39,6 +39,13 @@ test: $(STAMP)
 # The edit-test loop: unit tests only, without executing the chapters (a few minutes).
 check: $(STAMP)
 	$(BIN)/python -m pytest -m "not notebooks" -q
+
+# The built-in screening model (mriqc_nb/models/default, with its MODEL_CARD.md), trained with
+# the book's recipe on the laptop profile (about 25 minutes on 2 cores, most of it training).
+MODEL_STAGE   ?= recipe
+MODEL_PROFILE ?= laptop
+model: $(STAMP)
+	$(BIN)/python tools/make_model.py --stage $(MODEL_STAGE) --profile $(MODEL_PROFILE)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

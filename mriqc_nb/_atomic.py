@@ -16,6 +16,9 @@ import numpy as np
 
 __all__ = ["atomic_open", "write_text", "write_json", "save_npy", "save_npz"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_open(path, mode: str = "w", **kwargs):
@@ -27,6 +30,8 @@ def atomic_open(path, mode: str = "w", **kwargs):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes the file private (0600); give it the mode a plain open() would (umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
