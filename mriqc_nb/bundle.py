@@ -382,7 +382,7 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
     validation = {"auc": auc if auc == auc else None, "n_scans": int(len(y)),
                   "n_artifact": int(y.sum()), "split": "valid", "mc_samples": p.mc_samples_test}
     provenance = {"profile": p.name, "stage": config.stage, "seed": config.seed,
-                  "run_dir": str(run.dir), "epoch": run.last_epoch, "policy_split": "valid",
+                  "run_dir": str(run.dir), "epoch": run.selected_epoch, "policy_split": "valid",
                   "policy_mc_samples": p.mc_samples_test, "policy_seed": 0}
     return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
                        mc_samples=p.mc_samples_test, model_name=config.model,

@@ -123,7 +123,7 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         f"the package's physics-based simulators ({', '.join(ARTIFACTS)}). Splits grouped "
         "by subject.",
         f"- Stage `{stage}` (see `mriqc_nb.model.training.stage_config`), seed "
-        f"{prov.get('seed')}, {prov.get('epoch')} epochs; data seed {profile.seed}.",
+        f"{prov.get('seed')}, weights of epoch (round) {prov.get('epoch')}, chosen on validation where the stage chooses; data seed {profile.seed}.",
         f"- Made with mriqc-nb {prov.get('package_version')} on {prov.get('created')}.",
         "", "## How good it is", "",
         f"Validation ({val.get('n_scans')} scans, {val.get('n_artifact')} with an artifact): "
@@ -176,7 +176,7 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", "-p", default="laptop", choices=list(PROFILES))
-    parser.add_argument("--stage", "-s", default="baseline", choices=list(STAGES))
+    parser.add_argument("--stage", "-s", default="recipe", choices=list(STAGES))
     parser.add_argument("--out", "-o", default=str(DEFAULT_OUT),
                         help=f"bundle folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
     parser.add_argument("--measure", default="mutual_information",
