@@ -135,6 +135,8 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
     assert set(zip(tsv["method"], tsv["seed"])) == {("baseline", 0), ("recipe", 0),
                                                      ("baseline", 1), ("recipe", 1)}
     assert (tsv["n_test_artifacts"] == 20).all() and (tsv["n_subtle"] == 6).all()
+    raw = pd.read_csv(out / "smoke.tsv", sep="\t", dtype=str)
+    assert raw["auc"].str.len().max() <= 8  # 6 significant digits
     meta = json.loads((out / "smoke.json").read_text())
     assert meta["seeds"] == [0, 1] and meta["profile"]["name"] == "smoke"
     assert meta["cpu"] and set(meta["wall_seconds"]) == {"baseline", "recipe"}

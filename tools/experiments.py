@@ -156,8 +156,9 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
                                         n_boot=n_boot, seed=int(seed))
             row.update(method=method, seed=int(seed), profile=p.name,
                        seconds_train=round(t1 - t0, 1), seconds_predict=round(t2 - t1, 1))
-            df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
-            df = df.reindex(columns=comparison.result_columns())
+            new = pd.DataFrame([row])
+            df = new if df.empty else pd.concat([df, new], ignore_index=True)
+            df = df.reindex(columns=comparison.result_columns()).infer_objects()
             write_text(tsv, df.to_csv(sep="\t", index=False, float_format="%.6g"))
             wall.setdefault(method, {})[str(int(seed))] = {
                 "train": round(t1 - t0, 1), "predict": round(t2 - t1, 1)}
