@@ -9,20 +9,33 @@ A *method* is a trained stage plus a way to decide:
 
 Every decision is fixed on validation and applied unchanged to test. Test metrics carry
 stratified percentile-bootstrap intervals over test scans (the policy held fixed).
+
+Across seeds and methods (issue 9):
+
+- :func:`threshold_rules`: Youden's J against the F1-maximising threshold, both chosen on
+  validation and reported on test;
+- :func:`method_row`: one method's row of ``results/<profile>.tsv`` (``tools/experiments.py``
+  writes one per method and seed), with per-kind and subtle-set sensitivity;
+- :func:`seed_summary`: mean and spread over seeds of that table;
+- :func:`differences_to_reference`, :func:`paired_differences`: paired bootstrap intervals
+  of each method's difference to the baseline on the same test scans.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mriqc_nb import predict, referral
-from mriqc_nb.metrics import bootstrap_ci
+from mriqc_nb.metrics import binary_metrics, bootstrap_ci, paired_bootstrap_diff, safe_auc
 from mriqc_nb.model import training
 from mriqc_nb.profiles import get_profile
 
 __all__ = ["PAPER", "predictions", "stage_metrics", "no_referral_policy", "method_metrics",
-           "comparison_table"]
+           "comparison_table", "threshold_rules", "method_row", "result_columns",
+           "seed_summary", "differences_to_reference", "paired_differences"]
 
 #: Pizarro et al. (2023), test split of their private database (METHOD.md).
 PAPER = {
@@ -61,8 +74,6 @@ def stage_metrics(stages, profile, split: str = "valid", threshold: float = 0.5,
 
     Uses the deterministic predictions of each stage's trained model (cached in its run).
     """
-    from mriqc_nb.metrics import binary_metrics
-
     rows = {}
     for stage in stages:
         summary, _ = predictions(stage, profile, split, "deterministic")
@@ -140,3 +151,247 @@ def comparison_table(profile, *, stages=("baseline", "focal", "primed_baseline",
     add(f"{referral_stage} + MC x flips referral", referral_stage,
         referral.select_operating_point(valid_f, measure=measure, labels=valid_f["y"]), test_f)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- thresholds, seeds
+
+#: Metrics of a method at its validation threshold, as columns of :func:`method_row`.
+ROW_METRICS = ("auc", "auc_low", "auc_high", "f1", "accuracy", "balanced_accuracy",
+               "sensitivity", "specificity", "precision", "tp", "fp", "fn")
+#: Metrics averaged over seeds by :func:`seed_summary` (when the results have them).
+SEED_METRICS = ("auc", "f1", "accuracy", "balanced_accuracy", "sensitivity", "specificity",
+                "f1_f1rule", "subtle_sensitivity")
+
+
+def _threshold_policy(valid: pd.DataFrame, criterion: str,
+                      measure: str = "mutual_information") -> referral.ReferralPolicy:
+    """Nobody referred, threshold maximising ``criterion`` on all validation scans."""
+    return referral.select_operating_point(valid, measure=measure, etas=(1.0,),
+                                           min_retained=0.0, criterion=criterion,
+                                           labels=valid["y"])
+
+
+def threshold_rules(valid: pd.DataFrame, test: pd.DataFrame, criteria=("youden", "f1"),
+                    measure: str = "mutual_information") -> pd.DataFrame:
+    """Threshold rules chosen on validation, scored on validation and on test.
+
+    Each rule picks the threshold of :data:`mriqc_nb.referral.THRESHOLD_GRID` that maximises
+    its criterion on **all validation scans** (nobody referred; the tie rule of
+    :func:`mriqc_nb.metrics.best_threshold`); test only reports. Choose the rule by its
+    validation columns: picking it by its test columns would tune on test.
+
+    Parameters
+    ----------
+    valid, test : pandas.DataFrame
+        Per-scan predictions (``y``, ``p_artifact``, ``measure``) of one method, both
+        predicted with the same T.
+    criteria : sequence of {"youden", "f1"}
+    measure : str
+        Only fits the stored scaler of the policy (no referral here).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per criterion: ``criterion``, ``threshold``, then ``valid_<m>`` and
+        ``test_<m>`` for ``m`` in f1, sensitivity, specificity, balanced_accuracy,
+        youden_j, tp, fp, fn; ``n_valid_artifacts``, ``n_test_artifacts``, ``warnings``.
+    """
+    keys = ("f1", "sensitivity", "specificity", "balanced_accuracy", "youden_j", "tp", "fp",
+            "fn")
+    rows = []
+    for criterion in criteria:
+        policy = _threshold_policy(valid, criterion, measure)
+        row = {"criterion": criterion, "threshold": policy.threshold}
+        for name, tab in (("valid", valid), ("test", test)):
+            m = binary_metrics(tab["y"], tab["p_artifact"], policy.threshold)
+            row.update({f"{name}_{k}": m[k] for k in keys})
+            row[f"n_{name}_artifacts"] = int(tab["y"].sum())
+        row["warnings"] = "; ".join(policy.warnings)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def result_columns() -> list[str]:
+    """Columns of a results table (``results/<profile>.tsv``), in order.
+
+    Identification, the test metrics at the validation Youden threshold with the AUC's
+    interval, the F1-rule threshold, per-kind sensitivity on test (``sens_<kind>``) and on
+    the subtle set (``subtle_sens_<kind>``), the validation numbers, and timings.
+    """
+    from mriqc_nb.artifacts import ARTIFACTS
+
+    kinds = sorted(ARTIFACTS)
+    return (["method", "seed", "profile", "threshold", *ROW_METRICS, "n_test",
+             "n_test_artifacts", "threshold_f1rule", "f1_f1rule", "sensitivity_f1rule",
+             "specificity_f1rule"]
+            + [f"sens_{k}" for k in kinds]
+            + ["subtle_sensitivity", "n_subtle"] + [f"subtle_sens_{k}" for k in kinds]
+            + ["valid_auc", "valid_j", "n_valid_artifacts", "warnings", "seconds_train",
+               "seconds_predict"])
+
+
+def method_row(valid: pd.DataFrame, test: pd.DataFrame, subtle: pd.DataFrame | None = None,
+               *, n_boot: int = 1000, seed: int = 0,
+               measure: str = "mutual_information") -> dict:
+    """One method's results: the row of ``results/<profile>.tsv`` (no referral).
+
+    The threshold is chosen on validation by Youden's J (:func:`threshold_rules`); the
+    F1-maximising validation threshold is reported beside it (``*_f1rule``). Test AUC has a
+    stratified bootstrap interval (``n_boot`` replicates, 95%).
+
+    Parameters
+    ----------
+    valid, test : pandas.DataFrame
+        Per-scan predictions of the method (same T on both).
+    subtle : pandas.DataFrame, optional
+        Predictions on the subtle split (sensitivity per kind at the same threshold).
+    n_boot, seed : int
+        The AUC bootstrap.
+    measure : str
+        As :func:`threshold_rules`.
+
+    Returns
+    -------
+    dict
+        The columns of :func:`result_columns` that the predictions determine (not
+        ``method``, ``seed``, ``profile`` or the timings); NaN where a kind is absent.
+    """
+    from mriqc_nb.diagnostics import per_kind_sensitivity
+
+    rules = threshold_rules(valid, test, ("youden", "f1"), measure).set_index("criterion")
+    t = float(rules.loc["youden", "threshold"])
+    y, p = test["y"].to_numpy(), test["p_artifact"].to_numpy(dtype=float)
+    m = binary_metrics(y, p, t)
+    auc, low, high = bootstrap_ci(safe_auc, y, p, n_boot=n_boot, seed=seed)
+    row = {"threshold": t, **{k: m[k] for k in ROW_METRICS if k in m},
+           "auc": auc, "auc_low": low, "auc_high": high,
+           "n_test": int(y.size), "n_test_artifacts": int(y.sum()),
+           "threshold_f1rule": float(rules.loc["f1", "threshold"]),
+           "f1_f1rule": rules.loc["f1", "test_f1"],
+           "sensitivity_f1rule": rules.loc["f1", "test_sensitivity"],
+           "specificity_f1rule": rules.loc["f1", "test_specificity"]}
+    kinds = per_kind_sensitivity(test, t)
+    row.update({f"sens_{k}": v for k, v in zip(kinds["kind"], kinds["sensitivity"])
+                if k != "clean"})
+    if subtle is not None:
+        sub = per_kind_sensitivity(subtle, t)
+        art = sub[sub["kind"] != "clean"]
+        row.update({f"subtle_sens_{k}": v for k, v in zip(art["kind"], art["sensitivity"])})
+        row["n_subtle"] = int(art["n"].sum())
+        row["subtle_sensitivity"] = (art["called_artifact"].sum() / row["n_subtle"]
+                                     if row["n_subtle"] else np.nan)
+    vm = binary_metrics(valid["y"], valid["p_artifact"], t)
+    row.update(valid_auc=vm["auc"], valid_j=vm["youden_j"],
+               n_valid_artifacts=int(valid["y"].sum()),
+               warnings=rules.loc["youden", "warnings"])
+    return row
+
+
+def seed_summary(results, metrics=SEED_METRICS) -> pd.DataFrame:
+    """Mean and spread over seeds of each method's results.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame or path-like
+        A results table (``results/<profile>.tsv``, written by ``tools/experiments.py``):
+        one row per method and seed.
+    metrics : sequence of str
+        Columns summarised (those missing from ``results`` are skipped).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method, in order of first appearance: ``method``, ``n_seeds``, then for
+        each metric ``<m>_mean``, ``<m>_sd`` (sample standard deviation over seeds, NaN for
+        one seed), ``<m>_min``, ``<m>_max``.
+    """
+    df = results if isinstance(results, pd.DataFrame) else pd.read_csv(Path(results), sep="\t")
+    cols = [m for m in metrics if m in df.columns]
+    rows = []
+    for method in pd.unique(df["method"]):
+        sub = df[df["method"] == method]
+        row = {"method": method, "n_seeds": int(sub["seed"].nunique())}
+        for m in cols:
+            v = sub[m].astype(float)
+            row.update({f"{m}_mean": v.mean(), f"{m}_sd": v.std(ddof=1), f"{m}_min": v.min(),
+                        f"{m}_max": v.max()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def differences_to_reference(tables: dict, reference: str = "baseline", *,
+                             n_boot: int = 1000, seed: int = 0,
+                             measure: str = "mutual_information") -> pd.DataFrame:
+    """Paired bootstrap differences of each method to a reference on the same test scans.
+
+    Each method decides at its own validation Youden threshold (:func:`threshold_rules`);
+    every replicate resamples the test scans once (stratified) and scores both methods on it
+    (:func:`mriqc_nb.metrics.paired_bootstrap_diff`).
+
+    Parameters
+    ----------
+    tables : dict of str -> (valid, test)
+        Per-scan predictions of each method; every test table must list the same scans in
+        the same order.
+    reference : str
+        The key of ``tables`` every other method is compared with.
+    n_boot, seed : int
+    measure : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method other than the reference and per metric (``auc``, ``f1``,
+        ``balanced_accuracy``): ``method``, ``reference``, ``metric``, ``value``,
+        ``reference_value``, ``diff``, ``low``, ``high`` (95%), ``p_le_0``, ``n_test``,
+        ``n_test_artifacts``.
+
+    Raises
+    ------
+    ValueError
+        If a test table holds other scans than the reference's.
+    """
+    ref_test = tables[reference][1]
+    y = ref_test["y"].to_numpy()
+    ids = ref_test["scan_id"].astype(str).tolist()
+
+    def decisions(valid, test):
+        t = _threshold_policy(valid, "youden", measure).threshold
+        return (test["p_artifact"].to_numpy(dtype=float) >= t).astype(float)
+
+    ref_p = ref_test["p_artifact"].to_numpy(dtype=float)
+    ref_d = decisions(*tables[reference])
+    fns = {"auc": safe_auc,
+           "f1": lambda yy, d: binary_metrics(yy, d, 0.5)["f1"],
+           "balanced_accuracy": lambda yy, d: binary_metrics(yy, d, 0.5)["balanced_accuracy"]}
+    rows = []
+    for name, (valid, test) in tables.items():
+        if name == reference:
+            continue
+        if test["scan_id"].astype(str).tolist() != ids:
+            raise ValueError(f"{name}: its test scans differ from {reference}'s")
+        p, d = test["p_artifact"].to_numpy(dtype=float), decisions(valid, test)
+        for metric, fn in fns.items():
+            a, b = (p, ref_p) if metric == "auc" else (d, ref_d)
+            r = paired_bootstrap_diff(fn, y, a, b, n_boot=n_boot, seed=seed)
+            rows.append({"method": name, "reference": reference, "metric": metric,
+                         "value": r["a"], "reference_value": r["b"], "diff": r["diff"],
+                         "low": r["low"], "high": r["high"], "p_le_0": r["p_le_0"],
+                         "n_test": int(y.size), "n_test_artifacts": int(y.sum())})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(profile, stages=("baseline", "focal", "primed_baseline", "ramp",
+                                        "recipe"),
+                       reference: str = "baseline", *, n_boot: int = 1000, seed: int = 0,
+                       progress: bool = False) -> pd.DataFrame:
+    """:func:`differences_to_reference` for the live run of the profile's stages.
+
+    Predicts validation and test (MC dropout, the profile's ``mc_samples_test`` on both:
+    one T), training a stage first if needed (:func:`predictions`).
+    """
+    T = get_profile(profile).mc_samples_test
+    tables = {s: (predictions(s, profile, "valid", T=T, progress=progress)[0],
+                  predictions(s, profile, "test", T=T, progress=progress)[0])
+              for s in dict.fromkeys((reference, *stages))}
+    return differences_to_reference(tables, reference, n_boot=n_boot, seed=seed)

@@ -1,0 +1,302 @@
+"""Why a detector does or does not learn: the diagnosis of chapter 5b, as functions.
+
+Four questions, each answered from the profile's own scan table, cached volumes or a run:
+
+- **Batches under class weights** (:func:`batch_composition`): with a 98%-clean training set,
+  how many artifacts does a batch hold (hypergeometric), what share of a batch's weighted loss
+  one artifact carries, and how many steps of an epoch see an artifact at all.
+- **Shortcuts** (:func:`shortcut_table`): measures of the generator's fingerprints that a
+  network can use instead of the artifact: the share of voxels at the volume's exact minimum
+  (a constant band: the zero padding of coverage and wrap-around) and the standard deviation
+  of a background corner (a noiseless background), per artifact kind.
+- **Memorisation** (:func:`memorisation`, :func:`artifact_ce_by_epoch`): the cross-entropy
+  of the *stored* training artifacts against that of the validation artifacts, per epoch. A
+  network that memorises its few training artifacts drives the first far below the second.
+- **What is detected** (:func:`per_kind_sensitivity`, :func:`subtle_sensitivity`): the
+  sensitivity per artifact kind at a fixed threshold, on a labelled split or on the separate
+  set of *subtle* artifacts.
+
+Everything here reads; nothing trains. TensorFlow is imported only by
+:func:`artifact_ce_by_epoch` and :func:`subtle_sensitivity` (they run a model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import hypergeom
+
+from mriqc_nb.labels import ARTIFACT, class_weights, to_y
+
+__all__ = ["batch_composition", "constant_band_share", "background_std", "shortcut_table",
+           "memorisation", "artifact_ce_by_epoch", "per_kind_sensitivity",
+           "subtle_sensitivity"]
+
+#: Label of the scans without an artifact in the per-kind tables.
+CLEAN_KIND = "clean"
+
+
+def batch_composition(n_clean: int, n_artifact: int, batch_size: int, *,
+                      weights=None, epochs: int = 1) -> dict:
+    """What class weights ``n_max / n_c`` do to the batches of an imbalanced training set.
+
+    Batches are drawn without replacement from ``n_clean + n_artifact`` scans (a shuffled
+    epoch), so the number of artifacts in a batch is hypergeometric.
+
+    Parameters
+    ----------
+    n_clean, n_artifact : int
+        Training scans of each class (both > 0).
+    batch_size : int
+        Scans per batch.
+    weights : array_like of 2 floats, optional
+        (clean, artifact) loss weights; default :func:`mriqc_nb.labels.class_weights` of the
+        counts, as the paper's weighted cross-entropy.
+    epochs : int
+        Epochs of training (for ``views_per_artifact``).
+
+    Returns
+    -------
+    dict
+        ``weights`` (clean, artifact); ``p_artifacts`` (list: P(k artifacts in a batch) for
+        k = 0 .. batch_size); ``one_artifact_share``: the share of the weighted loss of a
+        batch with exactly one artifact that this artifact carries (equal per-scan losses);
+        ``loss_scale_one_artifact``: that batch's weighted loss over an all-clean batch's;
+        ``steps_per_epoch`` (last partial batch dropped); ``steps_with_artifact``: expected
+        steps per epoch with at least one artifact; ``share_with_artifact``: P(k >= 1);
+        ``views_per_artifact``: times each artifact is shown over ``epochs`` (the same
+        volume each time, up to flips).
+    """
+    n_clean, n_artifact, b = int(n_clean), int(n_artifact), int(batch_size)
+    if n_clean <= 0 or n_artifact <= 0 or b <= 0:
+        raise ValueError(f"need scans of both classes and a batch: {n_clean} clean, "
+                         f"{n_artifact} artifacts, batch {b}")
+    w = np.asarray(class_weights([n_clean, n_artifact]) if weights is None else weights,
+                   dtype=float)
+    n = n_clean + n_artifact
+    pk = hypergeom.pmf(np.arange(b + 1), n, n_artifact, b)
+    steps = n // b
+    return {
+        "weights": w.tolist(),
+        "p_artifacts": pk.tolist(),
+        "one_artifact_share": float(w[1] / (w[1] + (b - 1) * w[0])),
+        "loss_scale_one_artifact": float((w[1] + (b - 1) * w[0]) / (b * w[0])),
+        "steps_per_epoch": int(steps),
+        "steps_with_artifact": float(steps * (1 - pk[0])),
+        "share_with_artifact": float(1 - pk[0]),
+        "views_per_artifact": int(epochs),
+    }
+
+
+def constant_band_share(volume, atol: float = 1e-3) -> float:
+    """Share of the voxels within ``atol`` of the volume's minimum (a constant band).
+
+    Zero padding (the cut of coverage, the voxels outside a reduced field of view) lands
+    exactly at the minimum after normalisation; a real or noisy background does not.
+    """
+    v = np.asarray(volume, dtype=np.float32)
+    return float(np.mean(v <= v.min() + atol))
+
+
+def background_std(volume, size: tuple[int, int] = (4, 4)) -> float:
+    """Standard deviation of a background corner: ``volume[:size[0], :size[1], :]``.
+
+    0 means a noiseless, exactly constant background (in the units of the volume; cached
+    volumes are z-scored over the head).
+    """
+    v = np.asarray(volume, dtype=np.float32)
+    return float(np.std(v[:size[0], :size[1], :]))
+
+
+def shortcut_table(table: pd.DataFrame, *, splits=("train", "valid", "test"),
+                   per_kind: int = 60, root=None, seed: int = 0) -> pd.DataFrame:
+    """Constant-band and background measures of cached volumes, per artifact kind.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A built scan table (with ``cache_file``; ``attrs["root"]`` or ``root``).
+    splits : sequence of str
+        Splits whose scans are measured.
+    per_kind : int
+        At most this many volumes per kind (a seeded random subset), to bound the time.
+    root : path-like, optional
+        Database directory (default ``table.attrs["root"]``).
+    seed : int
+        Seed of the subset.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per kind (``clean`` for scans without an artifact), sorted by kind: ``n``,
+        ``share_at_min`` (mean :func:`constant_band_share`), ``minimum`` (mean volume
+        minimum: the background level after normalisation), ``corner_std`` (mean
+        :func:`background_std`).
+    """
+    from mriqc_nb.data.cache import cache_paths
+
+    rows = table[table["split"].astype(str).isin(list(splits))]
+    kinds = rows["artifact_kind"].fillna("").astype(str).replace("", CLEAN_KIND)
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in sorted(kinds.unique()):
+        sub = rows[kinds == kind]
+        if len(sub) > per_kind:
+            sub = sub.iloc[np.sort(rng.choice(len(sub), per_kind, replace=False))]
+        stats = []
+        for path in cache_paths(sub, root):
+            v = np.load(path).astype(np.float32)
+            stats.append((constant_band_share(v), float(v.min()), background_std(v)))
+        a = np.asarray(stats)
+        out.append(dict(kind=kind, n=len(a), share_at_min=a[:, 0].mean(),
+                        minimum=a[:, 1].mean(), corner_std=a[:, 2].mean()))
+    return pd.DataFrame(out)
+
+
+def memorisation(history: pd.DataFrame) -> pd.DataFrame:
+    """Training-artifact vs validation-artifact cross-entropy per epoch, from a history.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        A run's ``history.csv`` (``Run(dir).history``) with the columns ``epoch``,
+        ``train_ce_artifact`` (the stored training artifacts, unaugmented) and
+        ``val_ce_artifact`` (the validation artifacts): the ``recipe`` stage writes them,
+        :func:`artifact_ce_by_epoch` computes them for any run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``epoch``, ``train_ce_artifact``, ``val_ce_artifact`` (nats), ``gap`` (validation
+        minus training; a gap that grows while the training CE falls is memorisation) and
+        ``ratio`` (validation over training).
+
+    Raises
+    ------
+    KeyError
+        If a column is missing.
+    """
+    need = ["epoch", "train_ce_artifact", "val_ce_artifact"]
+    missing = [c for c in need if c not in history.columns]
+    if missing:
+        raise KeyError(f"history lacks {missing}: compute them with artifact_ce_by_epoch()")
+    out = history[need].astype(float).copy()
+    out["epoch"] = out["epoch"].astype(int)
+    out["gap"] = out["val_ce_artifact"] - out["train_ce_artifact"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["ratio"] = out["val_ce_artifact"] / out["train_ce_artifact"]
+    return out.reset_index(drop=True)
+
+
+def _artifact_ce(p_artifact) -> float:
+    """Mean cross-entropy (nats) of artifact scans scored ``p_artifact``."""
+    return float(-np.mean(np.log(np.clip(np.asarray(p_artifact, dtype=float), 1e-7, 1.0))))
+
+
+def artifact_ce_by_epoch(run, table: pd.DataFrame, epochs=None, *, root=None) -> pd.DataFrame:
+    """Cross-entropy of the stored training and the validation artifacts after each epoch.
+
+    Loads every saved epoch of ``run`` and scores the artifact scans of the ``train`` and
+    ``valid`` splits deterministically (dropout off, no flips), as the ``recipe`` stage does
+    during training; the result feeds :func:`memorisation`.
+
+    Parameters
+    ----------
+    run : mriqc_nb.model.runs.Run or path-like
+    table : pandas.DataFrame
+        The built scan table the run was trained on.
+    epochs : sequence of int, optional
+        Default: every saved epoch after 0.
+    root : path-like, optional
+        Database directory (default ``table.attrs["root"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``epoch``, ``train_ce_artifact``, ``val_ce_artifact`` (nats), ``n_train_artifacts``,
+        ``n_valid_artifacts``.
+    """
+    from mriqc_nb.data.cache import load_arrays
+    from mriqc_nb.model.runs import Run
+    from mriqc_nb.predict import predict_samples
+
+    run = run if hasattr(run, "dir") else Run(run)
+    if epochs is None:
+        epochs = [int(p.stem.split("-")[1]) for p in run.checkpoints][1:]
+    art = table[table["label"].astype(str) == ARTIFACT]
+    xs = {s: load_arrays(art, art.loc[art["split"].astype(str) == s, "scan_id"], root=root)[0]
+          for s in ("train", "valid")}
+    rows = []
+    for e in epochs:
+        model = run.model(epoch=int(e))
+        ce = {s: _artifact_ce(predict_samples(model, x, "deterministic")[0, :, 1])
+              for s, x in xs.items()}
+        rows.append(dict(epoch=int(e), train_ce_artifact=ce["train"],
+                         val_ce_artifact=ce["valid"], n_train_artifacts=len(xs["train"]),
+                         n_valid_artifacts=len(xs["valid"])))
+    return pd.DataFrame(rows)
+
+
+def per_kind_sensitivity(summary: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Sensitivity per artifact kind at one threshold (and specificity of the clean scans).
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Per-scan predictions (:func:`mriqc_nb.predict.run_predictions`): columns
+        ``artifact_kind``, ``p_artifact`` and ``y`` (1 = artifact) or ``label``.
+    threshold : float
+        A scan is called artifact when ``p_artifact >= threshold``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per artifact kind, sorted, then a ``clean`` row when there are clean scans:
+        ``kind``, ``n``, ``called_artifact`` (scans at or above the threshold), ``rate``
+        (``called_artifact / n``: the sensitivity of a kind, the false-positive rate of the
+        clean row) and ``sensitivity`` (NaN for the clean row).
+    """
+    y = summary["y"].to_numpy() if "y" in summary else to_y(summary["label"])
+    called = summary["p_artifact"].to_numpy(dtype=float) >= threshold
+    kinds = summary["artifact_kind"].fillna("").astype(str).to_numpy()
+    rows = []
+    for kind in sorted(set(kinds[y == 1])):
+        m = (y == 1) & (kinds == kind)
+        rows.append(dict(kind=kind, n=int(m.sum()), called_artifact=int(called[m].sum())))
+    if (y == 0).any():
+        rows.append(dict(kind=CLEAN_KIND, n=int((y == 0).sum()),
+                         called_artifact=int(called[y == 0].sum())))
+    out = pd.DataFrame(rows, columns=["kind", "n", "called_artifact"])
+    out["rate"] = out["called_artifact"] / out["n"]
+    out["sensitivity"] = out["rate"].where(out["kind"] != CLEAN_KIND)
+    return out
+
+
+def subtle_sensitivity(run, threshold: float, *, profile=None, method: str = "mc",
+                       T: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Per-kind sensitivity on the separate set of *subtle* artifacts (split ``"subtle"``).
+
+    The subtle scans are not in any labelled split; they show what a detector trained on
+    prominent artifacts finds of the milder ones, at the threshold chosen on validation.
+
+    Parameters
+    ----------
+    run : mriqc_nb.model.runs.Run or path-like
+        A trained run.
+    threshold : float
+    profile, method, T, seed
+        As :func:`mriqc_nb.predict.run_predictions` (predictions cached in the run).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`per_kind_sensitivity` of the subtle split, plus a last row ``all``.
+    """
+    from mriqc_nb.predict import run_predictions
+
+    summary, _ = run_predictions(run, "subtle", method, T=T, seed=seed, profile=profile)
+    out = per_kind_sensitivity(summary, threshold)
+    n, k = int(out["n"].sum()), int(out["called_artifact"].sum())
+    total = pd.DataFrame([dict(kind="all", n=n, called_artifact=k, rate=k / n if n else np.nan,
+                               sensitivity=k / n if n else np.nan)])
+    return pd.concat([out, total], ignore_index=True)

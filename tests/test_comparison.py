@@ -1,0 +1,156 @@
+"""Threshold rules, result rows, the summary over seeds, paired differences, the script."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mriqc_nb import comparison
+from mriqc_nb.metrics import binary_metrics
+
+KINDS = ["noise", "spike", "motion", "coverage"]
+
+
+def _preds(n_clean=200, n_art=20, sep=3.0, seed=0, prefix="s"):
+    """Per-scan predictions: artifact scores shifted by ``sep`` (logit scale)."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n_clean, int), np.ones(n_art, int)]
+    logit = rng.normal(size=y.size) + sep * y - 3.0
+    return pd.DataFrame({
+        "scan_id": [f"{prefix}{i:04d}" for i in range(y.size)],
+        "artifact_kind": ["" if v == 0 else KINDS[i % len(KINDS)] for i, v in enumerate(y)],
+        "y": y,
+        "p_artifact": 1 / (1 + np.exp(-logit)),
+        "mutual_information": rng.uniform(0, 0.1, y.size),
+        "n_samples": 10,
+    })
+
+
+def test_threshold_rules_chosen_on_validation_only():
+    valid, test = _preds(seed=1), _preds(seed=2, prefix="t")
+    rules = comparison.threshold_rules(valid, test).set_index("criterion")
+    assert rules.index.tolist() == ["youden", "f1"]
+    for c in ("youden", "f1"):
+        t = rules.loc[c, "threshold"]
+        m = binary_metrics(test["y"], test["p_artifact"], t)
+        assert rules.loc[c, "test_f1"] == pytest.approx(m["f1"])
+        assert rules.loc[c, "valid_f1"] == pytest.approx(
+            binary_metrics(valid["y"], valid["p_artifact"], t)["f1"])
+    # each rule is best on validation for its own criterion
+    assert rules.loc["f1", "valid_f1"] >= rules.loc["youden", "valid_f1"]
+    assert rules.loc["youden", "valid_youden_j"] >= rules.loc["f1", "valid_youden_j"]
+    # the test set does not move the thresholds
+    shuffled = test.assign(p_artifact=test["p_artifact"].sample(frac=1, random_state=0)
+                           .to_numpy())
+    again = comparison.threshold_rules(valid, shuffled).set_index("criterion")
+    assert again["threshold"].tolist() == rules["threshold"].tolist()
+
+
+def test_method_row_columns_and_kinds():
+    valid, test = _preds(seed=1), _preds(seed=2, prefix="t")
+    subtle = _preds(n_clean=0, n_art=8, sep=1.0, seed=3, prefix="u")
+    row = comparison.method_row(valid, test, subtle, n_boot=200)
+    cols = comparison.result_columns()
+    assert set(row) <= set(cols)
+    assert row["n_test"] == 220 and row["n_test_artifacts"] == 20
+    assert row["auc_low"] <= row["auc"] <= row["auc_high"]
+    m = binary_metrics(test["y"], test["p_artifact"], row["threshold"])
+    assert row["f1"] == pytest.approx(m["f1"])
+    called = test["p_artifact"] >= row["threshold"]
+    for kind in KINDS:
+        sel = test["artifact_kind"] == kind
+        assert row[f"sens_{kind}"] == pytest.approx(called[sel].mean())
+    assert row["n_subtle"] == 8
+    assert row["subtle_sensitivity"] == pytest.approx(
+        (subtle["p_artifact"] >= row["threshold"]).mean())
+    assert "sens_wraparound" not in row  # absent kind: NaN once reindexed
+    assert row["n_valid_artifacts"] == 20
+
+
+def test_seed_summary():
+    df = pd.DataFrame({"method": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0],
+                       "auc": [0.8, 0.9, 1.0, 0.5], "f1": [0.1, 0.2, 0.3, 0.0]})
+    s = comparison.seed_summary(df).set_index("method")
+    assert s.loc["a", "n_seeds"] == 3
+    assert s.loc["a", "auc_mean"] == pytest.approx(0.9)
+    assert s.loc["a", "auc_sd"] == pytest.approx(0.1)
+    assert s.loc["a", "f1_min"] == pytest.approx(0.1) and s.loc["a", "f1_max"] == 0.3
+    assert np.isnan(s.loc["b", "auc_sd"])
+    assert "accuracy_mean" not in s.columns
+
+
+def test_differences_to_reference_paired():
+    valid_a, test_a = _preds(seed=1, sep=1.0), _preds(seed=2, sep=1.0, prefix="t")
+    valid_b, test_b = _preds(seed=1, sep=4.0), _preds(seed=2, sep=4.0, prefix="t")
+    d = comparison.differences_to_reference(
+        {"baseline": (valid_a, test_a), "better": (valid_b, test_b)}, n_boot=200)
+    assert d["metric"].tolist() == ["auc", "f1", "balanced_accuracy"]
+    auc = d.set_index("metric").loc["auc"]
+    assert auc["diff"] == pytest.approx(auc["value"] - auc["reference_value"])
+    assert auc["low"] > 0 and auc["p_le_0"] == 0.0
+    # the same method against itself: zero difference in every replicate
+    same = comparison.differences_to_reference(
+        {"baseline": (valid_a, test_a), "copy": (valid_a, test_a)}, n_boot=50)
+    assert (same[["diff", "low", "high"]].to_numpy() == 0).all()
+    with pytest.raises(ValueError, match="test scans differ"):
+        comparison.differences_to_reference(
+            {"baseline": (valid_a, test_a), "other": (valid_b, test_b.iloc[::-1])},
+            n_boot=10)
+
+
+# --------------------------------------------------------------------------- the script
+
+
+def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch):
+    """tools/experiments.py with training and prediction replaced (fast): rows, sidecar,
+    per-seed run directories, resuming."""
+    import experiments as ex
+
+    monkeypatch.setenv("MRIQC_NB_HOME", str(tmp_path / "home"))
+    trained = []
+
+    def fake_train(method, profile, seed, *, progress=False):
+        trained.append((method, seed))
+        return ex.seed_runs_dir(profile, seed) / method
+
+    def fake_predict(run, profile, *, progress=False):
+        seed = int(run.parent.name.split("-")[1])
+        sep = 1.0 + 2.0 * (run.name == "recipe") + 0.1 * seed
+        return {"valid": _preds(seed=10 + seed, sep=sep),
+                "test": _preds(seed=20 + seed, sep=sep, prefix="t"),
+                "subtle": _preds(n_clean=0, n_art=6, seed=30, prefix="u")}
+
+    monkeypatch.setattr(ex, "train_method", fake_train)
+    monkeypatch.setattr(ex, "predict_method", fake_predict)
+    out = tmp_path / "results"
+    df = ex.run_experiments("smoke", [0, 1], ["baseline", "recipe"], out, n_boot=50,
+                            log=lambda s: None)
+    assert len(df) == 4 and trained == [("baseline", 0), ("recipe", 0), ("baseline", 1),
+                                        ("recipe", 1)]
+    tsv = pd.read_csv(out / "smoke.tsv", sep="\t")
+    assert tsv.columns.tolist() == comparison.result_columns()
+    assert set(zip(tsv["method"], tsv["seed"])) == {("baseline", 0), ("recipe", 0),
+                                                     ("baseline", 1), ("recipe", 1)}
+    assert (tsv["n_test_artifacts"] == 20).all() and (tsv["n_subtle"] == 6).all()
+    raw = pd.read_csv(out / "smoke.tsv", sep="\t", dtype=str)
+    assert raw["auc"].str.len().max() <= 8  # 6 significant digits
+    meta = json.loads((out / "smoke.json").read_text())
+    assert meta["seeds"] == [0, 1] and meta["profile"]["name"] == "smoke"
+    assert meta["cpu"] and set(meta["wall_seconds"]) == {"baseline", "recipe"}
+    assert set(meta["wall_seconds"]["recipe"]) == {"0", "1"}
+    # seeds train into their own folders
+    assert ex.seed_runs_dir("smoke", 0) != ex.seed_runs_dir("smoke", 1)
+    # resuming: nothing done twice, a new seed added
+    trained.clear()
+    df = ex.run_experiments("smoke", [0, 1, 2], ["baseline", "recipe"], out, n_boot=50,
+                            log=lambda s: None)
+    assert trained == [("baseline", 2), ("recipe", 2)] and len(df) == 6
+    assert json.loads((out / "smoke.json").read_text())["seeds"] == [0, 1, 2]
+    s = comparison.seed_summary(out / "smoke.tsv").set_index("method")
+    assert s.loc["recipe", "n_seeds"] == 3
+    assert s.loc["recipe", "auc_mean"] > s.loc["baseline", "auc_mean"]
+    with pytest.raises(ValueError, match="unknown methods"):
+        ex.run_experiments("smoke", [0], ["nope"], out)

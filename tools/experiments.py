@@ -1,0 +1,196 @@
+"""Every method for several training seeds: ``results/<profile>.tsv`` and its sidecar JSON.
+
+Usage (``make experiments``)::
+
+    python tools/experiments.py --profile laptop --seeds 0 1 2
+
+For each seed and method (the paper's stages and the book's ``recipe``) it trains the method
+with that **training seed** (the stages' ``seed`` override; the database, and so the test
+scans, stay those of the profile, so that every row is scored on the same scans), predicts
+validation, test and the subtle set (MC dropout, the profile's ``mc_samples_test`` on all
+three: one T), and appends one row to ``<out-dir>/<profile>.tsv``
+(:func:`mriqc_nb.comparison.method_row`; columns
+:func:`mriqc_nb.comparison.result_columns`). The sidecar ``<out-dir>/<profile>.json`` holds
+the package version, the profile, the seeds, the CPU (``/proc/cpuinfo``), the dates and the
+wall time of every method and seed.
+
+Runs live in ``runs_dir(profile) / "seeds" / "seed-<s>" / <stage>`` under
+``$MRIQC_NB_HOME``: one directory per seed, so seeds never overwrite each other, nor the
+book's own runs. ``ramp`` and ``primed_baseline`` start from that seed's ``prime``.
+
+Resumable: a (method, seed) already in the TSV is skipped, and an interrupted training
+resumes from its last saved epoch. Read the table with
+:func:`mriqc_nb.comparison.seed_summary`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from mriqc_nb import __version__, comparison, predict  # noqa: E402
+from mriqc_nb._atomic import write_json, write_text  # noqa: E402
+from mriqc_nb.model import training  # noqa: E402
+from mriqc_nb.model.runs import STAGES  # noqa: E402
+from mriqc_nb.paths import runs_dir  # noqa: E402
+from mriqc_nb.profiles import get_profile  # noqa: E402
+
+#: Every method of the comparison: the paper's stages, then the book's recipe.
+METHODS = STAGES
+#: Stages that start from the same seed's ``prime`` run.
+PRIMED = ("ramp", "primed_baseline")
+
+
+def cpu_model() -> str:
+    """The CPU's ``model name`` from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def seed_runs_dir(profile, seed: int) -> Path:
+    """Where the runs of one training seed live (under ``$MRIQC_NB_HOME``)."""
+    return runs_dir(get_profile(profile)) / "seeds" / f"seed-{int(seed)}"
+
+
+def train_method(method: str, profile, seed: int, *, progress: bool = False):
+    """Train (or resume, or find) ``method`` with training seed ``seed``; return its Run."""
+    p = get_profile(profile)
+    folder = seed_runs_dir(p, seed)
+    if method in PRIMED:  # train this seed's prime first, else it gets the profile's seed
+        training.train_stage("prime", p, run_dir=folder / "prime", seed=int(seed),
+                             progress=progress)
+    return training.train_stage(method, p, run_dir=folder / method, seed=int(seed),
+                                progress=progress)
+
+
+def predict_method(run, profile, *, progress: bool = False) -> dict:
+    """Validation, test and subtle-set predictions of a run (MC dropout, one T for all)."""
+    p = get_profile(profile)
+    T = p.mc_samples_test
+    out = {split: predict.run_predictions(run, split, "mc", T=T, profile=p,
+                                          progress=progress)[0]
+           for split in ("valid", "test")}
+    try:
+        out["subtle"] = predict.run_predictions(run, "subtle", "mc", T=T, profile=p)[0]
+    except ValueError:  # a profile without a subtle set
+        out["subtle"] = None
+    return out
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if path.exists():
+        return pd.read_csv(path, sep="\t")
+    return pd.DataFrame(columns=comparison.result_columns())
+
+
+def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *,
+                    n_boot: int = 1000, progress: bool = False, log=print) -> pd.DataFrame:
+    """Train, predict and score every (method, seed) not yet in the results table.
+
+    Parameters
+    ----------
+    profile : str or Profile
+    seeds : sequence of int
+        Training seeds.
+    methods : sequence of str
+        Stages of :data:`mriqc_nb.model.runs.STAGES`, in the order they are run.
+    out_dir : path-like
+        Where ``<profile>.tsv`` and ``<profile>.json`` are written.
+    n_boot : int
+        Bootstrap replicates of the test AUC interval.
+    progress : bool
+        Training progress bars.
+    log : callable
+        Receives one line per finished (method, seed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The whole results table after this call.
+    """
+    p = get_profile(profile)
+    unknown = [m for m in methods if m not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join(STAGES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tsv, side = out_dir / f"{p.name}.tsv", out_dir / f"{p.name}.json"
+    df = _read(tsv)
+    meta = json.loads(side.read_text()) if side.exists() else {}
+    meta.update(package_version=__version__, profile=p.as_dict(), cpu=cpu_model(),
+                n_cpus=os.cpu_count(),
+                tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+                seeds=sorted({*meta.get("seeds", []), *map(int, seeds)}),
+                methods=list(dict.fromkeys([*meta.get("methods", []), *methods])),
+                runs="runs_dir(profile)/seeds/seed-<s>/<method> under $MRIQC_NB_HOME",
+                started=meta.get("started", time.strftime("%Y-%m-%d %H:%M:%S")))
+    wall = meta.setdefault("wall_seconds", {})
+    done = set(zip(df["method"].astype(str), df["seed"].astype(int)))
+    for seed in seeds:
+        for method in methods:
+            if (method, int(seed)) in done:
+                continue
+            t0 = time.perf_counter()
+            run = train_method(method, p, seed, progress=progress)
+            t1 = time.perf_counter()
+            tables = predict_method(run, p, progress=progress)
+            t2 = time.perf_counter()
+            row = comparison.method_row(tables["valid"], tables["test"], tables["subtle"],
+                                        n_boot=n_boot, seed=int(seed))
+            row.update(method=method, seed=int(seed), profile=p.name,
+                       seconds_train=round(t1 - t0, 1), seconds_predict=round(t2 - t1, 1))
+            new = pd.DataFrame([row])
+            df = new if df.empty else pd.concat([df, new], ignore_index=True)
+            df = df.reindex(columns=comparison.result_columns()).infer_objects()
+            write_text(tsv, df.to_csv(sep="\t", index=False, float_format="%.6g"))
+            wall.setdefault(method, {})[str(int(seed))] = {
+                "train": round(t1 - t0, 1), "predict": round(t2 - t1, 1)}
+            meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+            write_json(side, meta, sort_keys=False)
+            done.add((method, int(seed)))
+            log(f"{p.name} seed {seed} {method}: AUC {row['auc']:.3f} "
+                f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] F1 {row['f1']:.3f} "
+                f"({row['n_test_artifacts']} of {row['n_test']} test scans are artifacts; "
+                f"{t1 - t0:.0f} s training, {t2 - t1:.0f} s predicting)")
+    return df
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="laptop")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=STAGES)
+    ap.add_argument("--out-dir", default=str(ROOT / "results"))
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args(argv)
+    df = run_experiments(args.profile, args.seeds, args.methods, args.out_dir,
+                         n_boot=args.n_boot, progress=args.progress)
+    summary = comparison.seed_summary(df)
+    cols = ["method", "n_seeds"] + [c for c in summary.columns
+                                    if c.startswith(("auc_", "f1_")) and
+                                    c.endswith(("_mean", "_sd"))]
+    print(summary[cols].round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
