@@ -47,6 +47,12 @@ MODEL_PROFILE ?= laptop
 model: $(STAMP)
 	$(BIN)/python tools/make_model.py --stage $(MODEL_STAGE) --profile $(MODEL_PROFILE)
 
+# Every method for three seeds on the laptop profile -> results/laptop.tsv (+ .json sidecar);
+# resumable. Hours on a laptop CPU (tools/experiments.py prints the time of each method).
+SEEDS ?= 0 1 2
+experiments: $(STAMP)
+	$(BIN)/python tools/experiments.py --profile laptop --seeds $(SEEDS)
+
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 

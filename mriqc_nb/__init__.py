@@ -14,7 +14,8 @@ The helper package of the mriqc-nb executable book. Each concept lives in one mo
 - :mod:`mriqc_nb.predict` -- the one MC-dropout / flip sampler; predictions of a split, cached per run
 - :mod:`mriqc_nb.uncertainty`, :mod:`mriqc_nb.referral`, :mod:`mriqc_nb.metrics` --
   uncertainty measures, referral policies with their controls, metrics with bootstrap intervals
-- :mod:`mriqc_nb.comparison` -- the comparison table of chapter 8
+- :mod:`mriqc_nb.diagnostics` -- why a detector does (not) learn (chapter 5b)
+- :mod:`mriqc_nb.comparison` -- the comparison tables of chapter 8, seed summaries
 - :mod:`mriqc_nb.bundle`, :mod:`mriqc_nb.screen` -- model bundles; screening scans on disk to a TSV
 - :mod:`mriqc_nb.sources`, :mod:`mriqc_nb.bids`, :mod:`mriqc_nb.report` -- screening inputs,
   BIDS datasets, the HTML report
