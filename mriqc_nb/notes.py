@@ -70,7 +70,7 @@ def profile_note(profile: Profile, about: str = "") -> "IPython.display.Markdown
                 "with its sample size, and chapter 8 for intervals.")
     if about:
         body += " " + about
-    return Markdown(f"```{{{kind}}} {title}\n{body}\n```")
+    return Markdown(_admonition(kind, title, body))
 
 
 def training_note(stages: Iterable[str], profile: Profile) -> "IPython.display.Markdown":  # noqa: F821
@@ -102,8 +102,13 @@ def training_note(stages: Iterable[str], profile: Profile) -> "IPython.display.M
     if profile.name not in ("smoke", "laptop"):
         body += (f" This page uses the `{profile.name}` profile: expect longer on a CPU, "
                  "less on a GPU.")
-    return Markdown(f"```{{note}} Training: about {_round_minutes(minutes)} minutes on a laptop\n"
-                    f"{body}\n```")
+    title = f"Training: about {_round_minutes(minutes)} minutes on a laptop"
+    return Markdown(_admonition("note", title, body))
+
+
+def _admonition(kind: str, title: str, body: str) -> str:
+    """A MyST admonition with a title, styled as ``kind`` (note, warning...)."""
+    return f"```{{admonition}} {title}\n:class: {kind}\n{body}\n```"
 
 
 def _round_minutes(minutes: float) -> int:

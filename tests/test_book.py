@@ -62,10 +62,11 @@ def test_profile_note_warns_under_smoke_and_notes_otherwise():
     from mriqc_nb.profiles import get_profile
 
     smoke = notes.profile_note(get_profile("smoke"), "Extra sentence.").data
-    assert smoke.startswith("```{warning}") and smoke.rstrip().endswith("```")
+    assert smoke.startswith("```{admonition} Smoke profile") and ":class: warning" in smoke
+    assert smoke.rstrip().endswith("```")
     assert "not results" in smoke and smoke.rstrip("`\n").endswith("Extra sentence.")
     laptop = notes.profile_note(get_profile("laptop")).data
-    assert laptop.startswith("```{note}") and "not results" not in laptop
+    assert ":class: note" in laptop and "not results" not in laptop
     assert "seed 2023" in laptop
 
 
