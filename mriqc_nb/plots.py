@@ -12,9 +12,16 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "log_kspace", "plot_histories",
-           "plot_referral_curves"]
+__all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "plot_kspace_parts",
+           "log_kspace", "plot_histories", "plot_referral_curves"]
+
+#: Font sizes of the book's figures (points), chosen so that a figure scaled to the page's
+#: text column (about 690 CSS px) still has text about as large as the page's captions.
+TITLE_SIZE = 11
+LABEL_SIZE = 10
+LEGEND_SIZE = 9
 
 #: (name, axis that is cut, (horizontal axis, vertical axis)) for the three views.
 VIEWS = (
@@ -101,7 +108,7 @@ def plot_orthoviews(
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        axes[0].set_ylabel(title, fontsize=9)
+        axes[0].set_ylabel(title, fontsize=LABEL_SIZE)
     if colorbar and im is not None:
         plt.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01)
     return list(axes)
@@ -175,13 +182,84 @@ def plot_artifact_panel(
                 ax.set_xticks([])
                 ax.set_yticks([])
     for c, (name, _, _) in enumerate(VIEWS):
-        axes[0, c].set_title(name, fontsize=9)
+        axes[0, c].set_title(name, fontsize=LABEL_SIZE)
     if kspace:
-        axes[0, 3].set_title("log |k| (max over %s)" % "xyz"[kspace_axis], fontsize=9)
+        axes[0, 3].set_title("log |k| (max over %s)" % "xyz"[kspace_axis], fontsize=LABEL_SIZE)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=TITLE_SIZE + 1)
     fig.tight_layout()
+    # colour is a value in the difference map and in k-space: give them scales (after the
+    # layout, so that the bars sit beside the grid instead of shrinking it)
+    _side_colorbar(axes[-1, 2], "difference\n(image units)")
+    if kspace:
+        _side_colorbar(axes[-2, 3], "log10 |k| / max")
     return fig
+
+
+def _side_colorbar(ax, label: str):
+    """A colour bar for the last image drawn on ``ax``, just right of it.
+
+    Add it after the figure's layout is made: the bar then sits beside the grid (a saved
+    figure with ``bbox_inches="tight"``, as notebooks save them, grows to hold it).
+    """
+    cax = ax.inset_axes([1.05, 0.05, 0.07, 0.9])
+    bar = ax.figure.colorbar(ax.images[-1], cax=cax)
+    bar.ax.tick_params(labelsize=LABEL_SIZE - 2)
+    bar.set_label(label, fontsize=LABEL_SIZE - 1)
+    return bar
+
+
+def plot_kspace_parts(volume: np.ndarray, low: np.ndarray, high: np.ndarray,
+                      spacing_mm: Sequence[float] = (1.0, 1.0, 1.0), *, centre_share: float = 0.2):
+    """An image, its k-space and its reconstructions from the centre and the periphery of k.
+
+    Two rows of two panels (axial slices through the grid centre): the image and
+    :func:`log_kspace` of it (projected along z, with a colour scale), then ``low`` and
+    ``high``, the reconstructions from the central part of k-space only and from the rest.
+
+    Parameters
+    ----------
+    volume, low, high : ndarray (X, Y, Z)
+        The image and its two partial reconstructions (same grid).
+    spacing_mm : 3 floats
+        Voxel size in mm (displayed aspect ratio).
+    centre_share : float
+        Side of the central box of k-space as a fraction of each side (for the titles).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(7.2, 6.4))
+    aspect = _aspect(spacing_mm, (0, 1))
+    images = ((volume, "image (axial)"), (None, "log10 |k| / max (kx, ky)"),
+              (low, f"central {centre_share:.0%} of k only"), (high, "periphery of k only"))
+    for ax, (vol, name) in zip(axes.ravel(), images):
+        if vol is None:
+            ax.imshow(log_kspace(volume, axis=2), cmap="magma", origin="lower", vmin=-4, vmax=0)
+        else:
+            ax.imshow(orthoview_slices(vol)["axial"], cmap="gray", origin="lower", aspect=aspect)
+        ax.set_title(name, fontsize=TITLE_SIZE)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    _side_colorbar(axes[0, 1], "log10 |k| / max")
+    return fig
+
+
+def _panel_grid(n: int, *, width: float = 4.4, height: float = 3.2):
+    """``n`` axes, at most two per row (a page-wide figure keeps legible fonts).
+
+    Returns the ``n`` axes to draw on and the spare axis of an odd count (switched off), or
+    None.
+    """
+    nrows, ncols = (n + 1) // 2, min(n, 2)
+    _, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    flat = list(axes.ravel())
+    spare = flat[n] if len(flat) > n else None
+    if spare is not None:
+        spare.axis("off")
+    return flat[:n], spare
 
 
 def plot_histories(histories, columns=("ce", "val_ce", "val_accuracy"), *, offsets=None,
@@ -206,29 +284,41 @@ def plot_histories(histories, columns=("ce", "val_ce", "val_accuracy"), *, offse
     """
     import pandas as pd
 
+    spare = None
     if axes is None:
-        _, axes = plt.subplots(1, len(columns), figsize=(3.8 * len(columns), 3.2), squeeze=False)
-        axes = axes[0]
+        axes, spare = _panel_grid(len(columns))
     markers = {"prime": "s", "ramp": "^", "full": "o", "finetune": "v"}
     for name, h in histories.items():
         h = pd.DataFrame(h)
         x = h["epoch"] + (offsets or {}).get(name, 0)
         for ax, col in zip(axes, columns):
-            (line,) = ax.plot(x, h[col], lw=1.2, label=name)
+            (line,) = ax.plot(x, h[col], lw=1.4, label=name)
             if phases and "phase" in h:
                 for phase, m in markers.items():
                     sel = h["phase"] == phase
                     if sel.any():
-                        ax.scatter(x[sel], h.loc[sel, col], marker=m, s=18, color=line.get_color(),
+                        ax.scatter(x[sel], h.loc[sel, col], marker=m, s=22, color=line.get_color(),
                                    label=None)
     for ax, col in zip(axes, columns):
-        ax.set(xlabel="epoch", title=col)
+        ax.set_xlabel("epoch", fontsize=LABEL_SIZE)
+        ax.set_title(col, fontsize=TITLE_SIZE)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    if phases:
-        axes[-1].legend(
-            handles=[plt.Line2D([], [], ls="", marker=m, color="grey", label=p) for p, m in markers.items()],
-            fontsize=7, title="phase", title_fontsize=7)
+    # legends in the spare panel of an odd count, else on the panels
+    handles, names = axes[0].get_legend_handles_labels()
+    phase_handles = [plt.Line2D([], [], ls="", marker=m, color="grey", label=p) for p, m in markers.items()]
+    if spare is not None:
+        spare.legend(handles, names, loc="upper left", fontsize=LEGEND_SIZE, title="run",
+                     title_fontsize=LEGEND_SIZE, frameon=False)
+        if phases:
+            spare.add_artist(spare.get_legend())
+            spare.legend(handles=phase_handles, loc="upper right", fontsize=LEGEND_SIZE, title="phase",
+                         title_fontsize=LEGEND_SIZE, frameon=False)
+    else:
+        axes[0].legend(fontsize=LEGEND_SIZE)
+        if phases:
+            axes[-1].legend(handles=phase_handles, fontsize=LEGEND_SIZE, title="phase",
+                            title_fontsize=LEGEND_SIZE)
     plt.tight_layout()
     return list(axes)
 
@@ -279,9 +369,9 @@ def plot_referral_curves(table, measures=("mutual_information",), threshold: flo
     curves = {m: referral_curve(table, labels, m, threshold, fractions) for m in measures}
     curves["random (control)"] = referral_curve(table, labels, measures[0], threshold, fractions, random=True,
                                                 seed=seed, n_repeats=n_repeats)
+    spare = None
     if axes is None:
-        _, axes = plt.subplots(1, len(metrics), figsize=(3.9 * len(metrics), 3.2), squeeze=False)
-        axes = axes[0]
+        axes, spare = _panel_grid(len(metrics))
     for ax, metric in zip(axes, metrics):
         for name, c in curves.items():
             control = name.startswith("random")
@@ -289,11 +379,16 @@ def plot_referral_curves(table, measures=("mutual_information",), threshold: flo
                     ls="--" if control else "-", lw=1.2, marker=None if control else ".", ms=4, label=name)
         ax.set(xlabel="fraction of scans referred",
                title=_CURVE_TITLES.get(metric, metric.replace("_", " ") + " (retained scans)"))
-        ax.title.set_fontsize(9)
+        ax.title.set_fontsize(TITLE_SIZE)
+        ax.xaxis.label.set_fontsize(LABEL_SIZE)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if spare is not None:  # the legend in the spare panel of an odd count
+        spare.legend(*axes[0].get_legend_handles_labels(), loc="upper left", fontsize=LEGEND_SIZE,
+                     title="referral by", title_fontsize=LEGEND_SIZE, frameon=False)
+    else:
+        axes[0].legend(fontsize=LEGEND_SIZE)
     if title:
-        axes[0].figure.suptitle(title, y=1.02, fontsize=10)
+        axes[0].figure.suptitle(title, y=1.02, fontsize=TITLE_SIZE)
     axes[0].figure.tight_layout()
     return list(axes)
 

@@ -53,3 +53,94 @@ def test_chapter_hygiene(path):
 def test_profiles_have_grids_divisible_by_32():
     for p in PROFILES.values():
         assert all(n % 32 == 0 for n in p.grid), p.name
+
+
+# --- book helpers: the notes pages show, and figures that stay legible -------------------
+
+def test_profile_note_warns_under_smoke_and_notes_otherwise():
+    from mriqc_nb import notes
+    from mriqc_nb.profiles import get_profile
+
+    smoke = notes.profile_note(get_profile("smoke"), "Extra sentence.").data
+    assert smoke.startswith("```{admonition} Smoke profile") and ":class: warning" in smoke
+    assert smoke.rstrip().endswith("```")
+    assert "not results" in smoke and smoke.rstrip("`\n").endswith("Extra sentence.")
+    laptop = notes.profile_note(get_profile("laptop")).data
+    assert ":class: note" in laptop and "not results" not in laptop
+    assert "seed 2023" in laptop
+
+
+def test_training_note_sums_the_stages_and_says_about():
+    from mriqc_nb import notes
+    from mriqc_nb.profiles import get_profile
+
+    text = notes.training_note(["baseline", "focal"], get_profile("laptop")).data
+    minutes = notes.LAPTOP_MINUTES["baseline"] + notes.LAPTOP_MINUTES["focal"]
+    assert f"about {notes._round_minutes(minutes)} minutes" in text
+    assert "estimate" in text and str(notes.LAPTOP_MINUTES_MEASURED) in text
+    # the split by stage accounts for most of the measured total, not more
+    assert sum(notes.LAPTOP_MINUTES.values()) <= notes.LAPTOP_MINUTES_MEASURED
+    with pytest.raises(KeyError):
+        notes.training_note(["no-such-stage"], get_profile("laptop"))
+
+
+def test_readable_rounds_makes_integers_and_spells_missing_values():
+    import numpy as np
+    import pandas as pd
+
+    from mriqc_nb import notes
+
+    raw = pd.DataFrame({"tp_count": [1.0, 2.0, np.nan], "f1_score": [0.12345, np.nan, 1.0],
+                        "warnings": ["", None, "few artifacts"]},
+                       index=pd.Index(["a", "b", "c"], name="referral_by"))
+    out = notes.readable(raw)
+    assert list(out.columns) == ["tp count", "f1 score", "warnings"]
+    assert out.index.name == "referral by"
+    assert out["tp count"].tolist() == [1, 2, "n/a"]
+    assert out["f1 score"].tolist() == [0.123, "n/a", 1.0]
+    assert out["warnings"].tolist() == ["", "n/a", "few artifacts"]
+    blank = notes.readable(raw, na="", wrap_names=False)
+    assert "tp_count" in blank.columns and blank["tp_count"].tolist() == [1, 2, ""]
+
+
+def test_histories_two_panels_per_row_and_integer_epochs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mriqc_nb import plots
+
+    h = pd.DataFrame({"epoch": [1, 2, 3], "phase": ["prime", "ramp", "finetune"],
+                      "ce": [1.0, 0.8, 0.7], "val_ce": [1.1, 0.9, 0.8],
+                      "val_accuracy": [0.5, 0.6, 0.7]})
+    axes = plots.plot_histories({"a": h, "b": h}, phases=True)
+    fig = axes[0].figure
+    rows = {round(ax.get_position().y0, 3) for ax in axes}
+    assert len(axes) == 3 and len(rows) == 2  # 2 + 1 panels, the spare one holds the legends
+    spare = [ax for ax in fig.axes if ax not in axes]
+    assert len(spare) == 1 and spare[0].get_legend() is not None
+    fig.canvas.draw()
+    for ax in axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+
+
+def test_artifact_panel_has_colour_bars_for_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mriqc_nb import plots
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((32, 32, 32)).astype(np.float32)
+    fig = plots.plot_artifact_panel(clean, {"prominent": clean * 1.1}, (1, 1, 1), kspace=True)
+    bars = [child for ax in fig.axes for child in ax.child_axes]  # inset colour bars
+    labels = [ax.get_ylabel() for ax in bars]
+    assert "difference\n(image units)" in labels and "log10 |k| / max" in labels
+    plt.close(fig)
