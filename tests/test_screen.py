@@ -380,7 +380,8 @@ def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monk
                           "mutual_information": rng.uniform(0, 0.1, 40)})
     calls = []
     run = SimpleNamespace(config=SimpleNamespace(model="nn008", seed=5, stage="ramp", profile="smoke"),
-                          dir=tmp_path / "run", last_epoch=3, model=lambda: model)
+                          dir=tmp_path / "run", last_epoch=3, selected_epoch=3,
+                          model=lambda: model)
     monkeypatch.setattr(training, "train_stage", lambda stage, profile, **k: run)
     monkeypatch.setattr(predict, "run_predictions",
                         lambda run, split, method, **k: calls.append((split, method, k["T"])) or (valid, None))
