@@ -8,8 +8,9 @@ magnitude of compute:
     Continuous integration: the whole book in minutes on 2 CPU cores, on a tiny grid. Its
     numbers test that the code runs; they are not results.
 ``laptop``
-    The default for building the book: about 1.5 hours on 2 CPU cores, with enough artifact
-    scans for a meaningful F1.
+    The default for building the book: about two hours on 2 CPU cores (the paper's five
+    stages 82 min, the book's recipe 22 min, measured on a shared 2-core AMD EPYC), with 20
+    artifact scans per test split (too few for tight intervals: see chapter 8).
 ``colab``
     One T4-class GPU; the target is a chapter in under about 15 minutes (not yet timed on a
     GPU), thousands of scans at 98% clean.
@@ -150,7 +151,7 @@ PROFILES: dict[str, Profile] = {
             batch_size=8,
             mc_samples_valid=50,
             mc_samples_test=100,
-            description="the default: the whole book in about 1.5 hours on 2 CPU cores",
+            description="the default: the whole book in about two hours on 2 CPU cores",
             # the recipe of chapter 5b: 12 x 60 steps of 8 (about 20 min on 2 shared cores)
             extra={"recipe": dict(redraws=4, onto_clean=300, artifact_share=0.5, batch_size=8,
                                   rounds=12, steps_per_round=60, valid_clean=300)},
