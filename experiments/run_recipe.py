@@ -12,7 +12,6 @@ Deterministic scores (no MC dropout): the recipe's ranking, not referral.
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -34,12 +33,13 @@ p.add_argument("--seed", type=int, default=2023)
 p.add_argument("--workers", type=int, default=2)
 a = p.parse_args()
 
-from mriqc_nb.data import make_table
+from mriqc_nb.data import make_table, split_rows
 from mriqc_nb.data.cache import cache_dir_for, cache_file_name
-from mriqc_nb.model.recipe import RecipeConfig, recipe_model, train_recipe, _load, _scores
+from mriqc_nb.model.recipe import RecipeConfig, recipe_model, train_recipe, _scores
 from mriqc_nb.paths import database_dir
 from mriqc_nb.profiles import get_profile
 from mriqc_nb.labels import to_y
+from mriqc_nb.machine import cpu_model
 
 prof = get_profile(a.profile)
 root = database_dir(prof)
@@ -65,8 +65,8 @@ from mriqc_nb.metrics import binary_metrics, youden_threshold
 
 out = {}
 for split in ("valid", "test"):
-    rows = table[table["split"] == split]
-    s = _scores(model, _load(rows, root))
+    rows = split_rows(table, split)
+    s = _scores(model, rows, root)
     out[split] = (rows, to_y(rows["label"]), s)
 rv, yv, sv = out["valid"]
 thr, j = youden_threshold(yv, sv)
@@ -75,7 +75,7 @@ m = binary_metrics(yt, st, thr)
 kinds = rt["artifact_kind"].astype(str).to_numpy()
 per_kind = {k: float(np.mean(st[kinds == k] >= thr)) for k in sorted(set(kinds) - {""})}
 rec = json.loads((Path(a.run_dir) / "recipe.json").read_text())
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+cpu = cpu_model()
 result = dict(config=rec["config"], selected_round=rec["selected_round"], val_auc_rounds=rec["val_auc"],
               partial=a.partial, n_train=rec["n_train"], n_train_artifacts=rec["n_train_artifacts"],
               n_valid=int(len(yv)), n_valid_art=int(yv.sum()), n_test=int(len(yt)), n_test_art=int(yt.sum()),

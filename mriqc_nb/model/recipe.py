@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mriqc_nb._atomic import save_npz, write_text
+from mriqc_nb._atomic import write_text
+from mriqc_nb.data.table import split_rows
 from mriqc_nb.profiles import Profile, get_profile
 
 __all__ = ["RecipeConfig", "recipe_config", "train_recipe", "recipe_model", "RECIPE_FILE"]
@@ -107,7 +108,7 @@ def recipe_run_config(profile, cfg: RecipeConfig):
 def _train_set(table, cfg: RecipeConfig, profile, root, workers):
     from mriqc_nb.data.augment import build_redraws, redraw_table
 
-    train = table[table["split"].astype(str) == "train"].copy()
+    train = split_rows(table, "train").copy()
     pool = redraw_table(table, cfg.redraws, cfg.seed, onto_clean=cfg.onto_clean,
                         fine_share=cfg.fine_share)
     pool = build_redraws(pool, profile, root, workers=workers)
@@ -118,7 +119,7 @@ def _train_set(table, cfg: RecipeConfig, profile, root, workers):
 
 
 def _valid_subset(table, n_clean, seed):
-    valid = table[table["split"].astype(str) == "valid"]
+    valid = table[table["split"].astype(str) == "valid"]  # no split column: an error
     clean = valid[valid["label"].astype(str) == "clean"]
     if n_clean and n_clean < len(clean):
         clean = clean.iloc[np.sort(np.random.default_rng(seed).choice(len(clean), n_clean,
@@ -126,18 +127,13 @@ def _valid_subset(table, n_clean, seed):
     return pd.concat([valid[valid["label"].astype(str) == "artifact"], clean])
 
 
-def _load(table, root) -> np.ndarray:
-    from mriqc_nb.data.cache import cache_paths
+def _scores(model, table, root) -> np.ndarray:
+    """p(artifact) of every row of ``table``, dropout off (the database's cached volumes)."""
+    from mriqc_nb.data.cache import load_arrays
+    from mriqc_nb.predict import predict_samples
 
-    return np.stack([np.load(p) for p in cache_paths(table, root)])  # float16
-
-
-def _scores(model, x16: np.ndarray, batch: int = 16) -> np.ndarray:
-    out = []
-    for i in range(0, len(x16), batch):
-        xb = x16[i:i + batch].astype(np.float32)[..., None]
-        out.append(np.asarray(model(xb, training=False))[:, 1])
-    return np.concatenate(out) if out else np.zeros(0)
+    x, _ = load_arrays(table, root=root)
+    return predict_samples(model, x, "deterministic")[0, :, 1]
 
 
 def _batches(paths, y, cfg: RecipeConfig, seed: int, n_batches: int):
@@ -201,19 +197,19 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     import tensorflow as tf
 
     from mriqc_nb.data.cache import cache_paths
+    from mriqc_nb.diagnostics import _artifact_ce
     from mriqc_nb.labels import to_y
     from mriqc_nb.metrics import safe_auc
-    from mriqc_nb.model.networks import build_nn008
+    from mriqc_nb.model.networks import build_nn008, save_weights
+    from mriqc_nb.model.runs import CKPT_DIR, Run
 
     valid = _valid_subset(table, cfg.valid_clean, cfg.seed)
-    xv, yv = _load(valid, root), to_y(valid["label"])
-    stored = table[(table["split"].astype(str) == "train")
-                   & (table["label"].astype(str) == "artifact")]
-    xa = _load(stored, root)  # the stored training artifacts: memorised or learnt?
+    yv = to_y(valid["label"])
+    train_rows = split_rows(table, "train")
+    stored = train_rows[train_rows["label"].astype(str) == "artifact"]  # memorised or learnt?
     paths, y = cache_paths(train, root), to_y(train["label"])
-    ckpt = run_dir / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.json", recipe_run_config(p, cfg).to_json())
+    run = Run(run_dir)
+    run.start(recipe_run_config(p, cfg))
     keras.utils.set_random_seed(cfg.seed)
     model = build_nn008((*p.grid, 1))
     total = cfg.rounds * cfg.steps_per_round
@@ -221,7 +217,7 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     model.compile(optimizer=keras.optimizers.Nadam(learning_rate=lr),
                   loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    save_npz(ckpt / "epoch-000.npz", *model.get_weights())
+    save_weights(model, run.checkpoint(0))
     spec = (tf.TensorSpec((None, *p.grid, 1), tf.float32), tf.TensorSpec((None, 2), tf.float32))
     rows = []
     for r in range(1, cfg.rounds + 1):
@@ -233,30 +229,30 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
         fit = model.fit(ds, epochs=1, steps_per_epoch=cfg.steps_per_round, verbose=0,
                         shuffle=False)
         t_train = time.perf_counter() - t
-        sv = _scores(model, xv)
-        sa = _scores(model, xa)
+        sv = _scores(model, valid, root)
+        sa = _scores(model, stored, root)
         rows.append(dict(epoch=r, steps=cfg.steps_per_round, loss=fit.history["loss"][-1],
                          accuracy=fit.history["accuracy"][-1], val_auc=safe_auc(yv, sv),
                          val_ce=float(-np.mean(np.log(np.clip(np.where(yv == 1, sv, 1 - sv),
                                                                  1e-7, 1)))),
-                         val_ce_artifact=float(-np.mean(np.log(np.clip(sv[yv == 1], 1e-7, 1)))),
-                         train_ce_artifact=float(-np.mean(np.log(np.clip(sa, 1e-7, 1)))),
+                         val_ce_artifact=_artifact_ce(sv[yv == 1]),
+                         train_ce_artifact=_artifact_ce(sa),
                          lr_end=float(lr(r * cfg.steps_per_round)),
                          seconds=t_train, seconds_valid=time.perf_counter() - t - t_train))
-        save_npz(ckpt / f"epoch-{r:03d}.npz", *model.get_weights())
+        save_weights(model, run.checkpoint(r))
         write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
         if progress:
             q = rows[-1]
             print(f"round {r}/{cfg.rounds}: loss {q['loss']:.3f} val_auc {q['val_auc']:.3f} "
                   f"({q['seconds']:.0f}+{q['seconds_valid']:.0f} s)", flush=True)
-    model.save(ckpt / f"state-{cfg.rounds:03d}.keras")
+    model.save(run.dir / CKPT_DIR / f"state-{cfg.rounds:03d}.keras")
     hist = pd.DataFrame(rows)
     best = int(hist.loc[hist["val_auc"].fillna(-1).idxmax(), "epoch"])  # first maximum
     write_text(run_dir / RECIPE_FILE, json.dumps(dict(
         config=asdict(cfg), selected_round=best, pool_seconds=t_pool,
         n_train=len(train), n_train_artifacts=int(y.sum()),
         n_valid_scored=len(valid), val_auc=hist["val_auc"].tolist()), indent=2))
-    write_text(run_dir / "DONE", time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    run.finish()
     return run_dir
 
 
@@ -264,6 +260,4 @@ def recipe_model(run_dir):
     """The recipe's model at its validation-selected round (a ``keras.Model``)."""
     from mriqc_nb.model.runs import Run
 
-    run_dir = Path(run_dir)
-    selected = json.loads((run_dir / RECIPE_FILE).read_text())["selected_round"]
-    return Run(run_dir).model(epoch=selected)
+    return Run(run_dir).model()  # Run.selected_epoch reads recipe.json
