@@ -20,23 +20,12 @@ import time
 
 import numpy as np
 
+from mriqc_nb.machine import cpu_model
+
 GRID, SPACING = (120, 144, 120), (1.5, 1.5, 1.5)
 #: TorchIO's transform for each kind (default parameters); kinds without one are timed alone.
 TORCHIO = {"motion": "RandomMotion", "ghosting": "RandomGhosting", "spike": "RandomSpike",
            "noise": "RandomNoise", "bias": "RandomBiasField", "blur": "RandomBlur"}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -19,23 +19,12 @@ bundle by default) and prints one table and a final line ``cross-simulator AUC .
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
 KINDS = ("motion", "ghosting", "spike", "bias", "noise", "blur")
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _transform(kind: str):
@@ -89,6 +78,7 @@ def score(folder: Path, bundle_path, seed: int) -> int:
     import pandas as pd
 
     from mriqc_nb import bundle, screen
+    from mriqc_nb.machine import cpu_model
     from mriqc_nb.metrics import bootstrap_ci, safe_auc
 
     b = bundle.load_bundle(bundle_path)
@@ -98,7 +88,7 @@ def score(folder: Path, bundle_path, seed: int) -> int:
     table = screen.screen(files, b, out, seed=seed)
     table = table.assign(file=[Path(p).name for p in table["path"]]).merge(truth, on="file")
     ok = table[table["status"] == "ok"]
-    print(f"bundle {b.path} | CPU {_cpu()} | {len(truth)} scans, {len(ok)} screened, "
+    print(f"bundle {b.path} | CPU {cpu_model()} | {len(truth)} scans, {len(ok)} screened, "
           f"{int(truth['head'].nunique())} heads x (clean + {len(KINDS)} kinds)")
     clean = ok[ok["kind"] == "clean"]
     print(f"{'kind':10s} {'n':>3s} {'AUC':>6s}  95% interval   flagged at the bundle's threshold")

@@ -35,6 +35,7 @@ import numpy as np
 from mriqc_nb.data import build_database, load_volume
 from mriqc_nb.data.build import default_workers
 from mriqc_nb.data.cache import cache_dir_for
+from mriqc_nb.machine import cpu_model
 from mriqc_nb.profiles import get_profile
 
 
@@ -151,9 +152,8 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.laptop_scans, args.mem_sizes = 40, (4, 16)
-    import platform
-
-    print(f"# bench_database: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
+    
+    print(f"# bench_database: {cpu_model()}, {os.cpu_count()} CPUs "
           f"({workers} workers), load average {os.getloadavg()[0]:.1f}")
     if not args.skip_memory:
         # memory first: the speed part imports TensorFlow, whose threads make the parent spawn

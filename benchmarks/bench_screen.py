@@ -34,19 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mriqc_nb.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def make_scans(folder: Path, n: int) -> list[Path]:

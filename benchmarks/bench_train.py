@@ -41,22 +41,10 @@ import sys
 import time
 from dataclasses import replace
 
+from mriqc_nb.machine import cpu_model
+
 #: Marker of the child's one result line on its standard output.
 _RESULT = "BENCH_RESULT "
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (platform's processor string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def _child(args) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from mriqc_nb import __version__, comparison, predict  # noqa: E402
 from mriqc_nb._atomic import write_json, write_text  # noqa: E402
 from mriqc_nb.model import training  # noqa: E402
+from mriqc_nb.machine import cpu_model  # noqa: E402
 from mriqc_nb.model.runs import STAGES  # noqa: E402
 from mriqc_nb.paths import runs_dir  # noqa: E402
 from mriqc_nb.profiles import get_profile  # noqa: E402
@@ -51,17 +51,6 @@ from mriqc_nb.profiles import get_profile  # noqa: E402
 METHODS = STAGES
 #: Stages that start from the same seed's ``prime`` run.
 PRIMED = ("ramp", "primed_baseline")
-
-
-def cpu_model() -> str:
-    """The CPU's ``model name`` from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def seed_runs_dir(profile, seed: int) -> Path:
