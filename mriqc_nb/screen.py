@@ -146,22 +146,20 @@ def _conform_one(fspath: str, path: str, grid, spacing_mm) -> tuple:
 
 
 def _conform_in_worker(fspath: str, path: str, grid, spacing_mm) -> tuple:
-    from mriqc_nb.data.build import _Stopped
+    from mriqc_nb._workers import Stopped
 
     try:
         return _conform_one(fspath, path, grid, spacing_mm)
-    except _Stopped as stop:  # SIGTERM: the pool would wait for more work; exit instead
+    except Stopped as stop:  # SIGTERM: the pool would wait for more work; exit instead
         os._exit(stop.code)
 
 
 def _workers(workers) -> int:
     if workers is not None:
         return max(0, int(workers))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores - 1))
+    from mriqc_nb._workers import default_workers
+
+    return max(1, min(4, default_workers() - 1))
 
 
 class _Conformer:
@@ -173,12 +171,9 @@ class _Conformer:
         self.pool, self.queue, self.next = None, deque(), 0
         self.window = max(1, window)
         if workers > 0 and sum(s.ok for s in self.todo) > 1:
-            from concurrent.futures import ProcessPoolExecutor
+            from mriqc_nb._workers import worker_pool
 
-            from mriqc_nb.data.build import _mp_context, _worker_init
-
-            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(),
-                                            initializer=_worker_init, initargs=(os.getpid(),))
+            self.pool = worker_pool(workers)
             self._fill()
 
     def _fill(self):
@@ -208,9 +203,9 @@ class _Conformer:
         if self.pool is None:
             return
         if abandon:
-            from mriqc_nb.data.build import _stop_workers
+            from mriqc_nb._workers import stop_workers
 
-            _stop_workers(self.pool)
+            stop_workers(self.pool)
         else:
             self.pool.shutdown(wait=True, cancel_futures=True)
         self.pool = None

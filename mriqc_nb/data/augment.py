@@ -32,13 +32,14 @@ Everything is deterministic in its seed.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ProcessPoolExecutor
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from mriqc_nb._workers import Stopped, stop_workers, worker_pool
 from mriqc_nb.data.table import split_rows
 from mriqc_nb.profiles import Profile, get_profile
 
@@ -138,7 +139,10 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
 def _make_one(row: dict, pool: str, grid, spacing) -> str:
     from mriqc_nb.data.cache import cache_file_name, load_volume
 
-    load_volume(row, pool, grid=grid, spacing_mm=spacing)
+    try:
+        load_volume(row, pool, grid=grid, spacing_mm=spacing)
+    except Stopped as stop:  # SIGTERM in a worker: the pool would wait for more work; exit
+        os._exit(stop.code)
     return cache_file_name(row, grid, spacing)
 
 
@@ -175,9 +179,14 @@ def build_redraws(rows: pd.DataFrame, profile: str | Profile, root, *, workers: 
     grid, spacing = tuple(p.grid), tuple(p.spacing_mm)
     records = rows.to_dict("records")
     if workers > 1 and len(records) > 1:
-        with ProcessPoolExecutor(workers) as ex:
+        ex = worker_pool(workers)  # its workers end with this process
+        try:
             names = list(ex.map(_make_one, records, [str(pool)] * len(records),
                                 [grid] * len(records), [spacing] * len(records), chunksize=4))
+        except BaseException:  # Ctrl-C, a broken pool: stop the workers now
+            stop_workers(ex)
+            raise
+        ex.shutdown(wait=True)
     else:
         names = [_make_one(r, str(pool), grid, spacing) for r in records]
     out = rows.copy()

@@ -15,21 +15,16 @@ stop cleanly on SIGTERM, and are sent SIGTERM when the parent dies, however it d
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import sys
-import threading
-import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mriqc_nb._atomic import save_npy, write_json
+from mriqc_nb._workers import Stopped, default_workers, stop_workers, worker_pool
 from mriqc_nb.data.cache import (
     cache_dir_for,
     cache_file_name,
@@ -73,36 +68,6 @@ class BuildError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Stopped(SystemExit):
-    """Raised in a worker by SIGTERM: unwinds (removing temporary files), then exits."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Stopped(128 + signum)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _worker_init(parent_pid: int) -> None:
-    """Worker start-up: Ctrl-C is the parent's to handle; SIGTERM stops cleanly; the worker
-    gets SIGTERM when its parent dies (at once on Linux, else within half a second)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no prctl
-            pass
-    if os.getppid() == parent_pid:  # else a fork server started us: nothing to watch
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    else:  # the parent died before this line
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _build_chunk(rows: list[dict], cache_dir: str, grid, spacing_mm, root) -> dict[str, str]:
     """Make and cache the volumes of ``rows``; return ``{scan_id: error}``."""
     failures = {}
@@ -114,33 +79,9 @@ def _build_chunk(rows: list[dict], cache_dir: str, grid, spacing_mm, root) -> di
                 save_npy(cache_dir / Path(row["cache_file"]).name, vol)
             except Exception as err:  # noqa: BLE001 -- reported per scan, the build goes on
                 failures[row["scan_id"]] = f"{type(err).__name__}: {err}"
-    except _Stopped as stop:  # the pool would catch it and wait for more work: exit instead
+    except Stopped as stop:  # the pool would catch it and wait for more work: exit instead
         os._exit(stop.code)
     return failures
-
-
-def default_workers() -> int:
-    """Worker processes a build uses by default: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def _mp_context():
-    """``fork`` on Linux while TensorFlow is not loaded (fast, works from any ``__main__``);
-    ``spawn`` elsewhere (forking a process that runs TensorFlow's threads is unsafe)."""
-    if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
-        return get_context("fork")
-    return get_context("spawn")
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's processes now (running chunks are abandoned; they resume later)."""
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-        if proc.is_alive():
-            proc.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_build(todo: list[dict], cache_dir: Path, grid, spacing_mm, root, workers: int, progress: bool) -> dict:
@@ -156,8 +97,7 @@ def _run_build(todo: list[dict], cache_dir: Path, grid, spacing_mm, root, worker
             return failures
         chunk = max(1, min(16, len(todo) // (workers * 4)))
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(),
-                                   initializer=_worker_init, initargs=(os.getpid(),))
+        pool = worker_pool(workers)
         try:
             pending = {}
             it = iter(chunks)
@@ -174,7 +114,7 @@ def _run_build(todo: list[dict], cache_dir: Path, grid, spacing_mm, root, worker
                     if nxt is not None:
                         pending[pool.submit(_build_chunk, nxt, str(cache_dir), grid, spacing_mm, root)] = len(nxt)
         except BaseException:  # Ctrl-C, a signal turned into an exception, a broken pool
-            _stop_workers(pool)
+            stop_workers(pool)
             raise
         pool.shutdown(wait=True)
     finally:
