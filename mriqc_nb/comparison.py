@@ -163,14 +163,6 @@ SEED_METRICS = ("auc", "f1", "accuracy", "balanced_accuracy", "sensitivity", "sp
                 "f1_f1rule", "subtle_sensitivity")
 
 
-def _threshold_policy(valid: pd.DataFrame, criterion: str,
-                      measure: str = "mutual_information") -> referral.ReferralPolicy:
-    """Nobody referred, threshold maximising ``criterion`` on all validation scans."""
-    return referral.select_operating_point(valid, measure=measure, etas=(1.0,),
-                                           min_retained=0.0, criterion=criterion,
-                                           labels=valid["y"])
-
-
 def threshold_rules(valid: pd.DataFrame, test: pd.DataFrame, criteria=("youden", "f1"),
                     measure: str = "mutual_information") -> pd.DataFrame:
     """Threshold rules chosen on validation, scored on validation and on test.
@@ -200,7 +192,7 @@ def threshold_rules(valid: pd.DataFrame, test: pd.DataFrame, criteria=("youden",
             "fn")
     rows = []
     for criterion in criteria:
-        policy = _threshold_policy(valid, criterion, measure)
+        policy = referral.no_referral_policy(valid, measure, valid["y"], criterion=criterion)
         row = {"criterion": criterion, "threshold": policy.threshold}
         for name, tab in (("valid", valid), ("test", test)):
             m = binary_metrics(tab["y"], tab["p_artifact"], policy.threshold)
@@ -356,7 +348,7 @@ def differences_to_reference(tables: dict, reference: str = "baseline", *,
     ids = ref_test["scan_id"].astype(str).tolist()
 
     def decisions(valid, test):
-        t = _threshold_policy(valid, "youden", measure).threshold
+        t = referral.no_referral_policy(valid, measure, valid["y"], criterion="youden").threshold
         return (test["p_artifact"].to_numpy(dtype=float) >= t).astype(float)
 
     ref_p = ref_test["p_artifact"].to_numpy(dtype=float)

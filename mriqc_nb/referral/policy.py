@@ -311,14 +311,17 @@ def select_operating_point(valid_table: pd.DataFrame, measure: str = "mutual_inf
 
 
 def no_referral_policy(valid_table: pd.DataFrame, measure: str = "mutual_information", labels=None, *,
-                       min_artifacts: int = 5, n_boot: int = 500, seed: int = 0) -> ReferralPolicy:
-    """Threshold by Youden's J on all validation scans, nobody referred (``eta = 1``).
+                       criterion: str = "youden", min_artifacts: int = 5, n_boot: int = 500,
+                       seed: int = 0) -> ReferralPolicy:
+    """Threshold by Youden's J (or another ``criterion``) on all validation scans, nobody
+    referred (``eta = 1``).
 
     The reference every referral policy is compared with. ``measure`` only fits the stored
     scaler; the other parameters are those of :func:`select_operating_point`.
     """
     return select_operating_point(valid_table, measure=measure, etas=(1.0,), min_retained=0.0,
-                                  labels=labels, min_artifacts=min_artifacts, n_boot=n_boot, seed=seed)
+                                  criterion=criterion, labels=labels, min_artifacts=min_artifacts,
+                                  n_boot=n_boot, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
