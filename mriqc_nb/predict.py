@@ -175,7 +175,10 @@ def predict_samples(model, x: np.ndarray, method: str = "mc", T: int = 50, seed:
         For an unknown method.
     """
     def deterministic(xb):
-        return model.predict(xb, batch_size=batch_size, verbose=0)
+        # A direct call per batch, not model.predict: predict traces a tf.function that
+        # retraces (with a warning) whenever the last batch or the input count changes.
+        out = [_numpy(model(b, training=False)) for b in _batches(xb, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 2), "float32")
 
     if method == "mc":
         return predict_mc_fast(model, x, T, seed=seed, batch_size=batch_size)

@@ -33,6 +33,16 @@ def nb_home(tmp_path_factory):
     return tmp_path_factory.mktemp("mriqc_nb_home")
 
 
+def _library_warnings(notebook) -> list[str]:
+    """Lines of the executed chapter's outputs that are TensorFlow/Keras log warnings (such as
+    tf.function retracing): noise on the page, and often a sign of slow code."""
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    return [line[:120] for line in text.splitlines() if line.startswith("WARNING:tensorflow")]
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch):
     import papermill as pm
@@ -45,6 +55,8 @@ def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch
         str(path), str(out), parameters={"profile": "smoke"}, kernel_name="python3",
         cwd=str(path.parent), progress_bar=False,
     )
+    noise = _library_warnings(out)
+    assert not noise, f"{path.name} shows library warnings to its readers: {noise}"
     env = dict(os.environ, MRIQC_NB_PROFILE="smoke", MPLBACKEND="Agg", MRIQC_NB_HOME=str(nb_home))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",

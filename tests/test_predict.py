@@ -73,3 +73,21 @@ def test_unknown_method_and_empty_split(setup):
         predict.predict_split(model, table, "test", method="bogus")
     with pytest.raises(ValueError, match="no scans"):
         predict.predict_split(model, table, "nonexistent")
+
+
+def test_deterministic_predictions_do_not_retrace(setup, caplog):
+    """Calls with changing input counts (as after every training round) log no retracing
+    warning, which would otherwise land in the book's pages, and match a call per scan."""
+    import logging
+
+    table, model = setup
+    x = np.random.default_rng(0).normal(size=(7, *TINY.grid, 1)).astype("float32")
+    with caplog.at_level(logging.WARNING):
+        outs = [predict.predict_samples(model, x[:n], "deterministic", batch_size=4)
+                for n in (7, 5, 3, 6, 1, 7)]
+    assert "retracing" not in caplog.text
+    assert outs[0].shape == (1, 7, 2)
+    one_by_one = np.concatenate([predict.predict_samples(model, x[i:i + 1], "deterministic")
+                                 for i in range(7)], axis=1)
+    np.testing.assert_allclose(outs[0], one_by_one, atol=1e-5)
+    assert predict.predict_samples(model, x[:0], "deterministic").shape == (1, 0, 2)
