@@ -222,3 +222,68 @@ def test_clean_acquisition_is_the_artifact_physics_at_clean_strength():
         expected = nib.Nifti1Image(A.apply(expected, acq[kind]), expected.affine)
     np.testing.assert_array_equal(scan.get_fdata(dtype=np.float32), expected.get_fdata(dtype=np.float32))
     assert not np.array_equal(scan.get_fdata(), synth.make_scan(an, bare, SMOKE_GRID, SMOKE_SPACING).get_fdata())
+
+
+# --------------------------------------------------------------------------- release
+def test_release_is_seeded_has_its_own_stream_and_all_variants():
+    from mriqc_nb.synth import release
+
+    draws = [synth.sample_release(s) for s in range(600)]
+    assert draws == [synth.sample_release(s) for s in range(600)]
+    share = {r: draws.count(r) / len(draws) for r in release.RELEASES}
+    for r, p in zip(release.RELEASES, release.RELEASE_P):
+        assert abs(share[r] - p) < 0.06, share
+    acq = synth.sample_acquisition(11)
+    assert acq["release"] == synth.sample_release(11)
+    # the release is drawn from a stream of its own: the other parameters do not depend on it
+    assert {k: v for k, v in acq.items() if k != "release"} == {
+        k: v for k, v in synth.sample_acquisition(11).items() if k != "release"}
+    with pytest.raises(ValueError, match="unknown release"):
+        synth.apply_release(np.ones(SMOKE_GRID), synth.sample_anatomy(1),
+                            {**acq, "release": "blurred"}, SMOKE_SPACING)
+
+
+def test_skull_stripping_keeps_the_brain_and_zeroes_the_rest():
+    an = synth.sample_anatomy(3)
+    acq = _quiet(synth.sample_acquisition(5, "T1w"), release="skull_stripped")
+    img = np.asarray(synth.make_scan(an, acq, GRID, SPACING).dataobj)
+    out = synth.apply_release(img, an, acq, SPACING)
+    xyz, _, _, sd = synth.template_fields(an, GRID, SPACING, acq)
+    brain = (sd < 0) & (xyz[2] > -60)
+    np.testing.assert_array_equal(out[brain], img[brain])
+    assert np.all(out[sd > 3.0] == 0)  # skull, scalp, neck gone
+    assert (img[sd > 3.0] > 0.05 * img.max()).sum() > 1000  # ... where the head had signal
+    full = {**acq, "release": "full"}
+    assert synth.apply_release(img, an, full, SPACING) is img
+
+
+def test_defacing_removes_only_the_lower_front_away_from_the_brain():
+    an = synth.sample_anatomy(3)
+    acq = _quiet(synth.sample_acquisition(5, "T1w"), release="defaced")
+    img = np.asarray(synth.make_scan(an, acq, GRID, SPACING).dataobj)
+    out = synth.apply_release(img, an, acq, SPACING)
+    xyz, _, _, sd = synth.template_fields(an, GRID, SPACING, acq)
+    removed = (out == 0) & (img > 0)
+    assert removed.sum() > 0
+    y, z = xyz[1][removed], xyz[2][removed]
+    assert np.all(y > 10) and np.all(z < -60 + (60 / 70) * (y - 10))  # in front, below
+    assert np.all(sd[removed] > 8.0)  # never within 8 mm of the brain
+    np.testing.assert_array_equal(out[xyz[1] <= 10], img[xyz[1] <= 10])
+
+
+def test_materialise_applies_the_release_after_the_artifact():
+    """Noise added in the scanner does not survive skull-stripping outside the brain."""
+    from mriqc_nb.data.cache import materialise
+
+    an = synth.sample_anatomy(3)
+    acq = synth.sample_acquisition(5, "T1w")
+    noise = A.sample_params("noise", "prominent", seed=0)
+
+    def corner_std(release):
+        row = {"scan_id": "r", "recipe": json.dumps({
+            "anatomy": an, "acquisition": {**acq, "release": release}, "artifact": noise,
+            "grid": list(GRID), "spacing_mm": list(SPACING)})}
+        return float(materialise(row, GRID, SPACING)[:8, :8].std())
+
+    assert corner_std("skull_stripped") < 1e-5  # a constant background around the brain
+    assert corner_std("full") > 0.05  # the scanner's noise fills the background

@@ -158,8 +158,9 @@ class Choice:
 
 
 #: Phase encoding of an axial scan: anterior-posterior (axis 1) 3 times in 4, else left-right.
-PE_AXIS = Choice("pe_axis", "phase-encoding axis (1 anterior-posterior, 0 left-right)",
-                 (1, 0), (0.75, 0.25))
+PE_AXIS = Choice("pe_axis", "phase-encoding axis (1 anterior-posterior, 0 left-right, "
+                            "2 inferior-superior: the second phase encoding of 3D sequences)",
+                 (1, 0, 2), (0.65, 0.2, 0.15))
 
 
 def levels_of(ranges) -> tuple[str, ...]:

@@ -135,7 +135,8 @@ def materialise(row, grid, spacing_mm, root=None) -> np.ndarray:
     """Make the conformed volume of one table row (no cache): float32, shape ``grid``.
 
     Synthetic rows: :func:`mriqc_nb.synth.make_scan` on the recipe's grid, the artifact
-    applied to the array with the recipe's spacing (mm), then :func:`mriqc_nb.scans.conform`
+    applied to the array with the recipe's spacing (mm), then the acquisition's release
+    (:func:`mriqc_nb.synth.apply_release`: defacing or skull-stripping), then :func:`mriqc_nb.scans.conform`
     to ``grid`` and ``spacing_mm`` (the same normalisation as real files). File rows:
     ``conform(path)``.
     """
@@ -145,10 +146,12 @@ def materialise(row, grid, spacing_mm, root=None) -> np.ndarray:
         rgrid = tuple(r.get("grid", grid))
         rspacing = tuple(r.get("spacing_mm", spacing_mm))
         img = synth.make_scan(r["anatomy"], r["acquisition"], rgrid, rspacing)
+        data = np.asarray(img.dataobj, dtype=np.float32)
         if r.get("artifact"):
-            data = np.asarray(img.dataobj, dtype=np.float32)
             data = artifacts.apply(data, r["artifact"], spacing_mm=rspacing)
-            img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), img.affine)
+        # the dataset's release (defacing, skull-stripping) comes after the scanner's artifact
+        data = synth.apply_release(data, r["anatomy"], r["acquisition"], rspacing)
+        img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), img.affine)
         return scans.conform(img, tuple(grid), tuple(spacing_mm), normalise=True)
     return scans.conform(str(resolve_path(row["path"], root)), tuple(grid), tuple(spacing_mm), normalise=True)
 

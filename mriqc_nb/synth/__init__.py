@@ -59,6 +59,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mriqc_nb import artifacts
+from mriqc_nb.synth.release import RELEASES, apply_release, sample_release
 from mriqc_nb.synth.template import DEFAULT_ANATOMY, TISSUES, _fractions, _neck, _smoothed, _template, tissue_maps
 
 __all__ = [
@@ -72,10 +73,14 @@ __all__ = [
     "sample_acquisition",
     "scan_affine",
     "tissue_probabilities",
+    "template_fields",
     "tissue_labels",
     "make_scan",
     "make_subject_scans",
     "CLEAN_ARTIFACTS",
+    "RELEASES",
+    "sample_release",
+    "apply_release",
 ]
 
 MODALITIES = ("T1w", "T2w", "PDw", "FLAIR")
@@ -178,6 +183,9 @@ def sample_acquisition(seed: int, modality: str | None = None) -> dict:
         ``blur`` (thick slices with probability 0.6: a slice profile of FWHM 3-5 mm along
         axis 2, else none) and ``noise`` (sigma 0.005-0.02 of the signal level, and its seed).
         The ranges are those of ``mriqc_nb.artifacts.severity_table()``, column ``clean``.
+        Last, ``release``: what the dataset did to the image after the scanner (``"full"``,
+        ``"defaced"`` or ``"skull_stripped"``; :mod:`mriqc_nb.synth.release`), applied by
+        :func:`mriqc_nb.data.cache.materialise` after any artifact.
     """
     rng = _rng(seed, 2)
     m = rng.integers(len(MODALITIES))  # drawn even when given, so the stream does not shift
@@ -210,6 +218,7 @@ def sample_acquisition(seed: int, modality: str | None = None) -> dict:
         "bias": bias,
         "blur": blur,
         "noise": noise,
+        "release": sample_release(seed),
     }
 
 
@@ -309,6 +318,30 @@ def _anatomy(anatomy: dict) -> dict:
     return out
 
 
+def template_fields(anatomy, grid, spacing_mm, acquisition=None):
+    """Template coordinates and maps seen by every voxel of a target grid.
+
+    Returns
+    -------
+    xyz : ndarray, shape (3, *grid)
+        Template (MNI) world coordinates, mm, of each voxel centre (pose and elastic field).
+    gm, wm, sd : ndarray of float32, shape ``grid``
+        The anti-aliased grey- and white-matter maps and the signed distance to the brain
+        mask (mm, negative inside), sampled there.
+    """
+    anatomy = _anatomy(anatomy)
+    grid = tuple(int(n) for n in grid)
+    spacing_mm = tuple(float(s) for s in spacing_mm)
+    maps, aff = _smoothed(spacing_mm)
+    xyz = _pullback(anatomy, acquisition, grid, spacing_mm)
+    ijk = np.empty_like(xyz)
+    for c in range(3):
+        ijk[c] = (xyz[c] - aff[c, 3]) / aff[c, c]
+    gm, wm, sd = (ndi.map_coordinates(m, ijk, order=1, mode="nearest", output=np.float32)
+                  for m in maps)
+    return xyz, gm, wm, sd
+
+
 def tissue_probabilities(anatomy, grid=(64, 64, 32), spacing_mm=(4.0, 4.0, 6.0),
                          acquisition=None) -> dict[str, np.ndarray]:
     """Tissue fractions of one subject on a target grid (partial-volume, summing to 1).
@@ -328,16 +361,7 @@ def tissue_probabilities(anatomy, grid=(64, 64, 32), spacing_mm=(4.0, 4.0, 6.0),
         One float32 array of shape ``grid`` per name in :data:`TISSUES`.
     """
     anatomy = _anatomy(anatomy)
-    grid = tuple(int(n) for n in grid)
-    spacing_mm = tuple(float(s) for s in spacing_mm)
-    maps, aff = _smoothed(spacing_mm)
-    xyz = _pullback(anatomy, acquisition, grid, spacing_mm)
-    ijk = np.empty_like(xyz)
-    for c in range(3):
-        ijk[c] = (xyz[c] - aff[c, 3]) / aff[c, c]
-    gm, wm, sd = (ndi.map_coordinates(m, ijk, order=1, mode="nearest", output=np.float32)
-                  for m in maps)
-    del ijk
+    xyz, gm, wm, sd = template_fields(anatomy, grid, spacing_mm, acquisition)
     # Partial-volume ramp one target voxel wide along the shell normal: |grad sd| per voxel.
     width = np.sqrt(sum(g**2 for g in np.gradient(sd))).clip(0.5, None)
     return _fractions(gm, wm, sd, _neck(*xyz), width, anatomy)
