@@ -143,6 +143,24 @@ def test_a_run_never_changes_its_loss(home, tmp_path):
     assert run.model(0, compile=True).loss.name == "focal"
 
 
+def test_a_run_of_another_database_version_is_set_aside_not_reused(home, tmp_path,
+                                                                   monkeypatch):
+    r = tmp_path / "baseline"
+    run = train_stage("baseline", TINY, run_dir=r, stop_after_epoch=0, progress=False)
+    recorded = run.database
+    assert recorded and recorded == training.database_id(training._database(TINY, False))
+    (r / "DONE").write_text("pretend it finished\n")
+    assert train_stage("baseline", TINY, run_dir=r, progress=False).done  # same database: reused
+    # the simulators (or the table) change: the done run must not be reused
+    monkeypatch.setattr(training, "database_id", lambda table: "another-version")
+    with pytest.warns(UserWarning, match="another version of the database"):
+        again = train_stage("baseline", TINY, run_dir=r, stop_after_epoch=0, progress=False)
+    assert not again.done and again.database == "another-version" and again.last_epoch == 0
+    stale = list(tmp_path.glob("baseline.stale-*"))
+    assert len(stale) == 1 and (stale[0] / "DONE").exists()
+    assert Run(stale[0]).database == recorded
+
+
 def test_trained_model_trains_once_then_loads_the_last_checkpoint(baseline, monkeypatch):
     files = [baseline.dir / "history.csv", baseline.state, *baseline.checkpoints]
     stamps = {p: p.stat().st_mtime_ns for p in files}

@@ -29,6 +29,7 @@ __all__ = [
     "cache_dir_for",
     "cache_file_name",
     "code_fingerprint",
+    "database_id",
     "materialise",
     "load_volume",
     "cache_paths",
@@ -91,6 +92,18 @@ def code_fingerprint() -> str:
     if _FINGERPRINT is None:
         _FINGERPRINT = _fingerprint(_PACKAGE)
     return _FINGERPRINT
+
+
+def database_id(table) -> str:
+    """Identity of the volumes a scan table stands for: its rows and the simulators' code.
+
+    A hash of the columns that define each volume and its role (``scan_id``, ``split``,
+    ``label``, ``recipe``, ``path``, those present) and of :func:`code_fingerprint`. Trained
+    runs record it, so that a run made on another version of the benchmark is not reused.
+    """
+    cols = [c for c in ("scan_id", "split", "label", "recipe", "path") if c in table.columns]
+    text = table[cols].astype(str).to_csv(index=False, sep="\t")
+    return hashlib.sha1((code_fingerprint() + "\n" + text).encode()).hexdigest()[:16]
 
 
 def _source_key(row, root=None) -> dict:

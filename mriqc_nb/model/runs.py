@@ -49,6 +49,8 @@ DATA = ("full", "prime", "ramp")
 
 CONFIG_FILE, RUN_FILE, HISTORY_FILE, DONE_FILE, CKPT_DIR = (
     "config.json", "run.json", "history.csv", "DONE", "checkpoints")
+#: The :func:`mriqc_nb.data.cache.database_id` of the scan table the run was trained on.
+DATABASE_FILE = "database.txt"
 #: Where a run that chooses its checkpoint on validation records the choice (``selected_round``).
 SELECTION_FILE = "recipe.json"
 WEIGHTED_CE = {"name": "weighted_ce", "class_weights": PER_EPOCH}
@@ -197,6 +199,12 @@ class Run:
         return json.loads(path.read_text()) if path.exists() else {}
 
     @property
+    def database(self) -> str | None:
+        """The database identity the run was trained on (None for runs that predate it)."""
+        path = self.dir / DATABASE_FILE
+        return path.read_text().strip() if path.exists() else None
+
+    @property
     def history(self) -> pd.DataFrame:
         """``history.csv`` (columns :data:`HISTORY_COLUMNS`; empty before the first epoch)."""
         path = self.dir / HISTORY_FILE
@@ -276,6 +284,11 @@ class Run:
         (self.dir / CKPT_DIR).mkdir(parents=True, exist_ok=True)
         if not (self.dir / CONFIG_FILE).exists():
             write_text(self.dir / CONFIG_FILE, config.to_json())
+
+    def write_database(self, ident: str) -> None:
+        """Record the identity of the database the run trains on (``database.txt``)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.dir / DATABASE_FILE, f"{ident}\n")
 
     def write_info(self, info: dict) -> None:
         """Write ``run.json`` (global batch, replicas, strategy, transfer source)."""

@@ -51,11 +51,13 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mriqc_nb.data.cache import database_id
 from mriqc_nb.data.ramp import epoch_table, priming_set
 from mriqc_nb.data.table import split_rows
 from mriqc_nb.labels import ARTIFACT, class_weights
@@ -274,7 +276,7 @@ def _initial_weights(config: RunConfig, run_dir: Path, profile, progress, strate
         return None, None
     src_dir = run_dir.parent / run_name(config.init_from, config.model)
     src = Run(src_dir)
-    if not src.done:
+    if not src.done or src.database != Run(run_dir).database:
         src = train_stage(config.init_from, profile, run_dir=src_dir, progress=progress,
                           strategy=strategy, model=config.model)
     return src.model().get_weights(), str(src.checkpoint())
@@ -333,14 +335,25 @@ def train_stage(
     ValueError
         If ``run_dir`` holds a run with another configuration (e.g. another loss), or it
         was started with another global batch size.
+
+    Notes
+    -----
+    A run trained on another version of the profile's database (another table or other
+    simulators: :func:`mriqc_nb.data.cache.database_id`, recorded in the run's
+    ``database.txt``) is not reused: it is moved aside to ``<run_dir>.stale-<time>``, with a
+    warning, and the stage is trained again.
     """
     p = get_profile(profile)
     config = stage_config(stage, p, **overrides)
     run_dir = Path(run_dir) if run_dir is not None else runs_dir(p) / run_name(stage, config.model)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
+    table = _database(p, progress)  # first: it can fork workers while TF is unloaded
+    _set_aside_if_stale(run_dir, database_id(table))
+    Run(run_dir).write_database(database_id(table))
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
-        train_recipe(p, run_dir, config=recipe_config(p, **overrides), progress=progress)
+        train_recipe(p, run_dir, config=recipe_config(p, **overrides), progress=progress,
+                     table=table)
         return Run(run_dir)
     run = Run(run_dir)
     if (run_dir / CONFIG_FILE).exists():
@@ -354,13 +367,26 @@ def train_stage(
                              f"(stored, requested): {diff}; use another run_dir or force=True")
     if run.done:
         return run
-    return _train(run, config, p, progress=progress, strategy=strategy,
+    return _train(run, config, p, table, progress=progress, strategy=strategy,
                   stop_after_epoch=stop_after_epoch)
 
 
-def _train(run: Run, config: RunConfig, profile: Profile, *, progress, strategy,
-           stop_after_epoch) -> Run:
-    table = _database(profile, progress)  # first: it can fork workers while TF is unloaded
+def _set_aside_if_stale(run_dir: Path, ident: str) -> None:
+    """Move a run trained on another database (or not known to be this one) out of the way."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    trained_on = Run(run_dir).database
+    if trained_on == ident:
+        return
+    stale = run_dir.with_name(f"{run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.rename(stale)
+    warnings.warn(f"{run_dir} was trained on another version of the database "
+                  f"({trained_on or 'not recorded'}, now {ident}): moved to {stale}; "
+                  "training again", stacklevel=3)
+
+
+def _train(run: Run, config: RunConfig, profile: Profile, table: pd.DataFrame, *, progress,
+           strategy, stop_after_epoch) -> Run:
     import keras
     from tqdm.auto import tqdm
 
