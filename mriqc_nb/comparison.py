@@ -35,7 +35,8 @@ from mriqc_nb.profiles import get_profile
 
 __all__ = ["PAPER", "predictions", "stage_metrics", "no_referral_policy", "method_metrics",
            "comparison_table", "threshold_rules", "method_row", "result_columns",
-           "seed_summary", "differences_to_reference", "paired_differences"]
+           "seed_summary", "results_markdown", "differences_to_reference",
+           "paired_differences"]
 
 #: Pizarro et al. (2023), test split of their private database (METHOD.md).
 PAPER = {
@@ -309,6 +310,69 @@ def seed_summary(results, metrics=SEED_METRICS) -> pd.DataFrame:
                         f"{m}_max": v.max()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "n/a" if v is None or not np.isfinite(float(v)) else f"{float(v):.{digits}f}"
+
+
+def results_markdown(results, meta: dict, methods=None) -> str:
+    """The results table of ``tools/experiments.py`` as a Markdown page section.
+
+    Every number is read from ``results`` (one row per method and seed) and the stamp from
+    its sidecar ``meta`` (package version, profile, CPU, seeds, wall times): nothing is
+    typed by hand. ``methods`` (all of :data:`mriqc_nb.model.runs.STAGES` by default) lists
+    the methods expected; those without a row are named as *not run*.
+    """
+    from mriqc_nb.model.runs import STAGES
+
+    df = results if isinstance(results, pd.DataFrame) else pd.read_csv(Path(results), sep="\t")
+    prof = meta.get("profile", {})
+    name = prof.get("name", str(df["profile"].iloc[0]) if len(df) else "?")
+    seeds = sorted(int(s) for s in pd.unique(df["seed"])) if len(df) else []
+    lines = [
+        f"Profile `{name}`, mriqc-nb {meta.get('package_version', '?')}, training seeds "
+        f"{', '.join(map(str, seeds)) or 'none'}; CPU {meta.get('cpu', '?')} "
+        f"({meta.get('n_cpus', '?')} cores); last updated {meta.get('updated', '?')}. "
+        "Each method decides at its validation Youden threshold, without referral; intervals "
+        "are stratified bootstrap intervals on the test scans.", ""]
+    if len(df):
+        n, k = int(df["n_test"].iloc[0]), int(df["n_test_artifacts"].iloc[0])
+        lines += [f"Test split: {n} scans, {k} with a prominent artifact, the same scans for "
+                  "every row.", ""]
+    summary = seed_summary(df) if len(df) else pd.DataFrame()
+    lines += ["| method | seeds | test AUC, mean (min-max) | F1 | balanced accuracy | "
+              "sensitivity | specificity | subtle set: sensitivity | training (min per seed) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        sub = df[df["method"] == r["method"]]
+        cell = (lambda m: f"{_fmt(r[f'{m}_mean'])} ({_fmt(r[f'{m}_min'])}-"
+                          f"{_fmt(r[f'{m}_max'])})")
+        lines.append(f"| {r['method']} | {int(r['n_seeds'])} | {cell('auc')} | {cell('f1')} | "
+                     f"{cell('balanced_accuracy')} | {cell('sensitivity')} | "
+                     f"{cell('specificity')} | {cell('subtle_sensitivity')} | "
+                     f"{sub['seconds_train'].astype(float).mean() / 60:.0f} |")
+    lines += ["", "Per seed:", "",
+              "| method | seed | test AUC [95%] | F1 | threshold | found / artifacts | "
+              "false alarms | validation AUC |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['method']} | {int(r['seed'])} | {_fmt(r['auc'])} "
+                     f"[{_fmt(r['auc_low'])}, {_fmt(r['auc_high'])}] | {_fmt(r['f1'])} | "
+                     f"{_fmt(r['threshold'])} | {int(r['tp'])} / {int(r['tp'] + r['fn'])} | "
+                     f"{int(r['fp'])} | {_fmt(r['valid_auc'])} |")
+    kinds = [c for c in df.columns if c.startswith("sens_")]
+    if len(df) and kinds:
+        lines += ["", "Sensitivity per artifact kind on the test split, mean over seeds:", "",
+                  "| method | " + " | ".join(c[5:] for c in kinds) + " |",
+                  "|---|" + "---|" * len(kinds)]
+        for method, sub in df.groupby("method", sort=False):
+            lines.append(f"| {method} | " + " | ".join(
+                _fmt(sub[c].astype(float).mean(), 2) for c in kinds) + " |")
+    missing = [m for m in (methods or STAGES) if m not in set(df["method"])]
+    if missing:
+        lines += ["", f"Not run for this table: {', '.join(missing)} (`make experiments` runs "
+                  "every method; see its sidecar JSON for the time each one took)."]
+    return "\n".join(lines) + "\n"
 
 
 def differences_to_reference(tables: dict, reference: str = "baseline", *,

@@ -152,5 +152,14 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
     s = comparison.seed_summary(out / "smoke.tsv").set_index("method")
     assert s.loc["recipe", "n_seeds"] == 3
     assert s.loc["recipe", "auc_mean"] > s.loc["baseline", "auc_mean"]
+    # the Markdown page section: every number read from the table, methods not run named
+    md = (out / "smoke.md").read_text()
+    assert "Profile `smoke`" in md and "training seeds 0, 1, 2" in md and meta["cpu"] in md
+    r = s.loc["recipe"]
+    assert (f"| recipe | 3 | {r['auc_mean']:.3f} ({r['auc_min']:.3f}-{r['auc_max']:.3f}) |"
+            in md)
+    first = tsv.iloc[0]
+    assert f"| {first['method']} | {first['seed']} | {first['auc']:.3f} [" in md
+    assert "Not run for this table: focal, prime, ramp, primed_baseline" in md
     with pytest.raises(ValueError, match="unknown methods"):
         ex.run_experiments("smoke", [0], ["nope"], out)

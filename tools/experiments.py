@@ -12,7 +12,8 @@ three: one T), and appends one row to ``<out-dir>/<profile>.tsv``
 (:func:`mriqc_nb.comparison.method_row`; columns
 :func:`mriqc_nb.comparison.result_columns`). The sidecar ``<out-dir>/<profile>.json`` holds
 the package version, the profile, the seeds, the CPU (``/proc/cpuinfo``), the dates and the
-wall time of every method and seed.
+wall time of every method and seed; ``<out-dir>/<profile>.md`` is the same table as Markdown
+(:func:`mriqc_nb.comparison.results_markdown`), which the book's results page includes.
 
 Runs live in ``runs_dir(profile) / "seeds" / "seed-<s>" / <stage>`` under
 ``$MRIQC_NB_HOME``: one directory per seed, so seeds never overwrite each other, nor the
@@ -153,6 +154,7 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
                 "train": round(t1 - t0, 1), "predict": round(t2 - t1, 1)}
             meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
             write_json(side, meta, sort_keys=False)
+            write_text(out_dir / f"{p.name}.md", comparison.results_markdown(df, meta))
             done.add((method, int(seed)))
             log(f"{p.name} seed {seed} {method}: AUC {row['auc']:.3f} "
                 f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] F1 {row['f1']:.3f} "
