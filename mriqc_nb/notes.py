@@ -62,7 +62,8 @@ def profile_note(profile: Profile, about: str = "") -> "IPython.display.Markdown
                 "that the code runs; they are not results and say nothing about the method. "
                 "For results, run the chapter with the `laptop` profile (the default, "
                 "`profile = None` in the parameters cell) or a larger one; chapter 8 reads "
-                "them with confidence intervals.")
+                "them with confidence intervals, and the page *Results at a glance* shows the "
+                "committed results of the `laptop` profile.")
     else:
         kind, title = "note", f"Profile `{profile.name}`"
         body = (f"This page was computed with the `{profile.name}` profile ({what}; seed "

@@ -156,9 +156,11 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         "for a rater, and not a verdict on any single scan.", "",
         "## Known limits", "",
         "- **Trained on synthetic data only**: simulated artifacts on synthetic heads from one "
-        "template. Real scanners, sequences, populations (children, lesions, atrophy), "
-        "defacing and preprocessing differ; its numbers on real data are unknown until "
-        "measured (chapter 10 measures a related model on real ratings).",
+        "template. Real scanners, sequences, populations (children, lesions, atrophy) and "
+        "preprocessing differ; its numbers on real data are unknown until measured (chapter "
+        "10 measures a related model on real ratings). Training heads are whole, defaced or "
+        "skull-stripped (`mriqc_nb.synth.release`), but the synthetic heads have no face, so "
+        "real faces, and defacing masks of other tools, were never seen.",
         "- It sees a low-resolution copy (the grid above): fine artifacts (subtle ringing, "
         "slight blur, a few spikes) can vanish at this resolution; see the subtle set above.",
         "- It knows only the simulated kinds; an artifact of another kind (metal, RF "
