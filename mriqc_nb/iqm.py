@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 from mriqc_nb.metrics import safe_auc
 from mriqc_nb.ratings import IQM_COLUMNS
 
-__all__ = ["THRESHOLD_RULES", "threshold_decisions", "MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "CRITERION", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
+__all__ = ["PREVIOUS", "THRESHOLD_RULES", "threshold_decisions", "rule_table", "RULE_CRITERION", "MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "CRITERION", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
            "predict_with_uncertainty", "leave_sites_out", "site_protocol", "seed_table"]
 
 #: The model families of :func:`fit_iqm_classifier`.
@@ -73,7 +73,14 @@ CANDIDATES = {
     "logistic, rank-scaled, rater votes": {"kind": "logistic", "C": 0.03, "site_scaling": "rank",
                                            "target": "votes"},
     ANCHOR: {"kind": "mriqc_forest", "n_members": 200, "site_scaling": True},
+    # issue 11: the book's network in miniature (5 networks, T = 50 MC-dropout passes)
+    "MLP MC dropout, site-scaled": {"kind": "mlp", "site_scaling": True, "dropout": 0.4},
+    "MLP MC dropout, rank-scaled": {"kind": "mlp", "site_scaling": "rank", "dropout": 0.4},
+    "MLP MC dropout, rank-scaled, rater votes": {"kind": "mlp", "site_scaling": "rank", "dropout": 0.4,
+                                                 "target": "votes"},
 }
+#: The book's rater model before issue 11 (the best of the candidates then), kept in the tables.
+PREVIOUS = "logistic, rank-scaled, rater votes"
 #: The column of :func:`leave_sites_out` that chooses among :data:`CANDIDATES`: the mean AUC
 #: within a held-out site. It matches the deployment (a new site, or a new database such as
 #: DS030, is scaled and scored with its own statistics); the pooled AUC also rewards knowing
@@ -149,6 +156,50 @@ def threshold_decisions(valid: pd.DataFrame, table: pd.DataFrame, rule: str = "y
         share = table.groupby(table["site"].astype(str), sort=False)["p_artifact"].rank(pct=True)
         return (share.to_numpy() > 1 - prevalence), float(1 - prevalence)
     return p >= t, float(t)
+
+
+#: How :func:`rule_table` ranks the threshold rules: balanced accuracy + F1 on ABIDE's test
+#: sites (mean over seeds), the two measures of issue 11's targets besides the AUC.
+RULE_CRITERION = "ba_plus_f1"
+
+
+def rule_table(abide: pd.DataFrame, settings: dict, seeds=range(10), rules=THRESHOLD_RULES) -> pd.DataFrame:
+    """Threshold rules compared on ABIDE alone: the protocol of :func:`site_protocol`
+    without external sets (validation sites fit the rule, test sites score it).
+
+    Parameters
+    ----------
+    abide : DataFrame
+        ABIDE only: no external table enters.
+    settings : dict
+        :func:`fit_iqm_classifier` arguments (a ``threshold_rule`` in them is ignored).
+    seeds : iterable of int
+    rules : sequence of :data:`THRESHOLD_RULES`
+
+    Returns
+    -------
+    DataFrame, one row per rule
+        Means over seeds on the ABIDE test sites: ``auc``, ``balanced_accuracy``, ``f1``,
+        ``sensitivity``, ``specificity``, and :data:`RULE_CRITERION`. ``attrs["per_seed"]``
+        holds the rows of every seed.
+    """
+    from mriqc_nb.metrics import binary_metrics
+
+    rows = []
+    for seed in seeds:
+        pred = site_protocol(abide, seed, None, **settings)
+        valid, test = pred["valid"], pred["test"]
+        y = test["label"].to_numpy()
+        for rule in rules:
+            called, _ = threshold_decisions(valid, test.drop(columns="label"), rule, seed=seed)
+            m = binary_metrics(y, called.astype(float), 0.5)
+            rows.append({"rule": rule, "seed": seed, "auc": safe_auc(y, test["p_artifact"]),
+                         **{k: m[k] for k in ("balanced_accuracy", "f1", "sensitivity", "specificity")}})
+    per_seed = pd.DataFrame(rows)
+    out = per_seed.drop(columns="seed").groupby("rule", sort=False).mean()
+    out[RULE_CRITERION] = out["balanced_accuracy"] + out["f1"]
+    out.attrs["per_seed"] = per_seed
+    return out
 
 
 #: Per-site scalings of :func:`site_scale`.
@@ -260,8 +311,8 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
         ``"robust"``, MRIQC's), here and at every prediction (each scored table is scaled
         with its own sites' statistics).
     target : one of :data:`TARGETS`
-        ``"label"``: learn ``y``. ``"votes"`` (``"logistic"`` only): learn the raters'
-        votes, :func:`mriqc_nb.ratings.exclusion_share` (a doubtful rating is half an
+        ``"label"``: learn ``y``. ``"votes"`` (``"logistic"`` and ``"mlp"``; the MLP takes the
+        shares as soft targets of its cross-entropy): learn the raters' votes, :func:`mriqc_nb.ratings.exclusion_share` (a doubtful rating is half an
         exclusion): every scan enters twice, as an artifact and as a clean scan, and each
         bootstrap sample of the bag draws as many rows as there are scans with probabilities
         proportional to those shares, so a scan two raters of three excluded is drawn as an
@@ -285,8 +336,8 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
 
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    if target == "votes" and kind != "logistic":
-        raise ValueError(f"target='votes' needs kind='logistic', got {kind!r}")
+    if target == "votes" and kind not in ("logistic", "mlp"):
+        raise ValueError(f"target='votes' needs kind='logistic' or 'mlp', got {kind!r}")
     if kind not in MODEL_KINDS:
         raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
     if mlp and kind != "mlp":
@@ -298,7 +349,7 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
     scaling = _scaling(site_scaling)
     X = (site_scale(train_df, features, method=scaling) if scaling else train_df)[list(features)]
     fit_params = {}
-    if target == "votes":
+    if target == "votes" and kind == "logistic":
         share = exclusion_share(train_df).to_numpy()
         X, y = pd.concat([X, X]), np.r_[np.ones(len(share), int), np.zeros(len(share), int)]
         fit_params = {"baggingclassifier__sample_weight": np.r_[share, 1 - share]}
@@ -306,8 +357,9 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
         from mriqc_nb.iqm_mlp import fit_mlp
 
         scaler = StandardScaler().fit(X)
+        soft = exclusion_share(train_df).to_numpy() if target == "votes" else None
         head = fit_mlp(scaler.transform(X), y, train_df["site"].astype(str).to_numpy(), seed,
-                       n_members=n_members, **mlp)
+                       n_members=n_members, soft_target=soft, **mlp)
         model = make_pipeline(scaler, head)
     else:
         head = _head(kind, seed, n_members, C, max_samples=len(train_df) if target == "votes" else None)

@@ -110,7 +110,8 @@ class MCDropoutMLP:
 
 def fit_mlp(X, y, sites, seed: int = 0, *, hidden=(64, 32), dropout: float = 0.4, n_members: int = 5,
             mc_samples: int = 50, l2: float = 1e-4, learning_rate: float = 1e-3, batch_size: int = 64,
-            max_epochs: int = 300, patience: int = 25, inner_fraction: float = 0.2) -> MCDropoutMLP:
+            max_epochs: int = 300, patience: int = 25, inner_fraction: float = 0.2,
+            soft_target=None) -> MCDropoutMLP:
     """Train the ensemble (see the module notes).
 
     Parameters
@@ -127,6 +128,9 @@ def fit_mlp(X, y, sites, seed: int = 0, *, hidden=(64, 32), dropout: float = 0.4
         Network and training settings.
     n_members, mc_samples
         Ensemble size, and MC-dropout samples per prediction (shared among the members).
+    soft_target : array_like in [0, 1], shape (N,), optional
+        Learn these (e.g. the raters' exclusion shares) with the cross-entropy instead of
+        ``y``; ``y`` still sets the class weights and the inner split.
 
     Returns
     -------
@@ -138,6 +142,7 @@ def fit_mlp(X, y, sites, seed: int = 0, *, hidden=(64, 32), dropout: float = 0.4
 
     X = np.clip(np.asarray(X, dtype="float32"), -CLIP, CLIP)
     y = np.asarray(y).astype("float32")
+    target = y if soft_target is None else np.asarray(soft_target, dtype="float32")
     keras.utils.set_random_seed(int(seed))
     trainer = _Trainer(X.shape[1], hidden, dropout, l2, learning_rate, batch_size,
                        n_batches=max(1, round((1 - inner_fraction) * len(y) / batch_size)), seed=int(seed))
@@ -148,6 +153,7 @@ def fit_mlp(X, y, sites, seed: int = 0, *, hidden=(64, 32), dropout: float = 0.4
         Xf, yf, Xv, yv = X[~inner], y[~inner], X[inner], y[inner]
         wf = class_weights(np.bincount(yf.astype(int), minlength=2))[yf.astype(int)].astype("float32")
         wv = class_weights(np.bincount(yv.astype(int), minlength=2))[yv.astype(int)].astype("float32")
+        yf, yv = target[~inner], target[inner]
         best = trainer.train((Xf, yf, wf), (Xv, yv, wv), s, max_epochs=max_epochs, patience=patience)
         members.append(trainer.weights())
         epochs.append(best)

@@ -350,6 +350,23 @@ def test_mlp_mc_samples_shape_and_seed_determinism():
         iqm.fit_iqm_classifier(train, kind="logistic", dropout=0.3, features=["cjv", "cnr"])
 
 
+def test_mlp_learns_rater_votes_as_soft_targets():
+    df = _toy_sites()
+    df = df.assign(n_ratings=3, n_doubtful=0, n_exclude=np.where(df.y == 1, 2, 0))
+    train, test = df[df.site != "S5"], df[df.site == "S5"]
+    model = iqm.fit_iqm_classifier(train, seed=0, target="votes", **MLP_FAST)
+    assert model.target_ == "votes"
+    assert iqm.ensemble_probabilities(model, test).shape == (7, len(test), 2)
+
+
+def test_rule_table_on_abide_alone(abide):
+    tab = iqm.rule_table(abide, {"kind": "logistic", "n_members": 5, "site_scaling": "rank"}, seeds=[0])
+    assert list(tab.index) == list(iqm.THRESHOLD_RULES)
+    np.testing.assert_allclose(tab[iqm.RULE_CRITERION], tab.balanced_accuracy + tab.f1)
+    assert tab.auc.nunique() == 1                       # one model per seed; only the threshold differs
+    assert set(tab.attrs["per_seed"].seed) == {0}
+
+
 def test_inner_site_split_holds_whole_sites():
     from mriqc_nb.iqm_mlp import inner_site_split
 
