@@ -1,6 +1,7 @@
 """DS030, the external test of the book's IQM rater model: 5 seeds, with the anchor beside it.
 
-The model is chosen with ABIDE only: every setting of ``mriqc_nb.iqm.CANDIDATES`` is scored by
+The model is chosen with ABIDE only: every setting of ``mriqc_nb.iqm.CANDIDATES`` and
+``mriqc_nb.iqm.MLP_CANDIDATES`` (issue 11) is scored by
 leaving one ABIDE site out at a time, and the best mean AUC within a held-out site
 (``mriqc_nb.iqm.CRITERION``) wins. Its threshold rule (``mriqc_nb.iqm.THRESHOLD_RULES``) is
 chosen on ABIDE too: the protocol below without DS030, seeds 0-9, best balanced accuracy + F1
@@ -38,18 +39,19 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     print("CPU:", cpu_model(), "| load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     abide, ds030 = ratings.load_ratings("abide"), ratings.load_ratings("ds030")
-    choice = iqm.leave_sites_out(abide, iqm.CANDIDATES)
+    candidates = {**iqm.CANDIDATES, **iqm.MLP_CANDIDATES}
+    choice = iqm.leave_sites_out(abide, candidates)
     print("Model choice on ABIDE alone (leave one site out, 17 sites):")
     print(choice.round(3).to_string())
     best = str(choice[iqm.CRITERION].idxmax())
-    rules = iqm.rule_table(abide, iqm.CANDIDATES[best])
+    rules = iqm.rule_table(abide, candidates[best])
     print(f"\nThreshold rules for {best} on ABIDE alone (validation sites fit the rule, test sites "
           "score it; mean of seeds 0-9):")
     print(rules.round(3).to_string())
     rule = str(rules[iqm.RULE_CRITERION].idxmax())
     chosen = f"{best}, {rule}"
-    models = {chosen: {**iqm.CANDIDATES[best], "threshold_rule": rule}}
-    models.setdefault(f"{best}, youden", iqm.CANDIDATES[best])
+    models = {chosen: {**candidates[best], "threshold_rule": rule}}
+    models.setdefault(f"{best}, youden", candidates[best])
     if best != iqm.PREVIOUS:
         models[f"{iqm.PREVIOUS}, youden"] = iqm.CANDIDATES[iqm.PREVIOUS]
     models[iqm.ANCHOR] = iqm.CANDIDATES[iqm.ANCHOR]

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     print("\nABIDE leave-one-site-out (17 sites), options outside iqm.CANDIDATES:")
     print(pd.concat(rows).round(3).to_string(), flush=True)
     for name in args.rules_for:
-        rules = iqm.rule_table(abide, iqm.CANDIDATES[name])
+        rules = iqm.rule_table(abide, {**iqm.CANDIDATES, **iqm.MLP_CANDIDATES}[name])
         print(f"\nThreshold rules for {name} on ABIDE test sites (mean of seeds 0-9):")
         print(rules.round(3).to_string(), flush=True)
     print(f"\nCPU: {cpu_model()} | load: {' '.join(f'{x:.2f}' for x in os.getloadavg())} | "
