@@ -1,25 +1,33 @@
 """DS030, the external test of the book's IQM rater model: 5 seeds, with the anchor beside it.
 
-The model is chosen with ABIDE only: every setting of ``mriqc_nb.iqm.CANDIDATES`` is scored by
+The model is chosen with ABIDE only: every setting of ``mriqc_nb.iqm.CANDIDATES`` and
+``mriqc_nb.iqm.MLP_CANDIDATES`` (issue 11) is scored by
 leaving one ABIDE site out at a time, and the best mean AUC within a held-out site
-(``mriqc_nb.iqm.CRITERION``) wins. Then, for each
+(``mriqc_nb.iqm.CRITERION``) wins. Its threshold rule (``mriqc_nb.iqm.THRESHOLD_RULES``) is
+chosen on ABIDE too: the protocol below without DS030, seeds 0-9, best balanced accuracy + F1
+on ABIDE's test sites (``mriqc_nb.iqm.rule_table``). The rows: the chosen model with its rule,
+the same model with Youden's J (the rule before issue 11), the book's model before issue 11
+(``mriqc_nb.iqm.PREVIOUS``) if another won, and the anchor. Then, for each
 seed, the protocol of ``mriqc_nb.iqm.site_protocol`` (train sites, validation sites, test
 sites of ABIDE; DS030 scored once) gives DS030's AUC, and at the validation threshold without
 referral its balanced accuracy and F1; the referral policy by mutual information is compared
 with its random control (random referral of the same share, same threshold).
 
-Run: ``python benchmarks/bench_ds030.py`` (about 6 minutes on 2 shared cores; needs mriqc-learn).
+Run: ``python benchmarks/bench_ds030.py`` (about 20 minutes on 2 shared cores; needs mriqc-learn
+and, for the MLP candidates, TensorFlow).
 The last line reads ``DS030 AUC mean X (min A, max B) over 5 seeds``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import pandas as pd
 
 from mriqc_nb import iqm, ratings
+from mriqc_nb.machine import cpu_model
 
 TARGETS = {"auc": 0.80, "balanced_accuracy": 0.70, "f1": 0.55}
 
@@ -29,17 +37,29 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args(argv)
     start = time.perf_counter()
+    print("CPU:", cpu_model(), "| load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     abide, ds030 = ratings.load_ratings("abide"), ratings.load_ratings("ds030")
-    choice = iqm.leave_sites_out(abide, iqm.CANDIDATES)
+    candidates = {**iqm.CANDIDATES, **iqm.MLP_CANDIDATES}
+    choice = iqm.leave_sites_out(abide, candidates)
     print("Model choice on ABIDE alone (leave one site out, 17 sites):")
     print(choice.round(3).to_string())
-    chosen = str(choice[iqm.CRITERION].idxmax())
-    models = {chosen: iqm.CANDIDATES[chosen]}
-    models.setdefault(iqm.ANCHOR, iqm.CANDIDATES[iqm.ANCHOR])
-    print(f"\nchosen by {iqm.CRITERION}: {chosen}; anchor: {iqm.ANCHOR}\n")
+    best = str(choice[iqm.CRITERION].idxmax())
+    rules = iqm.rule_table(abide, candidates[best])
+    print(f"\nThreshold rules for {best} on ABIDE alone (validation sites fit the rule, test sites "
+          "score it; mean of seeds 0-9):")
+    print(rules.round(3).to_string())
+    rule = str(rules[iqm.RULE_CRITERION].idxmax())
+    chosen = f"{best}, {rule}"
+    models = {chosen: {**candidates[best], "threshold_rule": rule}}
+    models.setdefault(f"{best}, youden", candidates[best])
+    if best != iqm.PREVIOUS:
+        models[f"{iqm.PREVIOUS}, youden"] = iqm.CANDIDATES[iqm.PREVIOUS]
+    models[iqm.ANCHOR] = iqm.CANDIDATES[iqm.ANCHOR]
+    print(f"\nchosen by {iqm.CRITERION}, then {iqm.RULE_CRITERION}: {chosen}; anchor: {iqm.ANCHOR} "
+          f"({time.perf_counter() - start:.0f} s)\n")
     table = iqm.seed_table(abide, {"DS030": ds030}, seeds=range(args.seeds), models=models)
     ds = table[table.set == "DS030"]
-    cols = ["auc", "balanced_accuracy", "f1", "accuracy", "sensitivity", "specificity", "kappa", "eta",
+    cols = ["auc", "threshold", "balanced_accuracy", "f1", "accuracy", "sensitivity", "specificity", "kappa", "eta",
             "retained_fraction", "ba_gain_vs_no_referral", "ba_gain_vs_random", "f1_gain_vs_random", "warnings"]
     pd.set_option("display.width", 200)
     for name in models:
@@ -52,7 +72,8 @@ def main(argv=None) -> int:
     missed = [f"{k} {mine[k].mean():.3f} < {v}" for k, v in TARGETS.items() if mine[k].mean() < v]
     print("targets (mean over seeds: AUC >= 0.80, balanced accuracy >= 0.70, F1 >= 0.55):",
           "met" if not missed else "NOT met: " + ", ".join(missed))
-    print(f"({time.perf_counter() - start:.0f} s)")
+    print(f"({time.perf_counter() - start:.0f} s; CPU: {cpu_model()}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print(f"DS030 AUC mean {mine.auc.mean():.3f} (min {mine.auc.min():.3f}, max {mine.auc.max():.3f}) "
           f"over {mine.seed.nunique()} seeds")
     return 0

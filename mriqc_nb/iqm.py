@@ -35,7 +35,10 @@ returns them as an array (members, N, 2)):
 - ``"mriqc_forest"``: the anchor, MRIQC's production random forest (400 trees, depth <= 10,
   at least 10 scans per leaf, no class weights);
 - ``"boosting"``: a bag of shallow gradient-boosted tree models (scikit-learn's histogram
-  gradient boosting), classes balanced.
+  gradient boosting), classes balanced;
+- ``"mlp"``: z-scoring, then a small Keras network with Monte Carlo dropout, the book's CNN
+  in miniature (:mod:`mriqc_nb.iqm_mlp`): its samples are ``mc_samples`` dropout passes
+  shared out among ``n_members`` networks, not ensemble members.
 
 Model choice is made with ABIDE only, by leaving sites out (:func:`leave_sites_out`), on
 the mean AUC within a held-out site (:data:`CRITERION`).
@@ -50,11 +53,11 @@ from threadpoolctl import threadpool_limits
 from mriqc_nb.metrics import safe_auc
 from mriqc_nb.ratings import IQM_COLUMNS
 
-__all__ = ["MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "CRITERION", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
+__all__ = ["MLP_CANDIDATES", "PREVIOUS", "THRESHOLD_RULES", "threshold_decisions", "rule_table", "RULE_CRITERION", "MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "CRITERION", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
            "predict_with_uncertainty", "leave_sites_out", "site_protocol", "seed_table"]
 
 #: The model families of :func:`fit_iqm_classifier`.
-MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting")
+MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting", "mlp")
 #: What :func:`fit_iqm_classifier` learns: the binary label, or the raters' votes.
 TARGETS = ("label", "votes")
 #: The anchor: MRIQC's production random forest on site-scaled IQMs.
@@ -71,11 +74,137 @@ CANDIDATES = {
                                            "target": "votes"},
     ANCHOR: {"kind": "mriqc_forest", "n_members": 200, "site_scaling": True},
 }
+#: Issue 11: the book's network in miniature (5 networks, T = 50 MC-dropout passes), scored
+#: beside :data:`CANDIDATES` by ``benchmarks/bench_ds030.py`` (about 3 minutes each by leaving
+#: ABIDE sites out on 2 shared cores, and TensorFlow needed: chapter 10 keeps to
+#: :data:`CANDIDATES`). None of them beat the best candidate on ABIDE (experiments/NOTES.md).
+MLP_CANDIDATES = {
+    "MLP MC dropout, site-scaled": {"kind": "mlp", "site_scaling": True, "dropout": 0.4},
+    "MLP MC dropout, rank-scaled": {"kind": "mlp", "site_scaling": "rank", "dropout": 0.4},
+    "MLP MC dropout, rank-scaled, rater votes": {"kind": "mlp", "site_scaling": "rank", "dropout": 0.4,
+                                                 "target": "votes"},
+}
+#: The book's rater model before issue 11 (the best of the candidates then), kept in the tables.
+PREVIOUS = "logistic, rank-scaled, rater votes"
 #: The column of :func:`leave_sites_out` that chooses among :data:`CANDIDATES`: the mean AUC
 #: within a held-out site. It matches the deployment (a new site, or a new database such as
 #: DS030, is scaled and scored with its own statistics); the pooled AUC also rewards knowing
 #: which ABIDE sites hold many artifacts, which does not transfer.
 CRITERION = "auc_site_mean"
+
+
+#: Threshold rules of :func:`threshold_decisions` (chosen on ABIDE's validation sites).
+THRESHOLD_RULES = ("youden", "f1", "prior", "platt_prior", "site_quantile")
+#: Keys of a model's settings that are not fitting arguments: the threshold rule.
+_RULE_KEY = "threshold_rule"
+
+
+def _fit_kwargs(settings: dict) -> dict:
+    """The :func:`fit_iqm_classifier` arguments of a model's settings (without its threshold rule)."""
+    return {k: v for k, v in settings.items() if k != _RULE_KEY}
+
+
+def threshold_decisions(valid: pd.DataFrame, table: pd.DataFrame, rule: str = "youden", *,
+                        seed: int = 0) -> tuple[np.ndarray, float]:
+    """Artifact calls on ``table`` by a threshold rule fitted on the validation predictions.
+
+    Parameters
+    ----------
+    valid : DataFrame
+        Validation predictions with ``label`` and ``p_artifact``
+        (:func:`predict_with_uncertainty`): the only labels the rule reads.
+    table : DataFrame
+        Predictions to decide (``p_artifact``, and ``site`` for ``"site_quantile"``); its
+        labels, if any, are not read.
+    rule : one of :data:`THRESHOLD_RULES`
+        ``"youden"`` / ``"f1"``: the threshold maximising Youden's J / F1 on validation
+        (:func:`mriqc_nb.referral.no_referral_policy`, the package's tie rule).
+        ``"prior"``: the threshold that flags on validation the share of scans that are
+        artifacts there (prior-matched). ``"platt_prior"``: Platt scaling (a logistic
+        regression of the label on ``logit(p)``) fitted on validation, then the threshold where
+        the calibrated probability equals the validation prevalence (the balanced-accuracy
+        optimum for a calibrated score). ``"site_quantile"``: label-free adaptation to each
+        new site: within every site of ``table``, the scans whose score is in the top
+        ``q`` share of that site's own scores are called artifacts, ``q`` = the validation
+        prevalence (it uses the new site's unlabelled scores, as a lab screening a batch can).
+    seed : int
+        For the bootstrap of the validation warnings of ``no_referral_policy``.
+
+    Returns
+    -------
+    called : ndarray of bool, shape (len(table),)
+    threshold : float
+        The threshold on ``p_artifact`` (for ``"site_quantile"``: ``1 - q``, on the within-site
+        rank share).
+    """
+    from mriqc_nb.referral import no_referral_policy
+
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+    yv = valid["label"].to_numpy().astype(int)
+    pv = valid["p_artifact"].to_numpy(float)
+    p = table["p_artifact"].to_numpy(float)
+    prevalence = float(yv.mean())
+    if rule in ("youden", "f1"):
+        t = no_referral_policy(valid, seed=seed, criterion=rule).threshold
+    elif rule == "prior":
+        t = float(np.quantile(pv, 1 - prevalence, method="higher"))
+    elif rule == "platt_prior":
+        from sklearn.linear_model import LogisticRegression
+
+        z = np.log(np.clip(pv, 1e-6, 1 - 1e-6) / np.clip(1 - pv, 1e-6, 1))
+        lr = LogisticRegression(C=1e6).fit(z[:, None], yv)
+        a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        z_t = (np.log(prevalence / (1 - prevalence)) - b) / a if a > 0 else 0.0
+        t = float(1 / (1 + np.exp(-z_t)))
+    else:
+        share = table.groupby(table["site"].astype(str), sort=False)["p_artifact"].rank(pct=True)
+        return (share.to_numpy() > 1 - prevalence), float(1 - prevalence)
+    return p >= t, float(t)
+
+
+#: How :func:`rule_table` ranks the threshold rules: balanced accuracy + F1 on ABIDE's test
+#: sites (mean over seeds), the two measures of issue 11's targets besides the AUC.
+RULE_CRITERION = "ba_plus_f1"
+
+
+def rule_table(abide: pd.DataFrame, settings: dict, seeds=range(10), rules=THRESHOLD_RULES) -> pd.DataFrame:
+    """Threshold rules compared on ABIDE alone: the protocol of :func:`site_protocol`
+    without external sets (validation sites fit the rule, test sites score it).
+
+    Parameters
+    ----------
+    abide : DataFrame
+        ABIDE only: no external table enters.
+    settings : dict
+        :func:`fit_iqm_classifier` arguments (a ``threshold_rule`` in them is ignored).
+    seeds : iterable of int
+    rules : sequence of :data:`THRESHOLD_RULES`
+
+    Returns
+    -------
+    DataFrame, one row per rule
+        Means over seeds on the ABIDE test sites: ``auc``, ``balanced_accuracy``, ``f1``,
+        ``sensitivity``, ``specificity``, and :data:`RULE_CRITERION`. ``attrs["per_seed"]``
+        holds the rows of every seed.
+    """
+    from mriqc_nb.metrics import binary_metrics
+
+    rows = []
+    for seed in seeds:
+        pred = site_protocol(abide, seed, None, **settings)
+        valid, test = pred["valid"], pred["test"]
+        y = test["label"].to_numpy()
+        for rule in rules:
+            called, _ = threshold_decisions(valid, test.drop(columns="label"), rule, seed=seed)
+            m = binary_metrics(y, called.astype(float), 0.5)
+            rows.append({"rule": rule, "seed": seed, "auc": safe_auc(y, test["p_artifact"]),
+                         **{k: m[k] for k in ("balanced_accuracy", "f1", "sensitivity", "specificity")}})
+    per_seed = pd.DataFrame(rows)
+    out = per_seed.drop(columns="seed").groupby("rule", sort=False).mean()
+    out[RULE_CRITERION] = out["balanced_accuracy"] + out["f1"]
+    out.attrs["per_seed"] = per_seed
+    return out
 
 
 #: Per-site scalings of :func:`site_scale`.
@@ -161,8 +290,8 @@ def _head(kind: str, seed: int, n_members: int, C: float, max_samples=None):
 
 
 def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "logistic",
-                       n_members: int = 50, C: float = 0.1, features=IQM_COLUMNS,
-                       site_scaling: bool | str = False, target: str = "label"):
+                       n_members: int | None = None, C: float = 0.1, features=IQM_COLUMNS,
+                       site_scaling: bool | str = False, target: str = "label", **mlp):
     """Fit an ensemble classifier of IQMs (1 = artifact).
 
     Parameters
@@ -174,9 +303,9 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
         Seeds the bootstrap samples (and the trees).
     kind : one of :data:`MODEL_KINDS`
         See the module notes.
-    n_members : int
+    n_members : int, optional
         Ensemble members: the samples of :func:`ensemble_probabilities` (trees for the
-        forests, bagged models otherwise).
+        forests, bagged models otherwise); default 50. For ``"mlp"``: its networks, default 5.
     C : float
         Inverse regularisation of ``"logistic"`` only. 0.1 suits about 60 correlated IQMs and
         a few hundred scans.
@@ -187,13 +316,16 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
         ``"robust"``, MRIQC's), here and at every prediction (each scored table is scaled
         with its own sites' statistics).
     target : one of :data:`TARGETS`
-        ``"label"``: learn ``y``. ``"votes"`` (``"logistic"`` only): learn the raters'
-        votes, :func:`mriqc_nb.ratings.exclusion_share` (a doubtful rating is half an
+        ``"label"``: learn ``y``. ``"votes"`` (``"logistic"`` and ``"mlp"``; the MLP takes the
+        shares as soft targets of its cross-entropy): learn the raters' votes, :func:`mriqc_nb.ratings.exclusion_share` (a doubtful rating is half an
         exclusion): every scan enters twice, as an artifact and as a clean scan, and each
         bootstrap sample of the bag draws as many rows as there are scans with probabilities
         proportional to those shares, so a scan two raters of three excluded is drawn as an
         artifact twice as often as as a clean scan. Needs ``n_exclude``, ``n_doubtful`` and
         ``n_ratings`` (:func:`mriqc_nb.ratings.load_ratings`).
+    **mlp
+        ``kind="mlp"`` only: settings of :func:`mriqc_nb.iqm_mlp.fit_mlp` (``dropout``,
+        ``hidden``, ``mc_samples``...); ``n_members`` is its number of networks.
 
     Returns
     -------
@@ -209,22 +341,36 @@ def fit_iqm_classifier(train_df: pd.DataFrame, seed: int = 0, *, kind: str = "lo
 
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    if target == "votes" and kind != "logistic":
-        raise ValueError(f"target='votes' needs kind='logistic', got {kind!r}")
+    if target == "votes" and kind not in ("logistic", "mlp"):
+        raise ValueError(f"target='votes' needs kind='logistic' or 'mlp', got {kind!r}")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
+    if mlp and kind != "mlp":
+        raise ValueError(f"{sorted(mlp)} are settings of kind='mlp', not of {kind!r}")
     y = np.asarray(train_df["y"]).astype(int)
     if np.unique(y).size < 2:
         raise ValueError("the training scans need both classes (clean and artifact)")
+    n_members = n_members or (5 if kind == "mlp" else 50)
     scaling = _scaling(site_scaling)
     X = (site_scale(train_df, features, method=scaling) if scaling else train_df)[list(features)]
     fit_params = {}
-    if target == "votes":
+    if target == "votes" and kind == "logistic":
         share = exclusion_share(train_df).to_numpy()
         X, y = pd.concat([X, X]), np.r_[np.ones(len(share), int), np.zeros(len(share), int)]
         fit_params = {"baggingclassifier__sample_weight": np.r_[share, 1 - share]}
-    head = _head(kind, seed, n_members, C, max_samples=len(train_df) if target == "votes" else None)
-    model = make_pipeline(StandardScaler(), head)
-    with threadpool_limits(limits=1):  # small matrices: threads only add overhead
-        model.fit(X, y, **fit_params)
+    if kind == "mlp":
+        from mriqc_nb.iqm_mlp import fit_mlp
+
+        scaler = StandardScaler().fit(X)
+        soft = exclusion_share(train_df).to_numpy() if target == "votes" else None
+        head = fit_mlp(scaler.transform(X), y, train_df["site"].astype(str).to_numpy(), seed,
+                       n_members=n_members, soft_target=soft, **mlp)
+        model = make_pipeline(scaler, head)
+    else:
+        head = _head(kind, seed, n_members, C, max_samples=len(train_df) if target == "votes" else None)
+        model = make_pipeline(StandardScaler(), head)
+        with threadpool_limits(limits=1):  # small matrices: threads only add overhead
+            model.fit(X, y, **fit_params)
     model.site_scaling_ = scaling
     model.kind_ = kind
     model.target_ = target
@@ -245,13 +391,16 @@ def ensemble_probabilities(model, df: pd.DataFrame) -> np.ndarray:
     -------
     ndarray, shape (members, N, 2)
         Column 0 = clean, 1 = artifact; a member whose bootstrap sample lacked a class gives
-        that class probability 0.
+        that class probability 0. For ``kind="mlp"``: (mc_samples, N, 2), the MC-dropout
+        passes (:meth:`mriqc_nb.iqm_mlp.MCDropoutMLP.sample_probabilities`).
     """
     features = list(model.feature_names_in_)
     if getattr(model, "site_scaling_", None):
         df = site_scale(df, features, method=model.site_scaling_)
     X = np.asarray(model[:-1].transform(df[features]), dtype=float)
     head = model[-1]
+    if hasattr(head, "sample_probabilities"):
+        return head.sample_probabilities(X)
     subsets = getattr(head, "estimators_features_", None) or [slice(None)] * len(head.estimators_)
     out = np.zeros((len(head.estimators_), len(X), 2))
     with threadpool_limits(limits=1):
@@ -294,7 +443,8 @@ def leave_sites_out(df: pd.DataFrame, candidates: dict, *, seed: int = 0) -> pd.
         Scans with ``site``, ``y`` and the IQM columns (ABIDE: never the external test set).
     candidates : dict name -> dict
         Keyword arguments of :func:`fit_iqm_classifier` (``kind``, ``site_scaling``,
-        ``n_members``, ``C``, ``features``).
+        ``n_members``, ``C``, ``features``), and optionally a ``threshold_rule`` (ignored
+        here: the AUC needs no threshold).
     seed : int
 
     Returns
@@ -311,7 +461,7 @@ def leave_sites_out(df: pd.DataFrame, candidates: dict, *, seed: int = 0) -> pd.
         p = np.empty(len(df))
         for site in np.unique(sites):
             out = sites == site
-            model = fit_iqm_classifier(df[~out], seed, **kwargs)
+            model = fit_iqm_classifier(df[~out], seed, **_fit_kwargs(kwargs))
             p[out] = ensemble_probabilities(model, df[out]).mean(0)[:, 1]
         per_site = [safe_auc(y[sites == s], p[sites == s]) for s in np.unique(sites)]
         per_site = [a for a in per_site if np.isfinite(a)]
@@ -352,7 +502,7 @@ def site_protocol(abide: pd.DataFrame, seed: int, external=None, *, test_fractio
 
     train_all, test = site_split(abide, seed=seed, test_fraction=test_fraction)
     fit, valid = site_split(train_all, seed=seed + 1, test_fraction=test_fraction)
-    model = fit_iqm_classifier(fit, seed, **model_kwargs)
+    model = fit_iqm_classifier(fit, seed, **_fit_kwargs(model_kwargs))
     sets = {"valid": valid, "test": test, **dict(external or {})}
     out = {}
     for name, df in sets.items():
@@ -365,8 +515,9 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
                measure: str = "mutual_information", n_draws: int = 200) -> pd.DataFrame:
     """The protocol of :func:`site_protocol` for several seeds and models: one row per set.
 
-    For each model and seed: the rule without referral (threshold by Youden's J on the
-    validation sites) scored on the test sites and on each external table, and the referral
+    For each model and seed: the rule without referral (the model's ``threshold_rule``,
+    default Youden's J, fitted on the validation sites: :func:`threshold_decisions`) scored
+    on the test sites and on each external table, and the referral
     policy by ``measure`` with its controls (:func:`mriqc_nb.referral.evaluate_with_controls`).
 
     Parameters
@@ -375,7 +526,9 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
     external : mapping name -> DataFrame, optional
     seeds : iterable of int
     models : mapping name -> dict, optional
-        Keyword arguments of :func:`fit_iqm_classifier`; default one bagged logistic model.
+        Keyword arguments of :func:`fit_iqm_classifier`, and optionally ``threshold_rule``
+        (one of :data:`THRESHOLD_RULES`, default ``"youden"``); default one bagged logistic
+        model.
     measure : str
         Uncertainty of the referral policy.
     n_draws : int
@@ -384,8 +537,8 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
     Returns
     -------
     DataFrame
-        Columns ``model``, ``seed``, ``set``, ``n``, ``n_artifacts``, ``auc``, and at the
-        validation threshold without referral ``threshold``, ``accuracy``,
+        Columns ``model``, ``seed``, ``set``, ``n``, ``n_artifacts``, ``auc``, and with the
+        threshold rule, nobody referred, ``threshold_rule``, ``threshold``, ``accuracy``,
         ``balanced_accuracy``, ``sensitivity``, ``specificity``, ``f1``, ``kappa`` (Cohen's,
         model decision vs label); then the referral policy's ``eta``,
         ``retained_fraction``, ``referral_balanced_accuracy``, ``referral_f1``, and its gains
@@ -395,8 +548,8 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
     """
     from sklearn.metrics import cohen_kappa_score
 
-    from mriqc_nb.referral import (evaluate_policy, evaluate_with_controls, no_referral_policy,
-                                   select_operating_point)
+    from mriqc_nb.metrics import binary_metrics
+    from mriqc_nb.referral import evaluate_with_controls, no_referral_policy, select_operating_point
 
     models = models or {"logistic": {"kind": "logistic"}}
     rows = []
@@ -406,15 +559,17 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
             valid = pred.pop("valid")
             none = no_referral_policy(valid, measure, seed=seed)
             policy = select_operating_point(valid, measure, seed=seed)
+            rule = kwargs.get(_RULE_KEY, "youden")
             for set_name, table in pred.items():
                 y, p = table["label"].to_numpy(), table["p_artifact"].to_numpy()
-                base = evaluate_policy(none, table)
+                called, threshold = threshold_decisions(valid, table.drop(columns="label"), rule, seed=seed)
+                base = binary_metrics(y, called.astype(float), 0.5)
                 ref = evaluate_with_controls(policy, table, n_draws=n_draws, seed=seed)
                 rows.append({
                     "model": name, "seed": seed, "set": set_name, "n": len(table), "n_artifacts": int(y.sum()),
-                    "auc": safe_auc(y, p), "threshold": none.threshold,
+                    "auc": safe_auc(y, p), "threshold_rule": rule, "threshold": threshold,
                     **{k: base[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")},
-                    "kappa": float(cohen_kappa_score(y, (p >= none.threshold).astype(int))),
+                    "kappa": float(cohen_kappa_score(y, called.astype(int))),
                     "eta": policy.eta, "retained_fraction": ref["retained_fraction"],
                     "referral_balanced_accuracy": ref["balanced_accuracy"], "referral_f1": ref["f1"],
                     "ba_gain_vs_no_referral": ref["balanced_accuracy_gain_vs_no_referral"],

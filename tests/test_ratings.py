@@ -308,6 +308,129 @@ def test_seed_table_scores_external_sets_with_controls(abide, ds030):
 
 
 # ---------------------------------------------------------------------------------------------
+# The MLP with MC dropout, threshold rules, DS030 never used to choose
+# ---------------------------------------------------------------------------------------------
+def _toy_sites(n_sites=6, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n_sites):
+        y = (rng.random(n) < 0.25).astype(int)
+        y[:2] = [0, 1]
+        shift = rng.normal(0, 3, 2)                      # each site has its own offsets
+        x = rng.normal(size=(n, 2)) + shift + np.c_[1.5 * y, -1.5 * y]
+        rows.append(pd.DataFrame({"site": f"S{k}", "cjv": x[:, 0], "cnr": x[:, 1], "y": y}))
+    return pd.concat(rows, ignore_index=True)
+
+
+MLP_FAST = {"kind": "mlp", "n_members": 2, "mc_samples": 7, "max_epochs": 8, "patience": 3,
+            "features": ["cjv", "cnr"], "site_scaling": True}
+
+
+def test_mlp_mc_samples_shape_and_seed_determinism():
+    df = _toy_sites()
+    train, test = df[df.site != "S5"], df[df.site == "S5"]
+    model = iqm.fit_iqm_classifier(train, seed=3, **MLP_FAST)
+    samples = iqm.ensemble_probabilities(model, test)
+    assert samples.shape == (7, len(test), 2)          # T = mc_samples, shared among 2 networks
+    np.testing.assert_allclose(samples.sum(-1), 1.0)
+    assert ((samples >= 0) & (samples <= 1)).all()
+    assert samples.std(0).max() > 0                     # dropout is on at prediction
+    assert len(model[-1].members) == 2 and all(1 <= e <= 8 for e in model[-1].epochs_)
+    # prediction is seeded: the same model gives the same samples twice
+    np.testing.assert_array_equal(iqm.ensemble_probabilities(model, test), samples)
+    # training is seeded: the same seed gives the same samples, another seed others
+    again = iqm.fit_iqm_classifier(train, seed=3, **MLP_FAST)
+    np.testing.assert_allclose(iqm.ensemble_probabilities(again, test), samples, atol=1e-6)
+    other = iqm.fit_iqm_classifier(train, seed=4, **MLP_FAST)
+    assert not np.allclose(iqm.ensemble_probabilities(other, test), samples)
+    # it learns the toy signal on an unseen site, and plugs into the book's prediction table
+    pred = iqm.predict_with_uncertainty(model, test)
+    assert (pred.n_samples == 7).all() and (pred.mutual_information >= 0).all()
+    with pytest.raises(ValueError, match="kind='mlp'"):
+        iqm.fit_iqm_classifier(train, kind="logistic", dropout=0.3, features=["cjv", "cnr"])
+
+
+def test_mlp_learns_rater_votes_as_soft_targets():
+    df = _toy_sites()
+    df = df.assign(n_ratings=3, n_doubtful=0, n_exclude=np.where(df.y == 1, 2, 0))
+    train, test = df[df.site != "S5"], df[df.site == "S5"]
+    model = iqm.fit_iqm_classifier(train, seed=0, target="votes", **MLP_FAST)
+    assert model.target_ == "votes"
+    assert iqm.ensemble_probabilities(model, test).shape == (7, len(test), 2)
+
+
+def test_rule_table_on_abide_alone(abide):
+    tab = iqm.rule_table(abide, {"kind": "logistic", "n_members": 5, "site_scaling": "rank"}, seeds=[0])
+    assert list(tab.index) == list(iqm.THRESHOLD_RULES)
+    np.testing.assert_allclose(tab[iqm.RULE_CRITERION], tab.balanced_accuracy + tab.f1)
+    assert tab.auc.nunique() == 1                       # one model per seed; only the threshold differs
+    assert set(tab.attrs["per_seed"].seed) == {0}
+
+
+def test_inner_site_split_holds_whole_sites():
+    from mriqc_nb.iqm_mlp import inner_site_split
+
+    df = _toy_sites()
+    mask = inner_site_split(df.site, df.y, seed=1, fraction=0.3)
+    held = set(df.site[mask])
+    assert held and held != set(df.site) and not (held & set(df.site[~mask]))
+    assert df.y[mask].nunique() == 2 and df.y[~mask].nunique() == 2
+    np.testing.assert_array_equal(mask, inner_site_split(df.site, df.y, seed=1, fraction=0.3))
+
+
+def _pred_table(y, p, site):
+    return pd.DataFrame({"site": site, "label": np.asarray(y, int), "p_artifact": np.asarray(p, float),
+                         "mutual_information": 0.0})
+
+
+def test_threshold_rules_hand_made():
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.2).astype(int)
+    p = np.clip(0.2 + 0.5 * y + rng.normal(0, 0.15, 400), 0.001, 0.999)
+    valid = _pred_table(y, p, "V")
+    # prior-matched: flags the validation prevalence on validation
+    called, t = iqm.threshold_decisions(valid, valid, "prior")
+    assert called.mean() == pytest.approx(y.mean(), abs=0.01)
+    # Youden / F1 use the package's rule (referral.no_referral_policy)
+    for rule in ("youden", "f1"):
+        _, t = iqm.threshold_decisions(valid, valid, rule)
+        assert t == referral.no_referral_policy(valid, criterion=rule).threshold
+    _, t = iqm.threshold_decisions(valid, valid, "platt_prior")
+    assert 0 < t < 1
+    # site quantile: the top q = validation prevalence of *each* new site, labels unread
+    new = _pred_table(np.zeros(150), np.r_[np.linspace(0, 1, 100), np.linspace(5, 6, 50)], ["A"] * 100 + ["B"] * 50)
+    called, t = iqm.threshold_decisions(valid, new.drop(columns="label"), "site_quantile")
+    q = y.mean()
+    assert t == pytest.approx(1 - q)
+    assert called[:100].mean() == pytest.approx(q, abs=0.011) and called[100:].mean() == pytest.approx(q, abs=0.021)
+    with pytest.raises(ValueError, match="rule"):
+        iqm.threshold_decisions(valid, valid, "oracle")
+
+
+def test_ds030_labels_choose_nothing(abide, ds030):
+    """Every fit and every choice of the protocol reads ABIDE only: DS030's labels (and its
+    rows) change none of the thresholds, and its predictions depend on its IQMs alone."""
+    models = {"lr": {"kind": "logistic", "n_members": 5, "site_scaling": True, "threshold_rule": "site_quantile"}}
+    rng = np.random.default_rng(0)
+    scrambled = ds030.assign(y=rng.permutation(ds030.y.to_numpy()))
+    a = iqm.site_protocol(abide, 0, {"DS030": ds030}, **models["lr"])
+    b = iqm.site_protocol(abide, 0, {"DS030": scrambled}, **models["lr"])
+    c = iqm.site_protocol(abide, 0, None, **models["lr"])
+    cols = ["p_artifact", "mutual_information"]
+    pd.testing.assert_frame_equal(a["DS030"][cols], b["DS030"][cols])
+    pd.testing.assert_frame_equal(a["valid"], c["valid"])   # validation predictions: no DS030 in the fit
+    ta = iqm.seed_table(abide, {"DS030": ds030}, seeds=[0], models=models, n_draws=5).set_index("set")
+    tb = iqm.seed_table(abide, {"DS030": scrambled}, seeds=[0], models=models, n_draws=5).set_index("set")
+    assert ta.threshold.tolist() == tb.threshold.tolist() and ta.eta.tolist() == tb.eta.tolist()
+    assert ta.loc["test"].equals(tb.loc["test"])            # ABIDE rows untouched by DS030
+    assert (ta.threshold_rule == "site_quantile").all()
+    # the rule's calls on DS030 are label-free: decided without the label column
+    called, _ = iqm.threshold_decisions(a["valid"], a["DS030"].drop(columns="label"), "site_quantile")
+    called_b, _ = iqm.threshold_decisions(b["valid"], b["DS030"].drop(columns="label"), "site_quantile")
+    np.testing.assert_array_equal(called, called_b)
+
+
+# ---------------------------------------------------------------------------------------------
 # MR-ART on a fake BIDS tree
 # ---------------------------------------------------------------------------------------------
 SCORES = mrart.EXAMPLE_SCORES
