@@ -53,8 +53,10 @@ from threadpoolctl import threadpool_limits
 from mriqc_nb.metrics import safe_auc
 from mriqc_nb.ratings import IQM_COLUMNS
 
-__all__ = ["MLP_CANDIDATES", "PREVIOUS", "THRESHOLD_RULES", "threshold_decisions", "rule_table", "RULE_CRITERION", "MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "CRITERION", "ANCHOR", "site_scale", "fit_iqm_classifier", "ensemble_probabilities",
-           "predict_with_uncertainty", "leave_sites_out", "site_protocol", "seed_table"]
+__all__ = ["MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "MLP_CANDIDATES", "PREVIOUS",
+           "CRITERION", "ANCHOR", "THRESHOLD_RULES", "RULE_CRITERION", "site_scale",
+           "fit_iqm_classifier", "ensemble_probabilities", "predict_with_uncertainty",
+           "leave_sites_out", "site_protocol", "seed_table", "threshold_decisions", "rule_table"]
 
 #: The model families of :func:`fit_iqm_classifier`.
 MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting", "mlp")
