@@ -138,7 +138,7 @@ def predict_mc_fast(model, x, T: int, seed: int | None = None, batch_size: int =
     head = _mc_head_fn(model, int(T), seed)
     out = []
     for xb in _batches(x, batch_size):
-        for f in _numpy(trunk(xb)):
+        for f in _numpy(trunk(xb)).astype(np.float32, copy=False):  # float16 if mixed
             out.append(_numpy(head(f[None])))
     if not out:
         return np.zeros((int(T), 0, 2), "float32")
