@@ -2,7 +2,8 @@
 
 A pool of :func:`worker_pool` ignores Ctrl-C (the parent handles it and stops the pool with
 :func:`stop_workers`), unwinds on SIGTERM (removing temporary files: :class:`Stopped`), and
-gets SIGTERM as soon as its parent dies, however it dies. Used by the database build, the
+gets SIGTERM as soon as its parent dies, however it dies; its BLAS runs on one thread (the
+workers already share the cores). Used by the database build, the
 redraw pool of the recipe and screening.
 """
 
@@ -44,10 +45,25 @@ def _worker_init(parent_pid: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):  # pragma: no cover - no prctl
             pass
+    _one_blas_thread()
     if os.getppid() == parent_pid:  # else a fork server started us: nothing to watch
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     else:  # the parent died before this line
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _one_blas_thread() -> None:
+    """A worker is one of several processes sharing the cores: its BLAS (numpy's matrix
+    products) runs on one thread, not one per core (oversubscribed, a product of a conform
+    took 5 times longer on 2 busy cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        return
+    try:
+        threadpool_limits(1, user_api="blas")
+    except Exception:  # noqa: BLE001 - only a speed matter  # pragma: no cover
+        pass
 
 
 def default_workers() -> int:

@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=4, help="scans per batch (default: 4)")
     sc.add_argument("--seed", type=int, default=0, help="seed of the dropout masks (default: 0)")
     sc.add_argument("--workers", "-j", type=int, default=None,
-                    help="processes that conform scans (default: cores less one, 1-4; 0: none)")
+                    help="processes that conform scans (default: cores less one, at least 2 on 2 "
+                    "cores, at most 4; 0: none)")
     sc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sc.set_defaults(func=_cmd_screen)
     return parser

@@ -24,7 +24,8 @@ dropout on, BatchNorm in inference mode.
 
 - :func:`predict_mc_naive` -- the reference: the whole network T times, as the paper's code does.
 - :func:`predict_mc_fast` -- the trunk once per batch, then the twin head on T copies of each
-  scan's features. Every scan sees the *same* T dropout masks (drawn from ``seed``), so a
+  scan's features. Every scan sees the *same* T dropout masks (drawn once from ``seed`` and
+  frozen, :func:`mriqc_nb.model.networks.make_masked_head`), so a
   scan's samples depend only on its volume, the weights and ``seed``: not on its batch, its
   neighbours or the order of the inputs (screening resumes and batches freely; a split's
   predictions do not depend on ``chunk``).
@@ -50,6 +51,7 @@ so memory stays bounded whatever the split's size.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -121,27 +123,95 @@ def predict_mc_naive(model, x, T: int, seed: int | None = None, batch_size: int 
 def predict_mc_fast(model, x, T: int, seed: int | None = None, batch_size: int = 8) -> np.ndarray:
     """MC dropout, fast version: the trunk once, then the MC head on T copies of each scan.
 
-    Every scan gets the same T dropout masks (the head's dropout generators restart from
-    ``seed`` for each scan), so a scan's samples do not depend on its batch or on the other
-    inputs. Equal in distribution to :func:`predict_mc_naive` (identical when the dropout
-    rates are 0), at the cost of one trunk pass per scan instead of T.
+    Every scan gets the same T dropout masks (drawn once from ``seed`` and frozen:
+    :func:`mriqc_nb.model.networks.make_masked_head`), so a scan's samples do not depend on
+    its batch or on the other inputs. Equal in distribution to :func:`predict_mc_naive`
+    (identical when the dropout rates are 0), at the cost of one trunk pass per scan instead
+    of T.
 
     Parameters and return value are those of :func:`predict_mc_naive`; ``batch_size`` is the
-    trunk's batch. The head's batch is T feature vectors.
+    trunk's batch. The head's batch is T feature vectors (one scan). Both run as compiled
+    TensorFlow functions kept with the model (traced once, never retraced: see
+    :func:`_compiled`); a model's weights may change between calls.
     """
-    from mriqc_nb.model.networks import get_head, get_trunk, make_mc_head
-
-    trunk = get_trunk(model)
-    head = make_mc_head(get_head(model), seed)
-    states = [v for v in head.variables if v.path.endswith("seed_generator_state")]
-    start = [np.array(v.numpy()) for v in states]
+    trunk = _trunk_fn(model)
+    head = _mc_head_fn(model, int(T), seed)
     out = []
     for xb in _batches(x, batch_size):
-        for f in _numpy(trunk(xb, training=False)):
-            for v, s in zip(states, start):  # the same T masks for every scan
-                v.assign(s)
-            out.append(_numpy(head(np.repeat(f[None], T, axis=0), training=False)))
+        for f in _numpy(trunk(xb)).astype(np.float32, copy=False):  # float16 if mixed
+            out.append(_numpy(head(f[None])))
+    if not out:
+        return np.zeros((int(T), 0, 2), "float32")
     return np.stack(out, axis=1)
+
+
+# Compiled calls of a model, kept with it (weakly: they go when the model goes).
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class _Call:
+    """``fn(*args)``: a callable object, not a function, so that TensorFlow counts the traces
+    of each compiled call on its own (it pools plain functions by their code, and would warn
+    about "retracing" after a few models were each traced once)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+def _compiled(model, key, make):
+    """The compiled call ``key`` of ``model``, made once by ``make()`` (None: not kept)."""
+    if key is None:
+        return make()
+    try:
+        calls = _COMPILED.setdefault(model, {})
+    except TypeError:  # not weakly referenceable: compile every time
+        return make()
+    if key not in calls:
+        calls[key] = make()
+    return calls[key]
+
+
+def _tf_function(fn, spec):
+    """``fn`` compiled by ``tf.function`` for inputs of ``spec`` (traced once); eager on
+    another backend."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    import tensorflow as tf
+
+    return tf.function(_Call(fn), input_signature=[tf.TensorSpec(spec, tf.float32)])
+
+
+def _trunk_fn(model):
+    """The trunk, compiled for any batch size: (n, X, Y, Z, C) -> features."""
+    from mriqc_nb.model.networks import get_trunk
+
+    trunk = get_trunk(model)
+
+    def make():
+        return _tf_function(lambda x: trunk(x, training=False),
+                            (None, *(int(n) for n in trunk.input.shape[1:])))
+
+    return _compiled(model, ("trunk",), make)
+
+
+def _mc_head_fn(model, T: int, seed):
+    """The MC head with T frozen masks, compiled: features of one scan (1, ...) -> (T, 2)."""
+    from mriqc_nb.model.networks import get_head, make_masked_head
+
+    def make():
+        import keras
+
+        head = make_masked_head(get_head(model), T, seed)
+        shape = (1, *(int(n) for n in head.input.shape[1:]))
+        return _tf_function(
+            lambda f: head(keras.ops.repeat(f, T, axis=0), training=False), shape)
+
+    return _compiled(model, None if seed is None else ("mc_head", T, int(seed)), make)
 
 
 def predict_samples(model, x: np.ndarray, method: str = "mc", T: int = 50, seed: int = 0,

@@ -60,8 +60,9 @@ allow 1e-6).
 
 Speed
 -----
-Headers are checked and volumes conformed by a few worker processes (the cores less one, 1
-to 4) while this process loads the bundle and predicts; the workers end
+Headers are checked and volumes conformed by a few worker processes (the cores less one, at
+least 2 where there are 2, at most 4) while this process loads the bundle and predicts
+(the network runs as compiled TensorFlow functions, traced once); the workers end
 with their parent (Ctrl-C, a kill, a crash). Nothing heavy (TensorFlow, the bundle) is loaded
 before the inputs and the output table have been checked.
 """
@@ -159,7 +160,11 @@ def _workers(workers) -> int:
         return max(0, int(workers))
     from mriqc_nb._workers import default_workers
 
-    return max(1, min(4, default_workers() - 1))
+    # Conforming a scan (reading it included) costs about twice the network's pass, so the
+    # workers get every core but one, and at least two on a machine that has two: one worker
+    # would leave this process waiting half the time.
+    cores = default_workers()
+    return max(1, min(4, max(min(2, cores), cores - 1)))
 
 
 class _Conformer:
@@ -341,7 +346,7 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
         Seed of the dropout masks; the same seed gives the same numbers.
     workers : int, optional
         Processes that check and conform scans while this one predicts (0: none, all in this
-        process). Default: the cores less one, 1 to 4.
+        process). Default: the cores less one, at least 2 on a 2-core machine, at most 4.
     report_html : path-like, optional
         Also write the self-contained HTML report there
         (:func:`mriqc_nb.report.write_report`), with views of the flagged and referred scans

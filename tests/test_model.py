@@ -131,6 +131,59 @@ def test_fast_mc_of_a_scan_does_not_depend_on_its_batch(small_model, volumes):
     np.testing.assert_array_equal(predict_samples(small_model, volumes, "mc", T, seed=2), together)
 
 
+def _mc_fast_reference(model, x, T, seed):
+    """The sampler as it was before the masks were frozen: a fresh MC twin of the head whose
+    dropout generators restart from ``seed`` before each scan (eager calls, one scan at a time)."""
+    trunk, head = M.get_trunk(model), M.make_mc_head(M.get_head(model), seed)
+    states = [v for v in head.variables if v.path.endswith("seed_generator_state")]
+    start = [np.array(v.numpy()) for v in states]
+    out = []
+    for f in np.asarray(trunk(x, training=False)):
+        for v, s in zip(states, start):
+            v.assign(s)
+        out.append(np.asarray(head(np.repeat(f[None], T, axis=0), training=False)))
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize("build", [M.build_nn008, M.build_alexnet3d])
+def test_masked_head_gives_the_samples_of_a_fresh_mc_twin(build, volumes):
+    """The frozen masks are those a fresh MC twin draws: predict_mc_fast (compiled trunk and
+    frozen-mask head) gives the reference samples, whatever the batch, and keeps no state."""
+    m = build(SMALL)
+    _randomise_bn(m, seed=4)
+    T = 6
+    ref = _mc_fast_reference(m, volumes, T, seed=5)
+    assert np.all(ref[..., 1].std(axis=0) > 1e-4)  # the masks do drop
+    for batch_size in (1, 2, 3):
+        np.testing.assert_allclose(predict_mc_fast(m, volumes, T=T, seed=5, batch_size=batch_size),
+                                   ref, atol=1e-6)
+    head = M.make_masked_head(M.get_head(m), T, seed=5)
+    f = np.repeat(np.asarray(M.get_trunk(m)(volumes[:1], training=False)), T, axis=0)
+    first = np.asarray(head(f, training=False))
+    np.testing.assert_array_equal(np.asarray(head(f, training=False)), first)  # no state
+    np.testing.assert_allclose(first, ref[:, 0], atol=1e-6)
+    # compiled calls are kept per (model, T, seed) and never retrace
+    predict_mc_fast(m, volumes, T=T, seed=5, batch_size=2)
+    from mriqc_nb import predict
+
+    calls = predict._COMPILED[m]
+    assert set(calls) == {("trunk",), ("mc_head", T, 5)}
+    if hasattr(calls[("trunk",)], "experimental_get_tracing_count"):
+        assert calls[("trunk",)].experimental_get_tracing_count() == 1
+        assert calls[("mc_head", T, 5)].experimental_get_tracing_count() == 1
+
+
+def test_fast_mc_with_weights_changed_between_calls(volumes):
+    """The compiled calls read the model's current weights (a chapter predicts between rounds
+    of training)."""
+    m = M.build_nn008(SMALL)
+    before = predict_mc_fast(m, volumes, T=3, seed=0)
+    _randomise_bn(m, seed=9)
+    after = predict_mc_fast(m, volumes, T=3, seed=0)
+    assert not np.allclose(before, after, atol=1e-4)
+    np.testing.assert_allclose(after, _mc_fast_reference(m, volumes, 3, seed=0), atol=1e-6)
+
+
 def test_weights_round_trip_through_one_file(small_model, volumes, tmp_path):
     path = M.save_weights(small_model, tmp_path / "w.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary file left

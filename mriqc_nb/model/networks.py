@@ -49,6 +49,7 @@ __all__ = [
     "get_trunk",
     "get_head",
     "make_mc_head",
+    "make_masked_head",
     "make_mc_model",
     "save_weights",
     "load_weights",
@@ -256,15 +257,58 @@ def make_mc_head(head: keras.Model, seed: int | None = None) -> keras.Model:
     seed : int, optional
         Seed of the dropout masks; dropout layer ``i`` gets ``seed + i``.
     """
+    return _swap_dropouts(head, lambda layer, s: MCDropout.from_dropout(layer, s), seed)
+
+
+def _swap_dropouts(head: keras.Model, make, seed: int | None) -> keras.Model:
+    """``head`` cloned with every ``Dropout`` replaced by ``make(layer, seed_i)`` (seed_i =
+    ``seed + i`` for the i-th dropout layer, or None), other layers shared."""
     counter = itertools.count()
 
     def swap(layer):
         if isinstance(layer, keras.layers.Dropout):
             i = next(counter)
-            return MCDropout.from_dropout(layer, None if seed is None else seed + i)
+            return make(layer, None if seed is None else seed + i)
         return layer
 
     return keras.models.clone_model(head, clone_function=swap)
+
+
+class _FixedMask(keras.layers.Layer):
+    """Multiplies its (T, ...) input by a fixed (T, ...) mask: T dropout masks, frozen."""
+
+    def __init__(self, mask: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self.mask = np.asarray(mask)
+
+    def call(self, inputs):  # noqa: D102
+        return inputs * keras.ops.cast(self.mask, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):  # noqa: D102
+        return input_shape
+
+
+def make_masked_head(head: keras.Model, T: int, seed: int | None = None) -> keras.Model:
+    """The MC twin of ``head`` with its T dropout masks drawn once and frozen.
+
+    Dropout layer ``i`` becomes a multiplication by the masks that the ``i``-th
+    :class:`MCDropout` of ``make_mc_head(head, seed)`` draws on its *first* call with T rows
+    (the same seed, rate and noise shape: 0 where dropped, ``1 / (1 - rate)`` where kept), so
+    calling the result on T copies of a scan's features gives exactly the samples of a fresh
+    MC twin. It has no random state: every call, whatever else was called before, uses the
+    same masks. Other layers are shared with ``head``; call it with ``training=False``, on
+    exactly T rows.
+    """
+    T = int(T)
+
+    def frozen(layer, layer_seed):
+        twin = MCDropout.from_dropout(layer, layer_seed)
+        shape = (T, *(int(n) for n in layer.input.shape[1:]))
+        mask = np.asarray(keras.ops.convert_to_numpy(
+            twin(keras.ops.ones(shape, dtype=layer.compute_dtype))))
+        return _FixedMask(mask, dtype=layer.dtype_policy, name=f"masked_{layer.name}")
+
+    return _swap_dropouts(head, frozen, seed)
 
 
 def make_mc_model(model: keras.Model, seed: int | None = None) -> keras.Model:

@@ -243,13 +243,13 @@ def load_scan(source: Any) -> nib.Nifti1Image:
                                   f"({type(exc).__name__}: {exc})") from exc
     data = np.transpose(data, axes).reshape(spatial)
 
-    finite = np.isfinite(data)
-    if not finite.all():
+    lo, hi = float(data.min()), float(data.max())  # NaN or infinite if any voxel is
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        finite = np.isfinite(data)
         n_nan = int(np.isnan(data).sum())
         n_inf = int(data.size - finite.sum()) - n_nan
         raise NonFiniteError(name, f"{n_nan + n_inf} of {data.size} voxels are not finite "
                              f"({n_nan} NaN, {n_inf} infinite)")
-    lo, hi = float(data.min()), float(data.max())
     if hi - lo <= 1e-6 * max(abs(lo), abs(hi)):
         what = "all zero" if hi == lo == 0 else f"constant (every voxel = {lo:g})"
         raise EmptyVolumeError(name, f"empty volume: {what}")

@@ -57,6 +57,10 @@ def resample_to_spacing(img: nib.Nifti1Image, spacing_mm, order: int = 1, *,
     are area samples, and this adds exactly the variance that turns a box of the input width
     into one of the target width. Upsampled axes are not smoothed.
 
+    With linear interpolation (``order=1``, the default) both steps are applied together as
+    one small matrix per axis (:func:`_resample_linear`), equal to ``ndimage.gaussian_filter``
+    followed by ``ndimage.affine_transform`` up to float32 rounding, several times faster.
+
     Parameters
     ----------
     img : nibabel.Nifti1Image
@@ -91,14 +95,52 @@ def resample_to_spacing(img: nib.Nifti1Image, spacing_mm, order: int = 1, *,
     shape = shape.astype(int)
     data = np.asanyarray(img.dataobj).astype(np.float32, copy=False)
     sigma = np.sqrt(np.clip(ratio**2 - 1.0, 0.0, None) / 12.0)
-    if np.any(sigma > 0):
-        data = ndimage.gaussian_filter(data, sigma, mode="nearest")
     offset = (ratio - 1.0) / 2.0        # output voxel j sits at input voxel ratio*j + offset
-    out = ndimage.affine_transform(data, ratio, offset=offset, output_shape=tuple(shape),
-                                   order=order, mode="nearest", prefilter=order > 1)
+    if order == 1 and data.ndim == 3:
+        out = _resample_linear(data, shape, ratio, offset, sigma)
+    else:
+        if np.any(sigma > 0):
+            data = ndimage.gaussian_filter(data, sigma, mode="nearest")
+        out = ndimage.affine_transform(data, ratio, offset=offset, output_shape=tuple(shape),
+                                       order=order, mode="nearest", prefilter=order > 1)
     step = np.diag(np.r_[ratio, 1.0])
     step[:3, 3] = offset
     return nib.Nifti1Image(out.astype(np.float32, copy=False), img.affine @ step)
+
+
+def _axis_operator(n_in: int, n_out: int, ratio: float, offset: float,
+                   sigma: float) -> np.ndarray:
+    """(n_out, n_in) matrix of one axis of :func:`resample_to_spacing` (order 1): the Gaussian
+    of ``sigma`` input voxels (edges repeated, as ``ndimage.gaussian_filter(mode="nearest")``),
+    then linear interpolation at ``ratio * j + offset`` (clamped to the edge voxels, as
+    ``ndimage.affine_transform(order=1, mode="nearest")``)."""
+    op = np.eye(n_in)
+    if sigma > 0:
+        op = ndimage.gaussian_filter1d(op, sigma, axis=0, mode="nearest")
+    pos = np.clip(ratio * np.arange(n_out) + offset, 0.0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    w = pos - lo
+    interp = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    np.add.at(interp, (rows, lo), 1.0 - w)
+    np.add.at(interp, (rows, hi), w)
+    return (interp @ op).astype(np.float32)
+
+
+def _resample_linear(data: np.ndarray, shape, ratio, offset, sigma) -> np.ndarray:
+    """Gaussian anti-aliasing then trilinear resampling (order 1), as one matrix per axis.
+
+    Both steps are separable, so the whole resampling is three small matrix products (the
+    smaller output first), equal to ``gaussian_filter`` + ``affine_transform`` up to float32
+    rounding, in a fraction of the time and without a smoothed full-size copy."""
+    mats = [_axis_operator(int(data.shape[a]), int(shape[a]), float(ratio[a]),
+                           float(offset[a]), float(sigma[a])) for a in range(3)]
+    nx, ny, nz = data.shape
+    out = (mats[0] @ data.reshape(nx, ny * nz)).reshape(int(shape[0]), ny, nz)
+    out = np.matmul(mats[1], out)                  # (X', Y', Z): a product per X' slice
+    out = np.matmul(out, mats[2].T)                # (X', Y', Z')
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -111,6 +153,22 @@ def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         between = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
     return float(edges[np.nanargmax(between[:-1]) + 1])
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask)`` (6-connected background) in one labelling pass: the
+    background components that touch the array's border stay background, the others (holes)
+    are filled. scipy's version dilates from the border until nothing changes, a pass per
+    voxel of depth."""
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, dtype=bool)
+    for ax in range(labels.ndim):
+        for side in (0, -1):
+            outside[np.take(labels, side, axis=ax)] = True
+    outside[0] = False  # label 0: the mask itself
+    return ~outside[labels] & (labels > 0) | mask
 
 
 def head_mask(volume: np.ndarray, sigma_vox: float = 1.0) -> np.ndarray:
@@ -146,7 +204,7 @@ def head_mask(volume: np.ndarray, sigma_vox: float = 1.0) -> np.ndarray:
     labels, n = ndimage.label(mask)
     if n > 1:
         mask = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    return ndimage.binary_fill_holes(mask)
+    return _fill_holes(mask)
 
 
 def _window_start(mask: np.ndarray, grid) -> np.ndarray:
