@@ -199,6 +199,15 @@ def _trunk_fn(model):
     return _compiled(model, ("trunk",), make)
 
 
+def _network_fn(model):
+    """The whole network, dropout off, compiled for any batch size: (n, X, Y, Z, C) -> (n, 2)."""
+    def make():
+        return _tf_function(lambda x: model(x, training=False),
+                            (None, *(int(n) for n in model.input.shape[1:])))
+
+    return _compiled(model, ("network",), make)
+
+
 def _mc_head_fn(model, T: int, seed):
     """The MC head with T frozen masks, compiled: features of one scan (1, ...) -> (T, 2)."""
     from mriqc_nb.model.networks import get_head, make_masked_head
@@ -245,9 +254,10 @@ def predict_samples(model, x: np.ndarray, method: str = "mc", T: int = 50, seed:
         For an unknown method.
     """
     def deterministic(xb):
-        # A direct call per batch, not model.predict: predict traces a tf.function that
-        # retraces (with a warning) whenever the last batch or the input count changes.
-        out = [_numpy(model(b, training=False)) for b in _batches(xb, batch_size)]
+        # The compiled call of the whole network (traced once, any batch size), not
+        # model.predict, whose tf.function retraces whenever the input count changes.
+        net = _network_fn(model)
+        out = [_numpy(net(b)) for b in _batches(xb, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 2), "float32")
 
     if method == "mc":
