@@ -349,8 +349,9 @@ def train_stage(
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     table = _database(p, progress)  # first: it can fork workers while TF is unloaded
-    _set_aside_if_stale(run_dir, database_id(table))
-    Run(run_dir).write_database(database_id(table))
+    ident = database_id(table)
+    _set_aside_if_stale(run_dir, ident)
+    Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
         train_recipe(p, run_dir, config=recipe_config(p, **overrides), progress=progress,
                      table=table)
