@@ -243,12 +243,18 @@ def test_release_is_seeded_has_its_own_stream_and_all_variants():
                             {**acq, "release": "blurred"}, SMOKE_SPACING)
 
 
-def test_skull_stripping_keeps_the_brain_and_zeroes_the_rest():
+def _released(release):
+    """A quiet T1w scan, the same after ``release``, and the template fields of its voxels."""
     an = synth.sample_anatomy(3)
-    acq = _quiet(synth.sample_acquisition(5, "T1w"), release="skull_stripped")
+    acq = _quiet(synth.sample_acquisition(5, "T1w"), release=release)
     img = np.asarray(synth.make_scan(an, acq, GRID, SPACING).dataobj)
     out = synth.apply_release(img, an, acq, SPACING)
     xyz, _, _, sd = synth.template_fields(an, GRID, SPACING, acq)
+    return an, acq, img, out, xyz, sd
+
+
+def test_skull_stripping_keeps_the_brain_and_zeroes_the_rest():
+    an, acq, img, out, xyz, sd = _released("skull_stripped")
     brain = (sd < 0) & (xyz[2] > -60)
     np.testing.assert_array_equal(out[brain], img[brain])
     assert np.all(out[sd > 3.0] == 0)  # skull, scalp, neck gone
@@ -258,11 +264,7 @@ def test_skull_stripping_keeps_the_brain_and_zeroes_the_rest():
 
 
 def test_defacing_removes_only_the_lower_front_away_from_the_brain():
-    an = synth.sample_anatomy(3)
-    acq = _quiet(synth.sample_acquisition(5, "T1w"), release="defaced")
-    img = np.asarray(synth.make_scan(an, acq, GRID, SPACING).dataobj)
-    out = synth.apply_release(img, an, acq, SPACING)
-    xyz, _, _, sd = synth.template_fields(an, GRID, SPACING, acq)
+    _, _, img, out, xyz, sd = _released("defaced")
     removed = (out == 0) & (img > 0)
     assert removed.sum() > 0
     y, z = xyz[1][removed], xyz[2][removed]
