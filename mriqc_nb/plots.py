@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 __all__ = ["VIEWS", "orthoview_slices", "plot_orthoviews", "plot_artifact_panel", "plot_kspace_parts",
-           "log_kspace", "plot_histories", "plot_referral_curves"]
+           "log_kspace", "plot_histories", "plot_referral_curves", "plot_seed_results"]
 
 #: Font sizes of the book's figures (points), chosen so that a figure scaled to the page's
 #: text column (about 690 CSS px) still has text about as large as the page's captions.
@@ -392,3 +392,50 @@ def plot_referral_curves(table, measures=("mutual_information",), threshold: flo
     axes[0].figure.tight_layout()
     return list(axes)
 
+
+def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
+    """Each method's test metrics over training seeds: one dot per seed, a bar at the mean.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A results table (``results/<profile>.tsv``: one row per method and seed, columns
+        ``method``, ``seed`` and the metrics; ``auc_low``/``auc_high`` add each seed's
+        bootstrap interval to the AUC panel).
+    metrics : sequence of str
+        One panel per metric, at most two per row.
+    methods : sequence of str, optional
+        Methods in the order drawn (default: order of first appearance).
+
+    Returns
+    -------
+    list of matplotlib axes
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(results)
+    order = list(methods) if methods is not None else list(pd.unique(df["method"]))
+    order = [m for m in order if m in set(df["method"])]
+    axes, _ = _panel_grid(len(metrics), width=4.6, height=0.55 * len(order) + 1.6)
+    seeds = sorted(pd.unique(df["seed"]))
+    offsets = {s: (i - (len(seeds) - 1) / 2) * 0.12 for i, s in enumerate(seeds)}
+    for ax, metric in zip(axes, metrics):
+        for row, method in enumerate(order):
+            sub = df[df["method"] == method]
+            vals = sub[metric].astype(float)
+            ax.plot([vals.mean()] * 2, [row - 0.3, row + 0.3], color="black", lw=2)
+            for _, r in sub.iterrows():
+                y = row + offsets[r["seed"]]
+                if metric == "auc" and {"auc_low", "auc_high"} <= set(sub.columns):
+                    ax.plot([r["auc_low"], r["auc_high"]], [y, y], color="0.7", lw=1)
+                ax.scatter(float(r[metric]), y, s=22, zorder=3,
+                           color=f"C{seeds.index(r['seed']) % 10}",
+                           label=f"seed {int(r['seed'])}" if row == 0 else None)
+        ax.set_yticks(range(len(order)), order, fontsize=LABEL_SIZE)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_xlabel(f"test {metric.replace('_', ' ')}", fontsize=LABEL_SIZE)
+        ax.set_xlim((0.45, 1.01) if metric == "auc" else (-0.02, 1.02))
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].legend(fontsize=LEGEND_SIZE, loc="lower left", frameon=True)
+    plt.tight_layout()
+    return list(axes)

@@ -161,5 +161,18 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
     first = tsv.iloc[0]
     assert f"| {first['method']} | {first['seed']} | {first['auc']:.3f} [" in md
     assert "Not run for this table: focal, prime, ramp, primed_baseline" in md
+    # per-scan predictions behind every row (reproducible bytes), and the headline figure
+    scans = sorted(p.name for p in (out / "smoke-scans").iterdir())
+    assert scans == [f"{m}_seed-{s}.tsv.gz" for m in ("baseline", "recipe") for s in (0, 1, 2)]
+    per = pd.read_csv(out / "smoke-scans" / "recipe_seed-1.tsv.gz", sep="\t")
+    assert list(per.columns) == list(ex.SCAN_COLUMNS)
+    test = per[per["split"] == "test"]
+    assert len(test) == first["n_test"] and test["y"].sum() == first["n_test_artifacts"]
+    assert np.isclose(comparison.safe_auc(test["y"], test["p_artifact"]),
+                      tsv.set_index(["method", "seed"]).loc[("recipe", 1), "auc"], atol=1e-5)
+    again = ex.write_scans(fake_predict(ex.seed_runs_dir("smoke", 1) / "recipe", "smoke"),
+                           tmp_path / "again.tsv.gz")
+    assert again.read_bytes() == (out / "smoke-scans" / "recipe_seed-1.tsv.gz").read_bytes()
+    assert (out / "smoke.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown methods"):
         ex.run_experiments("smoke", [0], ["nope"], out)

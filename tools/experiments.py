@@ -19,6 +19,12 @@ Runs live in ``runs_dir(profile) / "seeds" / "seed-<s>" / <stage>`` under
 ``$MRIQC_NB_HOME``: one directory per seed, so seeds never overwrite each other, nor the
 book's own runs. ``ramp`` and ``primed_baseline`` start from that seed's ``prime``.
 
+The per-scan predictions behind every row (``scan_id``, ``split``, ``artifact_kind``, ``y``,
+``p_artifact``, ``mutual_information`` on validation, test and the subtle set) go to
+``<out-dir>/<profile>-scans/<method>_seed-<s>.tsv.gz``, so that paired comparisons over seeds
+can be recomputed without retraining; ``<out-dir>/<profile>.png`` is the headline figure
+(:func:`mriqc_nb.plots.plot_seed_results`).
+
 Resumable: a (method, seed) already in the TSV is skipped, and an interrupted training
 resumes from its last saved epoch. Read the table with
 :func:`mriqc_nb.comparison.seed_summary`.
@@ -84,6 +90,43 @@ def predict_method(run, profile, *, progress: bool = False) -> dict:
     return out
 
 
+#: Per-scan columns kept beside the results table.
+SCAN_COLUMNS = ("scan_id", "split", "artifact_kind", "y", "p_artifact", "mutual_information")
+
+
+def write_scans(tables: dict, path: Path) -> Path:
+    """The per-scan predictions of one (method, seed) as a gzipped TSV (reproducible bytes)."""
+    import gzip
+
+    parts = [t.assign(split=name).reindex(columns=list(SCAN_COLUMNS))
+             for name, t in tables.items() if t is not None]
+    text = pd.concat(parts, ignore_index=True).to_csv(sep="\t", index=False,
+                                                      float_format="%.6g")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                  mtime=0) as gz:
+        gz.write(text.encode())
+    os.replace(tmp, path)
+    return path
+
+
+def write_figure(df: pd.DataFrame, path: Path) -> Path:
+    """The headline figure of the results table (test AUC and F1 per method and seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mriqc_nb.plots import plot_seed_results
+
+    order = [m for m in METHODS if m in set(df["method"])]
+    axes = plot_seed_results(df, methods=order)
+    axes[0].figure.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(axes[0].figure)
+    return path
+
+
 def _read(path: Path) -> pd.DataFrame:
     if path.exists():
         return pd.read_csv(path, sep="\t")
@@ -144,6 +187,7 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
             t2 = time.perf_counter()
             row = comparison.method_row(tables["valid"], tables["test"], tables["subtle"],
                                         n_boot=n_boot, seed=int(seed))
+            write_scans(tables, out_dir / f"{p.name}-scans" / f"{method}_seed-{int(seed)}.tsv.gz")
             row.update(method=method, seed=int(seed), profile=p.name,
                        seconds_train=round(t1 - t0, 1), seconds_predict=round(t2 - t1, 1))
             new = pd.DataFrame([row])
@@ -155,6 +199,7 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
             meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
             write_json(side, meta, sort_keys=False)
             write_text(out_dir / f"{p.name}.md", comparison.results_markdown(df, meta))
+            write_figure(df, out_dir / f"{p.name}.png")
             done.add((method, int(seed)))
             log(f"{p.name} seed {seed} {method}: AUC {row['auc']:.3f} "
                 f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] F1 {row['f1']:.3f} "
