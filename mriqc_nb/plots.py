@@ -393,6 +393,10 @@ def plot_referral_curves(table, measures=("mutual_information",), threshold: flo
     return list(axes)
 
 
+_SEED_LABELS = {"auc": "test ROC AUC (grey: each seed's 95% interval)",
+                "f1": "test F1 at the validation threshold"}
+
+
 def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
     """Each method's test metrics over training seeds: one dot per seed, a bar at the mean.
 
@@ -433,9 +437,15 @@ def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
                            label=f"seed {int(r['seed'])}" if row == 0 else None)
         ax.set_yticks(range(len(order)), order, fontsize=LABEL_SIZE)
         ax.set_ylim(len(order) - 0.5, -0.5)
-        ax.set_xlabel(f"test {metric.replace('_', ' ')}", fontsize=LABEL_SIZE)
+        ax.set_xlabel(_SEED_LABELS.get(metric, f"test {metric.replace('_', ' ')}"),
+                      fontsize=LABEL_SIZE)
         ax.set_xlim((0.45, 1.01) if metric == "auc" else (-0.02, 1.02))
         ax.grid(alpha=0.3, axis="x")
-    axes[0].legend(fontsize=LEGEND_SIZE, loc="lower left", frameon=True)
-    plt.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="black", lw=2))
+    names.append("mean over seeds")
+    fig = axes[0].figure
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=LEGEND_SIZE,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return list(axes)
