@@ -13,7 +13,8 @@ Two steps, because TorchIO (PyTorch) and TensorFlow need not share an environmen
     python benchmarks/bench_cross_simulator.py score DIR [--bundle B]       # needs the package
 
 ``make`` writes ``DIR/*.nii.gz`` and ``DIR/truth.tsv``; ``score`` screens them (built-in
-bundle by default) and prints one table and a final line ``cross-simulator AUC ...``.
+bundle by default) into ``DIR/screened-<bundle fingerprint>.tsv`` and prints one table and a
+final line ``cross-simulator AUC ...``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def score(folder: Path, bundle_path, seed: int) -> int:
     b = bundle.load_bundle(bundle_path)
     truth = pd.read_csv(folder / "truth.tsv", sep="\t")
     files = [str((folder / f).resolve()) for f in truth["file"]]
-    out = folder / "screened.tsv"
+    out = folder / f"screened-{b.fingerprint}.tsv"  # one table per model: never mixed
     table = screen.screen(files, b, out, seed=seed)
     table = table.assign(file=[Path(p).name for p in table["path"]]).merge(truth, on="file")
     ok = table[table["status"] == "ok"]
