@@ -420,7 +420,7 @@ def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
     df = pd.DataFrame(results)
     order = list(methods) if methods is not None else list(pd.unique(df["method"]))
     order = [m for m in order if m in set(df["method"])]
-    axes, _ = _panel_grid(len(metrics), width=4.6, height=0.55 * len(order) + 1.6)
+    axes, _ = _panel_grid(len(metrics), width=4.6, height=max(3.0, 0.55 * len(order) + 1.6))
     seeds = sorted(pd.unique(df["seed"]))
     offsets = {s: (i - (len(seeds) - 1) / 2) * 0.12 for i, s in enumerate(seeds)}
     for ax, metric in zip(axes, metrics):

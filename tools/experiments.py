@@ -208,6 +208,15 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
     return df
 
 
+def render(profile, out_dir=ROOT / "results") -> None:
+    """Rewrite ``<profile>.md`` and ``<profile>.png`` from the table and its sidecar."""
+    out_dir, name = Path(out_dir), get_profile(profile).name
+    df = pd.read_csv(out_dir / f"{name}.tsv", sep="\t")
+    meta = json.loads((out_dir / f"{name}.json").read_text())
+    write_text(out_dir / f"{name}.md", comparison.results_markdown(df, meta))
+    write_figure(df, out_dir / f"{name}.png")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="laptop")
@@ -216,7 +225,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(ROOT / "results"))
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite <profile>.md and <profile>.png from the table")
     args = ap.parse_args(argv)
+    if args.render:
+        render(args.profile, args.out_dir)
+        return 0
     df = run_experiments(args.profile, args.seeds, args.methods, args.out_dir,
                          n_boot=args.n_boot, progress=args.progress)
     summary = comparison.seed_summary(df)
