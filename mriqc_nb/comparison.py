@@ -364,6 +364,15 @@ def results_markdown(results, meta: dict, methods=None) -> str:
                      f"[{_fmt(r['auc_low'])}, {_fmt(r['auc_high'])}] | {_fmt(r['f1'])} | "
                      f"{_fmt(r['threshold'])} | {int(r['tp'])} / {int(r['tp'] + r['fn'])} | "
                      f"{int(r['fp'])} | {_fmt(r['valid_auc'])} |")
+    if len(df) and "f1_f1rule" in df.columns:
+        lines += ["", "The other rule chosen on validation, the threshold that maximises F1 on "
+                  "the validation split, scored on the same test scans:", "",
+                  "| method | seed | threshold | F1 | sensitivity | specificity |",
+                  "|---|---|---|---|---|---|"]
+        for _, r in df.iterrows():
+            lines.append(f"| {r['method']} | {int(r['seed'])} | {_fmt(r['threshold_f1rule'])} | "
+                         f"{_fmt(r['f1_f1rule'])} | {_fmt(r['sensitivity_f1rule'])} | "
+                         f"{_fmt(r['specificity_f1rule'])} |")
     kinds = [c for c in df.columns if c.startswith("sens_")]
     if len(df) and kinds:  # kinds as rows: a column per method keeps the table narrow
         groups = list(df.groupby("method", sort=False))

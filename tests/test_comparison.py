@@ -160,6 +160,8 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
             in md)
     first = tsv.iloc[0]
     assert f"| {first['method']} | {first['seed']} | {first['auc']:.3f} [" in md
+    assert (f"| {first['method']} | {first['seed']} | {first['threshold_f1rule']:.3f} | "
+            f"{first['f1_f1rule']:.3f} |") in md
     assert "Not run for this table: focal, prime, ramp, primed_baseline" in md
     # per-scan predictions behind every row (reproducible bytes), and the headline figure
     scans = sorted(p.name for p in (out / "smoke-scans").iterdir())
