@@ -161,8 +161,11 @@ PROFILES: dict[str, Profile] = {
             # the recipe of chapter 5b: 30 x 60 steps of 8 (about 20 min on 2 idle cores).
             # 12 rounds left it undertrained: validation AUC 0.887 against 0.982 for 30
             # (seed 2023, MC T = 100, all 1,600 validation scans; experiments/NOTES.md 10)
+            # monitor_valid: the paper's stages watch 400 validation scans (stratified) after
+            # every epoch instead of all 1,600 (training.monitor_rows; no weight changes)
             extra={"recipe": dict(redraws=4, onto_clean=300, artifact_share=0.5, batch_size=8,
-                                  rounds=30, steps_per_round=60, valid_clean=300)},
+                                  rounds=30, steps_per_round=60, valid_clean=300),
+                   "monitor_valid": 400},
         ),
         Profile(
             name="colab",
@@ -181,7 +184,8 @@ PROFILES: dict[str, Profile] = {
             mc_samples_test=100,
             description="one T4-class GPU; target: a chapter in under about 15 minutes (not yet timed on a GPU)",
             extra={"recipe": dict(redraws=8, onto_clean=600, artifact_share=0.5, batch_size=8,
-                                  rounds=20, steps_per_round=100, valid_clean=600)},
+                                  rounds=20, steps_per_round=100, valid_clean=600),
+                   "monitor_valid": 600},
         ),
         Profile(
             name="paper",
@@ -200,7 +204,8 @@ PROFILES: dict[str, Profile] = {
             mc_samples_test=100,
             description="the scale of Pizarro et al. 2023 (256x256x64, 34,800 scans)",
             extra={"recipe": dict(redraws=8, onto_clean=2000, artifact_share=0.5, batch_size=5,
-                                  rounds=40, steps_per_round=200, valid_clean=0)},
+                                  rounds=40, steps_per_round=200, valid_clean=0),
+                   "monitor_valid": 2000},
         ),
     )
 }

@@ -236,3 +236,37 @@ def test_cli_train_calls_train_stage(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(training, "train_stage", refuse)
     assert main(["train", "--stage", "prime", "--profile", "smoke"]) == 2
     assert "another loss" in capsys.readouterr().err
+
+
+def test_monitor_rows_is_a_fixed_stratified_subset_of_validation():
+    """The scans watched after every epoch: the class shares of validation, drawn once from
+    the seed, never outside validation; 0 or a large n keeps them all."""
+    import pandas as pd
+
+    from mriqc_nb.model.training import monitor_rows
+    from mriqc_nb.profiles import get_profile
+
+    valid = pd.DataFrame({"scan_id": [f"v{i:04d}" for i in range(1600)],
+                          "label": ["artifact" if i % 50 == 7 else "clean" for i in range(1600)],
+                          "split": "valid"})
+    sub = monitor_rows(valid, 400, seed=3)
+    assert len(sub) == 400 and sub.index.is_monotonic_increasing
+    assert (sub["label"] == "artifact").sum() == 8  # 2% of 400, as in all of validation
+    assert set(sub["scan_id"]) <= set(valid["scan_id"])
+    assert sub.equals(monitor_rows(valid, 400, seed=3))
+    assert not sub.equals(monitor_rows(valid, 400, seed=4))
+    few = monitor_rows(valid, 20, seed=0)  # a class present keeps at least one scan
+    assert (few["label"] == "artifact").sum() >= 1
+    assert monitor_rows(valid, 0, seed=0) is valid and monitor_rows(valid, 5000, seed=0) is valid
+    assert get_profile("smoke").extra.get("monitor_valid", 0) == 0  # CI watches all
+    assert 0 < get_profile("laptop").extra["monitor_valid"] < 1600
+
+
+def test_watching_fewer_validation_scans_changes_no_weight(home, baseline, tmp_path):
+    """monitor_valid only changes what the history's val_* columns are computed on."""
+    watched = replace(TINY, extra={**TINY.extra, "monitor_valid": 4})
+    run = train_stage("baseline", watched, run_dir=tmp_path / "w", progress=False)
+    for wa, wb in zip(_weights(baseline.model()), _weights(run.model())):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(baseline.history["loss"], run.history["loss"], rtol=1e-5)
+    assert not np.allclose(baseline.history["val_loss"], run.history["val_loss"])  # 4 scans

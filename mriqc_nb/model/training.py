@@ -25,7 +25,10 @@ Every model of the book is trained by one of five *stages*
 
 ``ramp`` and ``primed_baseline`` train ``prime`` first if it is not there yet. All stages
 use Nadam with the paper's triangular cyclical LR (one cycle per epoch, 1e-6 to 1e-3), random
-flips, and evaluate on the validation split after every epoch. A stage's defaults come from
+flips, and evaluate on the validation split after every epoch (the training curves; the
+paper's stages keep their last epoch, so this only watches). A profile may set
+``extra["monitor_valid"]``: a fixed, stratified subset of that many validation scans is
+watched instead of all (:func:`monitor_rows`), which changes no weight. A stage's defaults come from
 the profile (:func:`stage_config`); keyword overrides change them.
 
 Runs
@@ -67,7 +70,8 @@ from mriqc_nb.model.recipe import recipe_config, recipe_run_config, train_recipe
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
 
-__all__ = ["stage_config", "epoch_plan", "get_strategy", "train_stage", "trained_model"]
+__all__ = ["stage_config", "epoch_plan", "get_strategy", "train_stage", "trained_model",
+           "monitor_rows"]
 
 FOCAL = {"name": "focal", "gamma": 2.0, "alpha": None}
 
@@ -427,7 +431,8 @@ def _train(run: Run, config: RunConfig, profile: Profile, table: pd.DataFrame, *
     history = run.history
     history = history[history["epoch"] <= last]
 
-    valid = table[table["split"].astype(str) == "valid"]
+    valid = monitor_rows(table[table["split"].astype(str) == "valid"],
+                         profile.extra.get("monitor_valid", 0), config.seed)
     val_ds = make_dataset(valid, batch_size=gb, training=False, root=root)
     bar = tqdm(total=int(plan["steps"].sum()), initial=int(plan["steps"].iloc[:last].sum()),
                desc=f"{run.dir.name} ({config.profile})", unit="step", disable=not progress)
@@ -461,6 +466,28 @@ def _train(run: Run, config: RunConfig, profile: Profile, table: pd.DataFrame, *
     if chief:
         run.finish()
     return run
+
+
+def monitor_rows(valid: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The validation rows watched after every epoch: ``n`` of them, stratified by label.
+
+    Each class keeps its share of ``valid`` (rounded; at least one scan of a class that is
+    present), drawn once from ``seed``, in table order. ``n`` of 0, or at least the number
+    of rows, keeps them all. Watching fewer scans makes every epoch cheaper (validation of
+    1,600 scans after each of the 30 priming epochs of 120 scans costs more than the
+    priming itself) and, since the stages keep their last epoch, changes no weight.
+    """
+    n = int(n or 0)
+    if n <= 0 or n >= len(valid):
+        return valid
+    rng = np.random.default_rng([int(seed), 41])
+    labels = valid["label"].astype(str).to_numpy()
+    keep = []
+    for lab in sorted(set(labels)):
+        idx = np.flatnonzero(labels == lab)
+        k = min(len(idx), max(1, int(round(n * len(idx) / len(valid)))))
+        keep.append(rng.choice(idx, k, replace=False))
+    return valid.iloc[np.sort(np.concatenate(keep))]
 
 
 def trained_model(stage: str, profile: str | Profile, *, compile: bool = False, **kwargs):
