@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from mriqc_nb import __version__, comparison, predict  # noqa: E402
-from mriqc_nb._atomic import write_json, write_text  # noqa: E402
+from mriqc_nb._atomic import atomic_open, write_json, write_text  # noqa: E402
 from mriqc_nb.model import training  # noqa: E402
 from mriqc_nb.machine import cpu_model  # noqa: E402
 from mriqc_nb.model.runs import STAGES  # noqa: E402
@@ -102,12 +102,9 @@ def write_scans(tables: dict, path: Path) -> Path:
              for name, t in tables.items() if t is not None]
     text = pd.concat(parts, ignore_index=True).to_csv(sep="\t", index=False,
                                                       float_format="%.6g")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
-                                                  mtime=0) as gz:
+    with atomic_open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                       mtime=0) as gz:
         gz.write(text.encode())
-    os.replace(tmp, path)
     return path
 
 
@@ -198,8 +195,7 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
                 "train": round(t1 - t0, 1), "predict": round(t2 - t1, 1)}
             meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
             write_json(side, meta, sort_keys=False)
-            write_text(out_dir / f"{p.name}.md", comparison.results_markdown(df, meta))
-            write_figure(df, out_dir / f"{p.name}.png")
+            write_pages(df, meta, out_dir, p.name)
             done.add((method, int(seed)))
             log(f"{p.name} seed {seed} {method}: AUC {row['auc']:.3f} "
                 f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] F1 {row['f1']:.3f} "
@@ -208,13 +204,17 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
     return df
 
 
+def write_pages(df: pd.DataFrame, meta: dict, out_dir: Path, name: str) -> None:
+    """``<name>.md`` (the book's tables) and ``<name>.png`` (its figure) from the table."""
+    write_text(out_dir / f"{name}.md", comparison.results_markdown(df, meta))
+    write_figure(df, out_dir / f"{name}.png")
+
+
 def render(profile, out_dir=ROOT / "results") -> None:
     """Rewrite ``<profile>.md`` and ``<profile>.png`` from the table and its sidecar."""
     out_dir, name = Path(out_dir), get_profile(profile).name
-    df = pd.read_csv(out_dir / f"{name}.tsv", sep="\t")
-    meta = json.loads((out_dir / f"{name}.json").read_text())
-    write_text(out_dir / f"{name}.md", comparison.results_markdown(df, meta))
-    write_figure(df, out_dir / f"{name}.png")
+    write_pages(pd.read_csv(out_dir / f"{name}.tsv", sep="\t"),
+                json.loads((out_dir / f"{name}.json").read_text()), out_dir, name)
 
 
 def main(argv=None) -> int:
