@@ -10,10 +10,9 @@ magnitude of compute:
 ``laptop``
     The default for building the book: two hours or more on 2 CPU cores (the paper's five
     stages 82 min on the earlier 5,000-scan database, on a shared 2-core AMD EPYC; the book's
-    30-round recipe 21 min on 2 idle cores). 8,000
-    scans: the training split holds 3,000 (60 artifacts), validation 1,600 (32) and test
-    3,400 (68), so that test F1 and per-kind sensitivity rest on more than a handful of
-    artifacts.
+    30-round recipe 21 min on 2 idle cores). 8,000 scans: the training split holds 3,000
+    (60 artifacts), validation 1,600 (32) and test 3,400 (68), so that test F1 and per-kind
+    sensitivity rest on more than a handful of artifacts.
 ``colab``
     One T4-class GPU; the target is a chapter in under about 15 minutes (not yet timed on a
     GPU), thousands of scans at 98% clean.

@@ -28,8 +28,8 @@ use Nadam with the paper's triangular cyclical LR (one cycle per epoch, 1e-6 to 
 flips, and evaluate on the validation split after every epoch (the training curves; the
 paper's stages keep their last epoch, so this only watches). A profile may set
 ``extra["monitor_valid"]``: a fixed, stratified subset of that many validation scans is
-watched instead of all (:func:`monitor_rows`), which changes no weight. A stage's defaults come from
-the profile (:func:`stage_config`); keyword overrides change them.
+watched instead of all (:func:`monitor_rows`), which changes no weight. A stage's defaults
+come from the profile (:func:`stage_config`); keyword overrides change them.
 
 Runs
 ----
