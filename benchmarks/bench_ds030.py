@@ -4,10 +4,13 @@ The model is chosen with ABIDE only: every setting of ``mriqc_nb.iqm.CANDIDATES`
 ``mriqc_nb.iqm.MLP_CANDIDATES`` (issue 11) is scored by
 leaving one ABIDE site out at a time, and the best mean AUC within a held-out site
 (``mriqc_nb.iqm.CRITERION``) wins. Its threshold rule (``mriqc_nb.iqm.THRESHOLD_RULES``) is
-chosen on ABIDE too: the protocol below without DS030, seeds 0-9, best balanced accuracy + F1
-on ABIDE's test sites (``mriqc_nb.iqm.rule_table``). The rows: the chosen model with its rule,
-the same model with Youden's J (the rule before issue 11), the book's model before issue 11
-(``mriqc_nb.iqm.PREVIOUS``) if another won, and the anchor. Then, for each
+chosen on ABIDE too, together with the protocol (``mriqc_nb.iqm.PROTOCOLS``: separate training and
+validation sites, or cross-fitting): the protocol below without DS030, seeds 0-9, best
+balanced accuracy + F1 on ABIDE's test sites (``mriqc_nb.iqm.rule_table``). The rows: the
+chosen model with its protocol and rule, the same model with separate validation sites and
+Youden's J (the book's rater model before), the book's model before issue 11
+(``mriqc_nb.iqm.PREVIOUS``) if another won, and the anchor (separate validation sites,
+Youden's J). Then, for each
 seed, the protocol of ``mriqc_nb.iqm.site_protocol`` (train sites, validation sites, test
 sites of ABIDE; DS030 scored once) gives DS030's AUC, and at the validation threshold without
 referral its balanced accuracy and F1; the referral policy by mutual information is compared
@@ -44,16 +47,18 @@ def main(argv=None) -> int:
     print("Model choice on ABIDE alone (leave one site out, 17 sites):")
     print(choice.round(3).to_string())
     best = str(choice[iqm.CRITERION].idxmax())
-    rules = iqm.rule_table(abide, candidates[best])
-    print(f"\nThreshold rules for {best} on ABIDE alone (validation sites fit the rule, test sites "
-          "score it; mean of seeds 0-9):")
+    rules = pd.concat({p: iqm.rule_table(abide, {**candidates[best], "protocol": p}) for p in iqm.PROTOCOLS},
+                      names=["protocol", "rule"])
+    print(f"\nProtocols and threshold rules for {best} on ABIDE alone (the rule is fitted on the "
+          "validation sites, or on out-of-site predictions with cross-fitting; test sites score it; "
+          "mean of seeds 0-9):")
     print(rules.round(3).to_string())
-    rule = str(rules[iqm.RULE_CRITERION].idxmax())
-    chosen = f"{best}, {rule}"
-    models = {chosen: {**candidates[best], "threshold_rule": rule}}
-    models.setdefault(f"{best}, youden", candidates[best])
+    protocol, rule = (str(x) for x in rules[iqm.RULE_CRITERION].idxmax())
+    chosen = f"{best}, {protocol}, {rule}"
+    models = {chosen: {**candidates[best], "protocol": protocol, "threshold_rule": rule}}
+    models.setdefault(f"{best}, split, youden", candidates[best])  # the book's model before
     if best != iqm.PREVIOUS:
-        models[f"{iqm.PREVIOUS}, youden"] = iqm.CANDIDATES[iqm.PREVIOUS]
+        models[f"{iqm.PREVIOUS}, split, youden"] = iqm.CANDIDATES[iqm.PREVIOUS]
     models[iqm.ANCHOR] = iqm.CANDIDATES[iqm.ANCHOR]
     print(f"\nchosen by {iqm.CRITERION}, then {iqm.RULE_CRITERION}: {chosen}; anchor: {iqm.ANCHOR} "
           f"({time.perf_counter() - start:.0f} s)\n")

@@ -56,7 +56,8 @@ from mriqc_nb.ratings import IQM_COLUMNS
 __all__ = ["MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "MLP_CANDIDATES", "PREVIOUS",
            "CRITERION", "ANCHOR", "THRESHOLD_RULES", "RULE_CRITERION", "site_scale",
            "fit_iqm_classifier", "ensemble_probabilities", "predict_with_uncertainty",
-           "leave_sites_out", "site_protocol", "seed_table", "threshold_decisions", "rule_table"]
+           "leave_sites_out", "out_of_site_predictions", "site_protocol", "seed_table",
+           "threshold_decisions", "rule_table", "PROTOCOLS"]
 
 #: The model families of :func:`fit_iqm_classifier`.
 MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting", "mlp")
@@ -97,13 +98,19 @@ CRITERION = "auc_site_mean"
 
 #: Threshold rules of :func:`threshold_decisions` (chosen on ABIDE's validation sites).
 THRESHOLD_RULES = ("youden", "f1", "prior", "platt_prior", "site_quantile")
-#: Keys of a model's settings that are not fitting arguments: the threshold rule.
+#: How :func:`site_protocol` uses the ABIDE sites outside the test set. ``"split"``: the model
+#: is fitted on training sites and the threshold rule on separate validation sites.
+#: ``"cross_fit"``: the model is fitted on all of them, and the rule on their out-of-site
+#: predictions (each site predicted by a model fitted without it).
+PROTOCOLS = ("split", "cross_fit")
+#: Keys of a model's settings that are not fitting arguments: the threshold rule, the protocol.
 _RULE_KEY = "threshold_rule"
+_PROTOCOL_KEY = "protocol"
 
 
 def _fit_kwargs(settings: dict) -> dict:
-    """The :func:`fit_iqm_classifier` arguments of a model's settings (without its threshold rule)."""
-    return {k: v for k, v in settings.items() if k != _RULE_KEY}
+    """The :func:`fit_iqm_classifier` arguments of a model's settings (no rule, no protocol)."""
+    return {k: v for k, v in settings.items() if k not in (_RULE_KEY, _PROTOCOL_KEY)}
 
 
 def threshold_decisions(valid: pd.DataFrame, table: pd.DataFrame, rule: str = "youden", *,
@@ -179,7 +186,8 @@ def rule_table(abide: pd.DataFrame, settings: dict, seeds=range(10), rules=THRES
     abide : DataFrame
         ABIDE only: no external table enters.
     settings : dict
-        :func:`fit_iqm_classifier` arguments (a ``threshold_rule`` in them is ignored).
+        :func:`fit_iqm_classifier` arguments, and optionally a ``protocol`` (one of
+        :data:`PROTOCOLS`, default ``"split"``); a ``threshold_rule`` in them is ignored.
     seeds : iterable of int
     rules : sequence of :data:`THRESHOLD_RULES`
 
@@ -445,8 +453,8 @@ def leave_sites_out(df: pd.DataFrame, candidates: dict, *, seed: int = 0) -> pd.
         Scans with ``site``, ``y`` and the IQM columns (ABIDE: never the external test set).
     candidates : dict name -> dict
         Keyword arguments of :func:`fit_iqm_classifier` (``kind``, ``site_scaling``,
-        ``n_members``, ``C``, ``features``), and optionally a ``threshold_rule`` (ignored
-        here: the AUC needs no threshold).
+        ``n_members``, ``C``, ``features``), and optionally a ``threshold_rule`` and a
+        ``protocol`` (ignored here: the AUC needs no threshold).
     seed : int
 
     Returns
@@ -460,11 +468,7 @@ def leave_sites_out(df: pd.DataFrame, candidates: dict, *, seed: int = 0) -> pd.
     y = np.asarray(df["y"]).astype(int)
     rows = []
     for name, kwargs in candidates.items():
-        p = np.empty(len(df))
-        for site in np.unique(sites):
-            out = sites == site
-            model = fit_iqm_classifier(df[~out], seed, **_fit_kwargs(kwargs))
-            p[out] = ensemble_probabilities(model, df[out]).mean(0)[:, 1]
+        p = out_of_site_predictions(df, seed, **kwargs)["p_artifact"].to_numpy()
         per_site = [safe_auc(y[sites == s], p[sites == s]) for s in np.unique(sites)]
         per_site = [a for a in per_site if np.isfinite(a)]
         rows.append({"model": name, "auc_pooled": safe_auc(y, p), "auc_site_mean": float(np.mean(per_site)),
@@ -472,16 +476,48 @@ def leave_sites_out(df: pd.DataFrame, candidates: dict, *, seed: int = 0) -> pd.
     return pd.DataFrame(rows).set_index("model")
 
 
+def out_of_site_predictions(df: pd.DataFrame, seed: int = 0, **model_kwargs) -> pd.DataFrame:
+    """Every scan predicted by a model fitted without its site (leave one site out).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Scans with ``site``, ``y`` and the features (never an external test set).
+    seed : int
+    **model_kwargs
+        :func:`fit_iqm_classifier` arguments (a threshold rule or protocol in them is ignored).
+
+    Returns
+    -------
+    DataFrame
+        :func:`predict_with_uncertainty` tables of the held-out sites, in ``df``'s row order;
+        ``attrs["sites"]`` lists the sites.
+    """
+    sites = df["site"].astype(str).to_numpy()
+    parts = []
+    for site in np.unique(sites):
+        out = sites == site
+        model = fit_iqm_classifier(df[~out], seed, **_fit_kwargs(model_kwargs))
+        parts.append(predict_with_uncertainty(model, df[out]))
+    pred = pd.concat(parts).loc[df.index]
+    pred.attrs["sites"] = sorted(np.unique(sites))
+    return pred
+
+
 def site_protocol(abide: pd.DataFrame, seed: int, external=None, *, test_fraction: float = 0.25,
-                  **model_kwargs) -> dict:
+                  protocol: str = "split", **model_kwargs) -> dict:
     """One seed of the book's protocol: predictions on validation, test and external sets.
 
     ABIDE's sites are split by :func:`mriqc_nb.ratings.site_split`: a seeded ``test_fraction``
-    of the scans (whole sites) is the test set; the other sites are split again (seed + 1)
-    into training and validation sites. The model (:func:`fit_iqm_classifier` with ``seed``
-    and ``model_kwargs``) sees the training sites only; the validation sites choose
-    thresholds and referral policies; the test sites and every ``external`` table are
-    touched only to score.
+    of the scans (whole sites) is the test set. With ``protocol="split"`` the other sites are
+    split again (seed + 1) into training and validation sites: the model
+    (:func:`fit_iqm_classifier` with ``seed`` and ``model_kwargs``) sees the training sites
+    only, and the validation sites choose thresholds and referral policies. With
+    ``protocol="cross_fit"`` the model is fitted on all the non-test sites, and the
+    "validation" predictions are their out-of-site predictions
+    (:func:`out_of_site_predictions`: each site scored by a model fitted without it), so the
+    model learns from more sites and the rule is still fitted on scores of unseen sites. The
+    test sites and every ``external`` table are touched only to score.
 
     Parameters
     ----------
@@ -491,6 +527,7 @@ def site_protocol(abide: pd.DataFrame, seed: int, external=None, *, test_fractio
     external : mapping name -> DataFrame, optional
         Other rated tables (e.g. ``{"DS030": load_ratings("ds030")}``).
     test_fraction : float
+    protocol : one of :data:`PROTOCOLS`
     **model_kwargs
         Passed to :func:`fit_iqm_classifier` (``kind``, ``site_scaling``, ``n_members``...).
 
@@ -502,11 +539,18 @@ def site_protocol(abide: pd.DataFrame, seed: int, external=None, *, test_fractio
     """
     from mriqc_nb.ratings import site_split
 
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     train_all, test = site_split(abide, seed=seed, test_fraction=test_fraction)
-    fit, valid = site_split(train_all, seed=seed + 1, test_fraction=test_fraction)
+    if protocol == "split":
+        fit, valid = site_split(train_all, seed=seed + 1, test_fraction=test_fraction)
+        sets = {"valid": valid, "test": test, **dict(external or {})}
+    else:
+        fit, sets = train_all, {"test": test, **dict(external or {})}
     model = fit_iqm_classifier(fit, seed, **_fit_kwargs(model_kwargs))
-    sets = {"valid": valid, "test": test, **dict(external or {})}
     out = {}
+    if protocol == "cross_fit":
+        out["valid"] = out_of_site_predictions(train_all, seed, **model_kwargs)
     for name, df in sets.items():
         out[name] = predict_with_uncertainty(model, df)
         out[name].attrs["sites"] = sorted(df["site"].astype(str).unique())
@@ -529,7 +573,8 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
     seeds : iterable of int
     models : mapping name -> dict, optional
         Keyword arguments of :func:`fit_iqm_classifier`, and optionally ``threshold_rule``
-        (one of :data:`THRESHOLD_RULES`, default ``"youden"``); default one bagged logistic
+        (one of :data:`THRESHOLD_RULES`, default ``"youden"``) and ``protocol`` (one of
+        :data:`PROTOCOLS`, default ``"split"``: :func:`site_protocol`); default one bagged logistic
         model.
     measure : str
         Uncertainty of the referral policy.
@@ -540,7 +585,7 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
     -------
     DataFrame
         Columns ``model``, ``seed``, ``set``, ``n``, ``n_artifacts``, ``auc``, and with the
-        threshold rule, nobody referred, ``threshold_rule``, ``threshold``, ``accuracy``,
+        threshold rule, nobody referred, ``protocol``, ``threshold_rule``, ``threshold``, ``accuracy``,
         ``balanced_accuracy``, ``sensitivity``, ``specificity``, ``f1``, ``kappa`` (Cohen's,
         model decision vs label); then the referral policy's ``eta``,
         ``retained_fraction``, ``referral_balanced_accuracy``, ``referral_f1``, and its gains
@@ -569,7 +614,8 @@ def seed_table(abide: pd.DataFrame, external=None, seeds=range(5), models=None, 
                 ref = evaluate_with_controls(policy, table, n_draws=n_draws, seed=seed)
                 rows.append({
                     "model": name, "seed": seed, "set": set_name, "n": len(table), "n_artifacts": int(y.sum()),
-                    "auc": safe_auc(y, p), "threshold_rule": rule, "threshold": threshold,
+                    "auc": safe_auc(y, p), "protocol": kwargs.get(_PROTOCOL_KEY, "split"),
+                    "threshold_rule": rule, "threshold": threshold,
                     **{k: base[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")},
                     "kappa": float(cohen_kappa_score(y, called.astype(int))),
                     "eta": policy.eta, "retained_fraction": ref["retained_fraction"],

@@ -407,10 +407,12 @@ def test_threshold_rules_hand_made():
         iqm.threshold_decisions(valid, valid, "oracle")
 
 
-def test_ds030_labels_choose_nothing(abide, ds030):
+@pytest.mark.parametrize("protocol", iqm.PROTOCOLS)
+def test_ds030_labels_choose_nothing(abide, ds030, protocol):
     """Every fit and every choice of the protocol reads ABIDE only: DS030's labels (and its
     rows) change none of the thresholds, and its predictions depend on its IQMs alone."""
-    models = {"lr": {"kind": "logistic", "n_members": 5, "site_scaling": True, "threshold_rule": "site_quantile"}}
+    models = {"lr": {"kind": "logistic", "n_members": 5, "site_scaling": True, "threshold_rule": "site_quantile",
+                     "protocol": protocol}}
     rng = np.random.default_rng(0)
     scrambled = ds030.assign(y=rng.permutation(ds030.y.to_numpy()))
     a = iqm.site_protocol(abide, 0, {"DS030": ds030}, **models["lr"])
@@ -496,3 +498,52 @@ def test_mrart_errors_name_the_root(tmp_path):
         root / "derivatives" / "scores.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match="1, 2 or 3"):
         mrart.mrart_table(root)
+
+
+def test_out_of_site_predictions_never_see_their_site(abide, monkeypatch):
+    """Each site is predicted by a model fitted without it (cross-fitting's validation scores)."""
+    small = abide[abide.site.isin(["NYU", "UM", "USM", "PITT"])]
+    seen = []
+    fit = iqm.fit_iqm_classifier
+
+    def spy(df, seed=0, **kw):
+        seen.append(set(df.site))
+        return fit(df, seed, **kw)
+
+    monkeypatch.setattr(iqm, "fit_iqm_classifier", spy)
+    pred = iqm.out_of_site_predictions(small, 0, kind="logistic", n_members=5, threshold_rule="f1")
+    assert list(pred.index) == list(small.index) and pred.attrs["sites"] == ["NYU", "PITT", "UM", "USM"]
+    assert len(seen) == 4 and all(len(s) == 3 for s in seen)
+    # the model that predicted a site was fitted on the three others
+    for site, fitted in zip(pred.attrs["sites"], seen):
+        assert site not in fitted
+    np.testing.assert_array_equal(pred.label, small.y.astype(int))
+
+
+def test_cross_fit_protocol_fits_on_every_non_test_site(abide, ds030, monkeypatch):
+    seen = []
+    fit = iqm.fit_iqm_classifier
+
+    def spy(df, seed=0, **kw):
+        seen.append(set(df.site))
+        return fit(df, seed, **kw)
+
+    monkeypatch.setattr(iqm, "fit_iqm_classifier", spy)
+    kw = {"kind": "logistic", "n_members": 5, "site_scaling": "rank"}
+    pred = iqm.site_protocol(abide, 0, {"DS030": ds030}, protocol="cross_fit", **kw)
+    train_all, test = ratings.site_split(abide, seed=0)
+    assert set(pred) == {"valid", "test", "DS030"}
+    assert seen[0] == set(train_all.site)                   # the scoring model: all non-test sites
+    assert all(s < set(train_all.site) for s in seen[1:])   # the out-of-site models: one site fewer
+    assert len(seen) == 1 + train_all.site.nunique()
+    assert set(pred["valid"].attrs["sites"]) == set(train_all.site)
+    assert not set(pred["valid"].site) & set(pred["test"].site)
+    # the split protocol's model sees fewer sites; an unknown protocol is refused
+    seen.clear()
+    iqm.site_protocol(abide, 0, None, **kw)
+    assert len(seen) == 1 and seen[0] < set(train_all.site)
+    with pytest.raises(ValueError, match="protocol"):
+        iqm.site_protocol(abide, 0, None, protocol="peek", **kw)
+    tab = iqm.seed_table(abide, {"DS030": ds030}, seeds=[0], n_draws=5,
+                         models={"cf": {**kw, "protocol": "cross_fit", "threshold_rule": "platt_prior"}})
+    assert (tab.protocol == "cross_fit").all() and set(tab.set) == {"test", "DS030"}
