@@ -47,8 +47,10 @@ def main(argv=None) -> int:
     print("Model choice on ABIDE alone (leave one site out, 17 sites):")
     print(choice.round(3).to_string())
     best = str(choice[iqm.CRITERION].idxmax())
-    rules = pd.concat({p: iqm.rule_table(abide, {**candidates[best], "protocol": p}) for p in iqm.PROTOCOLS},
-                      names=["protocol", "rule"])
+    per_protocol = {p: iqm.rule_table(abide, {**candidates[best], "protocol": p}) for p in iqm.PROTOCOLS}
+    for t in per_protocol.values():
+        t.attrs = {}  # the per-seed rows in attrs would stop the concatenation
+    rules = pd.concat(per_protocol, names=["protocol", "rule"])
     print(f"\nProtocols and threshold rules for {best} on ABIDE alone (the rule is fitted on the "
           "validation sites, or on out-of-site predictions with cross-fitting; test sites score it; "
           "mean of seeds 0-9):")
