@@ -57,7 +57,7 @@ __all__ = ["MODEL_KINDS", "SCALINGS", "TARGETS", "CANDIDATES", "MLP_CANDIDATES",
            "CRITERION", "ANCHOR", "THRESHOLD_RULES", "RULE_CRITERION", "site_scale",
            "fit_iqm_classifier", "ensemble_probabilities", "predict_with_uncertainty",
            "leave_sites_out", "out_of_site_predictions", "site_protocol", "seed_table",
-           "threshold_decisions", "rule_table", "PROTOCOLS"]
+           "threshold_decisions", "rule_table", "PROTOCOLS", "BOOK_DECISION"]
 
 #: The model families of :func:`fit_iqm_classifier`.
 MODEL_KINDS = ("logistic", "forest", "mriqc_forest", "boosting", "mlp")
@@ -103,6 +103,11 @@ THRESHOLD_RULES = ("youden", "f1", "prior", "platt_prior", "site_quantile")
 #: ``"cross_fit"``: the model is fitted on all of them, and the rule on their out-of-site
 #: predictions (each site predicted by a model fitted without it).
 PROTOCOLS = ("split", "cross_fit")
+#: How the book's rater model is validated and thresholded: chosen on ABIDE alone by
+#: ``benchmarks/bench_ds030.py`` (every protocol and threshold rule, ABIDE's test sites, seeds
+#: 0-9, best :data:`RULE_CRITERION`; experiments/NOTES.md section 7). Add it to a candidate's
+#: settings: ``{**CANDIDATES[name], **BOOK_DECISION}``.
+BOOK_DECISION = {"protocol": "cross_fit", "threshold_rule": "platt_prior"}
 #: Keys of a model's settings that are not fitting arguments: the threshold rule, the protocol.
 _RULE_KEY = "threshold_rule"
 _PROTOCOL_KEY = "protocol"
