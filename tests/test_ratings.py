@@ -547,3 +547,9 @@ def test_cross_fit_protocol_fits_on_every_non_test_site(abide, ds030, monkeypatc
     tab = iqm.seed_table(abide, {"DS030": ds030}, seeds=[0], n_draws=5,
                          models={"cf": {**kw, "protocol": "cross_fit", "threshold_rule": "platt_prior"}})
     assert (tab.protocol == "cross_fit").all() and set(tab.set) == {"test", "DS030"}
+
+
+def test_book_decision_names_a_protocol_and_a_rule():
+    assert iqm.BOOK_DECISION["protocol"] in iqm.PROTOCOLS
+    assert iqm.BOOK_DECISION["threshold_rule"] in iqm.THRESHOLD_RULES
+    assert not iqm._fit_kwargs(iqm.BOOK_DECISION)         # neither is passed to the fit
