@@ -350,9 +350,10 @@ def results_markdown(results, meta: dict, methods=None) -> str:
         sub = df[df["method"] == r["method"]]
         cell = (lambda m: f"{_fmt(r[f'{m}_mean'])} ({_fmt(r[f'{m}_min'])}-"
                           f"{_fmt(r[f'{m}_max'])})")
-        lines.append(f"| {r['method']} | {int(r['n_seeds'])} | {cell('auc')} | {cell('f1')} | "
+        name = str(r["method"]).replace("_", " ")  # "primed baseline" can wrap
+        lines.append(f"| {name} | {int(r['n_seeds'])} | {cell('auc')} | {cell('f1')} | "
                      f"{sub['seconds_train'].astype(float).mean() / 60:.0f} |")
-        rows_b.append(f"| {r['method']} | {cell('balanced_accuracy')} | "
+        rows_b.append(f"| {name} | {cell('balanced_accuracy')} | "
                       f"{cell('sensitivity')} | {cell('specificity')} | "
                       f"{cell('subtle_sensitivity')} |")
     lines += ["", "The same decisions, mean (min-max) over seeds:", "", *rows_b]
@@ -360,7 +361,7 @@ def results_markdown(results, meta: dict, methods=None) -> str:
               "| method | seed | test AUC [95%] | F1 | threshold | found / artifacts | "
               "false alarms | validation AUC |", "|---|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        lines.append(f"| {r['method']} | {int(r['seed'])} | {_fmt(r['auc'])} "
+        lines.append(f"| {str(r['method']).replace('_', ' ')} | {int(r['seed'])} | {_fmt(r['auc'])} "
                      f"[{_fmt(r['auc_low'])}, {_fmt(r['auc_high'])}] | {_fmt(r['f1'])} | "
                      f"{_fmt(r['threshold'])} | {int(r['tp'])} / {int(r['tp'] + r['fn'])} | "
                      f"{int(r['fp'])} | {_fmt(r['valid_auc'])} |")
@@ -370,7 +371,8 @@ def results_markdown(results, meta: dict, methods=None) -> str:
                   "| method | seed | threshold | F1 | sensitivity | specificity |",
                   "|---|---|---|---|---|---|"]
         for _, r in df.iterrows():
-            lines.append(f"| {r['method']} | {int(r['seed'])} | {_fmt(r['threshold_f1rule'])} | "
+            lines.append(f"| {str(r['method']).replace('_', ' ')} | {int(r['seed'])} | "
+                         f"{_fmt(r['threshold_f1rule'])} | "
                          f"{_fmt(r['f1_f1rule'])} | {_fmt(r['sensitivity_f1rule'])} | "
                          f"{_fmt(r['specificity_f1rule'])} |")
     kinds = [c for c in df.columns if c.startswith("sens_")]

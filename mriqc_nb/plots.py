@@ -424,6 +424,7 @@ def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
     seeds = sorted(pd.unique(df["seed"]))
     offsets = {s: (i - (len(seeds) - 1) / 2) * 0.12 for i, s in enumerate(seeds)}
     for ax, metric in zip(axes, metrics):
+        labelled = set()  # each seed enters the legend once, whichever method ran it first
         for row, method in enumerate(order):
             sub = df[df["method"] == method]
             vals = sub[metric].astype(float)
@@ -434,7 +435,8 @@ def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
                     ax.plot([r["auc_low"], r["auc_high"]], [y, y], color="0.7", lw=1)
                 ax.scatter(float(r[metric]), y, s=22, zorder=3,
                            color=f"C{seeds.index(r['seed']) % 10}",
-                           label=f"seed {int(r['seed'])}" if row == 0 else None)
+                           label=None if r["seed"] in labelled else f"seed {int(r['seed'])}")
+                labelled.add(r["seed"])
         ax.set_yticks(range(len(order)), order, fontsize=LABEL_SIZE)
         ax.set_ylim(len(order) - 0.5, -0.5)
         ax.set_xlabel(_SEED_LABELS.get(metric, f"test {metric.replace('_', ' ')}"),
@@ -442,6 +444,8 @@ def plot_seed_results(results, metrics=("auc", "f1"), *, methods=None):
         ax.set_xlim((0.45, 1.01) if metric == "auc" else (-0.02, 1.02))
         ax.grid(alpha=0.3, axis="x")
     handles, names = axes[0].get_legend_handles_labels()
+    by_seed = sorted(zip(names, handles), key=lambda nh: int(nh[0].split()[-1]))
+    names, handles = [n for n, _ in by_seed], [h for _, h in by_seed]
     handles.append(plt.Line2D([], [], color="black", lw=2))
     names.append("mean over seeds")
     fig = axes[0].figure

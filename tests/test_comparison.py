@@ -178,3 +178,20 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
     assert (out / "smoke.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown methods"):
         ex.run_experiments("smoke", [0], ["nope"], out)
+
+
+def test_seed_figure_legend_lists_every_seed_once():
+    """The first method may have fewer seeds than the others: the legend still names them all."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mriqc_nb import plots
+
+    rows = [{"method": "baseline", "seed": 0, "auc": 0.6, "f1": 0.1}]
+    rows += [{"method": "recipe", "seed": s, "auc": 0.9 + s / 100, "f1": 0.3} for s in (0, 1, 2)]
+    axes = plots.plot_seed_results(rows)
+    legend = axes[0].figure.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["seed 0", "seed 1", "seed 2", "mean over seeds"]
+    plt.close("all")
