@@ -500,9 +500,9 @@ def test_mrart_errors_name_the_root(tmp_path):
         mrart.mrart_table(root)
 
 
-def test_out_of_site_predictions_never_see_their_site(abide, monkeypatch):
-    """Each site is predicted by a model fitted without it (cross-fitting's validation scores)."""
-    small = abide[abide.site.isin(["NYU", "UM", "USM", "PITT"])]
+@pytest.fixture
+def fitted_sites(monkeypatch):
+    """The set of sites of every training table given to ``iqm.fit_iqm_classifier``, in order."""
     seen = []
     fit = iqm.fit_iqm_classifier
 
@@ -511,6 +511,13 @@ def test_out_of_site_predictions_never_see_their_site(abide, monkeypatch):
         return fit(df, seed, **kw)
 
     monkeypatch.setattr(iqm, "fit_iqm_classifier", spy)
+    return seen
+
+
+def test_out_of_site_predictions_never_see_their_site(abide, fitted_sites):
+    """Each site is predicted by a model fitted without it (cross-fitting's validation scores)."""
+    small = abide[abide.site.isin(["NYU", "UM", "USM", "PITT"])]
+    seen = fitted_sites
     pred = iqm.out_of_site_predictions(small, 0, kind="logistic", n_members=5, threshold_rule="f1")
     assert list(pred.index) == list(small.index) and pred.attrs["sites"] == ["NYU", "PITT", "UM", "USM"]
     assert len(seen) == 4 and all(len(s) == 3 for s in seen)
@@ -520,15 +527,8 @@ def test_out_of_site_predictions_never_see_their_site(abide, monkeypatch):
     np.testing.assert_array_equal(pred.label, small.y.astype(int))
 
 
-def test_cross_fit_protocol_fits_on_every_non_test_site(abide, ds030, monkeypatch):
-    seen = []
-    fit = iqm.fit_iqm_classifier
-
-    def spy(df, seed=0, **kw):
-        seen.append(set(df.site))
-        return fit(df, seed, **kw)
-
-    monkeypatch.setattr(iqm, "fit_iqm_classifier", spy)
+def test_cross_fit_protocol_fits_on_every_non_test_site(abide, ds030, fitted_sites):
+    seen = fitted_sites
     kw = {"kind": "logistic", "n_members": 5, "site_scaling": "rank"}
     pred = iqm.site_protocol(abide, 0, {"DS030": ds030}, protocol="cross_fit", **kw)
     train_all, test = ratings.site_split(abide, seed=0)
