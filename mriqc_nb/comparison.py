@@ -316,6 +316,11 @@ def _fmt(v, digits: int = 3) -> str:
     return "n/a" if v is None or not np.isfinite(float(v)) else f"{float(v):.{digits}f}"
 
 
+def _method_name(method) -> str:
+    """A method as the results tables show it: spaces, so that "primed baseline" can wrap."""
+    return str(method).replace("_", " ")
+
+
 def results_markdown(results, meta: dict, methods=None) -> str:
     """The results table of ``tools/experiments.py`` as a Markdown page section.
 
@@ -350,7 +355,7 @@ def results_markdown(results, meta: dict, methods=None) -> str:
         sub = df[df["method"] == r["method"]]
         cell = (lambda m: f"{_fmt(r[f'{m}_mean'])} ({_fmt(r[f'{m}_min'])}-"
                           f"{_fmt(r[f'{m}_max'])})")
-        name = str(r["method"]).replace("_", " ")  # "primed baseline" can wrap
+        name = _method_name(r["method"])
         lines.append(f"| {name} | {int(r['n_seeds'])} | {cell('auc')} | {cell('f1')} | "
                      f"{sub['seconds_train'].astype(float).mean() / 60:.0f} |")
         rows_b.append(f"| {name} | {cell('balanced_accuracy')} | "
@@ -361,7 +366,7 @@ def results_markdown(results, meta: dict, methods=None) -> str:
               "| method | seed | test AUC [95%] | F1 | threshold | found / artifacts | "
               "false alarms | validation AUC |", "|---|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        lines.append(f"| {str(r['method']).replace('_', ' ')} | {int(r['seed'])} | {_fmt(r['auc'])} "
+        lines.append(f"| {_method_name(r['method'])} | {int(r['seed'])} | {_fmt(r['auc'])} "
                      f"[{_fmt(r['auc_low'])}, {_fmt(r['auc_high'])}] | {_fmt(r['f1'])} | "
                      f"{_fmt(r['threshold'])} | {int(r['tp'])} / {int(r['tp'] + r['fn'])} | "
                      f"{int(r['fp'])} | {_fmt(r['valid_auc'])} |")
@@ -371,7 +376,7 @@ def results_markdown(results, meta: dict, methods=None) -> str:
                   "| method | seed | threshold | F1 | sensitivity | specificity |",
                   "|---|---|---|---|---|---|"]
         for _, r in df.iterrows():
-            lines.append(f"| {str(r['method']).replace('_', ' ')} | {int(r['seed'])} | "
+            lines.append(f"| {_method_name(r['method'])} | {int(r['seed'])} | "
                          f"{_fmt(r['threshold_f1rule'])} | "
                          f"{_fmt(r['f1_f1rule'])} | {_fmt(r['sensitivity_f1rule'])} | "
                          f"{_fmt(r['specificity_f1rule'])} |")
@@ -379,7 +384,7 @@ def results_markdown(results, meta: dict, methods=None) -> str:
     if len(df) and kinds:  # kinds as rows: a column per method keeps the table narrow
         groups = list(df.groupby("method", sort=False))
         lines += ["", "Sensitivity per artifact kind on the test split, mean over seeds:", "",
-                  "| kind | " + " | ".join(m.replace("_", " ") for m, _ in groups) + " |",
+                  "| kind | " + " | ".join(_method_name(m) for m, _ in groups) + " |",
                   "|---|" + "---|" * len(groups)]
         for c in kinds:
             lines.append(f"| {c[5:]} | " + " | ".join(
