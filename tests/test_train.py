@@ -143,6 +143,18 @@ def test_a_run_never_changes_its_loss(home, tmp_path):
     assert run.model(0, compile=True).loss.name == "focal"
 
 
+def test_a_finished_recipe_run_is_reused_only_for_the_same_recipe(home, tmp_path):
+    r = tmp_path / "recipe"
+    run = train_stage("recipe", TINY, run_dir=r, progress=False)
+    assert run.done
+    stamp = (r / "DONE").stat().st_mtime_ns
+    assert train_stage("recipe", TINY, run_dir=r, progress=False).done  # same recipe: reused
+    assert (r / "DONE").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="onto_clean") as err:
+        train_stage("recipe", TINY, run_dir=r, onto_clean=3, progress=False)
+    assert str(r) in str(err.value)
+
+
 def test_a_run_of_another_database_version_is_set_aside_not_reused(home, tmp_path,
                                                                    monkeypatch):
     r = tmp_path / "baseline"

@@ -155,6 +155,19 @@ def _batches(paths, y, cfg: RecipeConfig, seed: int, n_batches: int):
         yield np.stack(xs)[..., None], np.eye(2, dtype=np.float32)[y[idx]]
 
 
+def _check_same_recipe(run_dir: Path, cfg: RecipeConfig) -> None:
+    """Raise if the finished run in ``run_dir`` was trained with another recipe."""
+    try:
+        stored = json.loads((run_dir / RECIPE_FILE).read_text())["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{run_dir}: a finished recipe run without a readable "
+                         f"{RECIPE_FILE} ({exc}); use another run_dir or force=True") from exc
+    diff = {k: (stored.get(k), v) for k, v in asdict(cfg).items() if stored.get(k) != v}
+    if diff:
+        raise ValueError(f"{run_dir} holds a recipe run with another configuration "
+                         f"(stored, requested): {diff}; use another run_dir or force=True")
+
+
 def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None = None,
                  table: pd.DataFrame | None = None, workers: int = 1,
                  progress: bool = True) -> Path:
@@ -165,7 +178,9 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     profile : str or Profile
         Grid, database and seed.
     run_dir : path-like
-        Where the run is written (an existing finished run is returned as it is).
+        Where the run is written. A finished run of the same configuration is returned as it
+        is; one of another configuration raises ``ValueError`` (a changed profile recipe is
+        never answered with a stale model).
     config : RecipeConfig, optional
     table : pandas.DataFrame, optional
         A built scan table (default: the profile's database, built on first use).
@@ -183,6 +198,7 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     cfg = config or recipe_config(p)
     run_dir = Path(run_dir)
     if (run_dir / "DONE").exists():
+        _check_same_recipe(run_dir, cfg)
         return run_dir
     if table is None:
         from mriqc_nb.data import profile_database
