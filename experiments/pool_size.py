@@ -16,8 +16,8 @@ Two steps, each printing one ``RESULT`` JSON line::
 * the validation split: every scan, MC dropout T = 100 (seed 0); AUC with a stratified
   bootstrap interval and the paired bootstrap difference;
 * a *per-kind development set*: ``--per-kind`` prominent artifacts of every kind drawn onto
-  clean **validation** scans (the recipe's own ``redraw_table(onto_clean=)`` with the validation
-  rows in the place of the training rows), scored against every clean validation scan: per-kind
+  clean **validation** scans (``redraw_table(onto_clean=, split="valid")``, the recipe's own
+  draws on validation anatomy), scored against every clean validation scan: per-kind
   AUC, and sensitivity at each model's validation Youden threshold. The validation split holds
   only 3-4 artifacts of a kind; this set holds 40.
 
@@ -75,12 +75,9 @@ from mriqc_nb.model.recipe import recipe_model  # noqa: E402
 from mriqc_nb.predict import predict_samples  # noqa: E402
 
 valid = split_rows(table, "valid")
-# The development set: validation rows stand in for the training rows of redraw_table.
-swapped = table.copy()
-split = swapped["split"].astype(str)
-swapped["split"] = np.where(split == "valid", "train", np.where(split == "train", "none", split))
-n_kinds = swapped.loc[swapped["split"] == "train"].query("label == 'artifact'")["artifact_kind"].nunique()
-dev = redraw_table(swapped, 0, seed=90_001, onto_clean=a.per_kind * n_kinds)
+# The development set: artifacts of every kind drawn onto clean validation scans.
+n_kinds = valid.loc[valid["label"].astype(str) == "artifact", "artifact_kind"].nunique()
+dev = redraw_table(table, 0, seed=90_001, onto_clean=a.per_kind * n_kinds, split="valid")
 t0 = time.perf_counter()
 dev = build_redraws(dev, prof, root, workers=a.workers)
 t_dev = time.perf_counter() - t0

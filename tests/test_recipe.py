@@ -48,6 +48,18 @@ def test_redraws_only_from_training_rows(table):
     assert rows["scan_id"].is_unique and not set(rows["scan_id"]) & set(table["scan_id"])
 
 
+def test_a_development_set_is_drawn_on_validation_anatomy_only(table):
+    dev = redraw_table(table, 0, seed=5, onto_clean=12, split="valid")
+    valid = table[table["split"] == "valid"]
+    assert set(dev["source_id"]) <= set(valid.loc[valid["label"] == "clean", "scan_id"])
+    assert (dev["split"] == "valid").all() and len(dev) == 12
+    kinds = sorted(valid.loc[valid["label"] == "artifact", "artifact_kind"].unique())
+    assert len(kinds) <= 12 and sorted(dev["artifact_kind"].unique()) == kinds  # kinds cycle
+    assert (dev["severity"] == "prominent").all()
+    train = redraw_table(table, 0, seed=5, onto_clean=12)  # the default stays training
+    assert not set(train["source_id"]) & set(dev["source_id"])
+
+
 def test_redraws_keep_anatomy_and_kind_change_parameters(table):
     rows = redraw_table(table, 2, seed=0)
     src = table.set_index("scan_id")

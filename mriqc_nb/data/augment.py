@@ -59,7 +59,8 @@ def _seed(*keys: int) -> int:
 
 
 def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int = 0,
-                 fine_share: float = 0.0, fine_factor: int = 2) -> pd.DataFrame:
+                 fine_share: float = 0.0, fine_factor: int = 2,
+                 split: str = "train") -> pd.DataFrame:
     """Rows of new artifacts made from the *training* rows of ``table`` (no volumes yet).
 
     Parameters
@@ -82,20 +83,28 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
         the profile's grid, as the database does.
     fine_factor : int
         Refinement of the fine grid along each axis.
+    split : str
+        The split whose rows are redrawn and whose clean scans receive ``onto_clean``
+        artifacts; the new rows belong to it. ``"train"`` for training. Another split
+        (``"valid"``) gives a per-kind *development set* on that split's anatomy, for
+        measuring, never for training (``experiments/pool_size.py`` scores ``onto_clean``
+        artifacts of every kind against the validation clean scans).
 
     Returns
     -------
     pandas.DataFrame
         The columns of ``table``; ``scan_id`` ``<source id>_redraw-<j>`` (or ``_onto-<j>``),
-        split ``train``, label ``artifact``, ``prime`` False, ``ramp_rank`` -1, a new
+        split ``split``, label ``artifact``, ``prime`` False, ``ramp_rank`` -1, a new
         ``recipe`` and an empty ``cache_file``; ``source_id`` names the row it came from.
     """
     from mriqc_nb import artifacts
 
     if k < 0 or onto_clean < 0:
         raise ValueError(f"k and onto_clean must be >= 0, got {k}, {onto_clean}")
-    train = split_rows(table, "train")
+    train = split_rows(table, split)
     arts = train[train["label"].astype(str) == "artifact"]
+    if onto_clean and arts.empty:  # the kinds drawn onto clean scans are those of its artifacts
+        raise ValueError(f"onto_clean needs artifact rows in split {split!r}; it has none")
     if (arts["recipe"].fillna("").astype(str) == "").any():
         raise ValueError("redraws need synthetic rows (a recipe); this table has file rows")
     kinds = sorted(arts["artifact_kind"].astype(str).unique())
@@ -113,7 +122,7 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
         recipe.update(artifact=params, artifact_seed=int(draw_seed))
         row = dict(src)
         row.update(scan_id=new_id, label="artifact", artifact_kind=kind,
-                   artifact_class=artifacts.ARTIFACTS[kind].artifact_class, severity=severity, split="train",
+                   artifact_class=artifacts.ARTIFACTS[kind].artifact_class, severity=severity, split=split,
                    prime=False, ramp_rank=-1, cache_file="", source_id=str(src["scan_id"]),
                    recipe=json.dumps(recipe, sort_keys=True))
         return row
@@ -126,7 +135,7 @@ def redraw_table(table: pd.DataFrame, k: int, seed: int = 0, *, onto_clean: int 
     if onto_clean:
         clean = train[train["label"].astype(str) == "clean"]
         if onto_clean > len(clean):
-            raise ValueError(f"onto_clean={onto_clean} > {len(clean)} clean training scans")
+            raise ValueError(f"onto_clean={onto_clean} > {len(clean)} clean {split} scans")
         rng = np.random.default_rng(_seed(seed, 1_000_003))
         chosen = clean.iloc[np.sort(rng.choice(len(clean), size=onto_clean, replace=False))]
         for j, src in enumerate(chosen.to_dict("records")):
