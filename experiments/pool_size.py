@@ -89,12 +89,13 @@ kinds = dev["artifact_kind"].astype(str).to_numpy()
 
 models = {"built-in (onto_clean 300)": load_bundle(warn=False).model,
           f"candidate (onto_clean {a.onto_clean})": recipe_model(a.run_dir)}
-res, scores = {}, {}
+res, scores, dev_scores = {}, {}, {}
 for name, model in models.items():
     t = time.perf_counter()
     sv = predict_samples(model, xv, "mc", T=100, seed=0).mean(axis=0)[:, 1]
     sd = predict_samples(model, xd, "mc", T=100, seed=0).mean(axis=0)[:, 1]
     scores[name] = sv
+    dev_scores[name] = np.r_[sv[clean_v], sd]
     thr, j = youden_threshold(yv, sv)
     ci = bootstrap_ci(safe_auc, yv, sv, n_boot=1000, seed=0)
     per_kind = {}
@@ -111,6 +112,9 @@ for name, model in models.items():
                      seconds=time.perf_counter() - t)
 names = list(models)
 diff = paired_bootstrap_diff(safe_auc, yv, scores[names[1]], scores[names[0]], n_boot=1000, seed=0)
-print("RESULT " + json.dumps(dict(step="score", models=res, valid_auc_diff=diff,
+y_dev = np.r_[np.zeros(clean_v.sum()), np.ones(len(dev))]
+dev_diff = paired_bootstrap_diff(safe_auc, y_dev, dev_scores[names[1]], dev_scores[names[0]],
+                                 n_boot=1000, seed=0)
+print("RESULT " + json.dumps(dict(step="score", models=res, valid_auc_diff=diff, dev_auc_diff=dev_diff,
                                   n_valid=int(len(yv)), n_valid_artifacts=int(yv.sum()),
                                   n_dev=int(len(dev)), dev_seconds=t_dev, **stamp), default=str))
