@@ -12,12 +12,14 @@ Four questions, each answered from the profile's own scan table, cached volumes 
 - **Memorisation** (:func:`memorisation`, :func:`artifact_ce_by_epoch`): the cross-entropy
   of the *stored* training artifacts against that of the validation artifacts, per epoch. A
   network that memorises its few training artifacts drives the first far below the second.
-- **What is detected** (:func:`per_kind_sensitivity`, :func:`subtle_sensitivity`): the
-  sensitivity per artifact kind at a fixed threshold, on a labelled split or on the separate
-  set of *subtle* artifacts.
+- **What is detected** (:func:`per_kind_sensitivity`, :func:`subtle_sensitivity`,
+  :func:`development_sensitivity`): the sensitivity per artifact kind at a fixed threshold, on
+  a labelled split, on the separate set of *subtle* artifacts, or on many artifacts of every
+  kind drawn onto validation anatomy.
 
-Everything here reads; nothing trains. TensorFlow is imported only by
-:func:`artifact_ce_by_epoch` and :func:`subtle_sensitivity` (they run a model).
+Nothing here trains. TensorFlow is imported only by :func:`artifact_ce_by_epoch`,
+:func:`subtle_sensitivity` and :func:`development_sensitivity` (they run a model; the last
+also draws its volumes, beside the database's training redraws).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mriqc_nb.labels import ARTIFACT, class_weights, to_y
 
 __all__ = ["batch_composition", "constant_band_share", "background_std", "shortcut_table",
            "memorisation", "artifact_ce_by_epoch", "per_kind_sensitivity",
-           "subtle_sensitivity"]
+           "subtle_sensitivity", "development_sensitivity"]
 
 #: Label of the scans without an artifact in the per-kind tables.
 CLEAN_KIND = "clean"
@@ -300,3 +302,83 @@ def subtle_sensitivity(run, threshold: float, *, profile=None, method: str = "mc
     total = pd.DataFrame([dict(kind="all", n=n, called_artifact=k, rate=k / n if n else np.nan,
                                sensitivity=k / n if n else np.nan)])
     return pd.concat([out, total], ignore_index=True)
+
+
+def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return np.nan, np.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def development_sensitivity(run, table: pd.DataFrame, valid: pd.DataFrame, threshold: float, *,
+                            profile=None, per_kind: int = 40, T: int = 50, seed: int = 0,
+                            draw_seed: int = 90_001, workers: int = 1) -> pd.DataFrame:
+    """Per-kind sensitivity and AUC on a *development set* drawn on validation anatomy.
+
+    A labelled split holds a few artifacts of each kind (3 to 8 on the laptop profile), so
+    its per-kind rates move by 12 points or more with one scan. A synthetic benchmark can draw
+    more: ``per_kind`` prominent artifacts of every kind of the validation split are drawn onto
+    distinct clean **validation** scans (:func:`mriqc_nb.data.augment.redraw_table` with
+    ``split="valid"``; nothing of the test split, nothing the network trained on), scored with
+    the same sampler as ``valid`` (MC dropout, ``T`` samples, seed ``seed``), and read at
+    ``threshold`` and against the clean validation scans of ``valid``.
+
+    Parameters
+    ----------
+    run : mriqc_nb.model.runs.Run or path-like
+        A trained run (its selected checkpoint).
+    table : pandas.DataFrame
+        The built scan table the run was trained on.
+    valid : pandas.DataFrame
+        Per-scan validation predictions of the run (``y``, ``p_artifact``), with ``T`` and
+        ``seed`` as here.
+    threshold : float
+        Chosen on validation.
+    profile : str or Profile, optional
+        Grid of the volumes (default: the run's).
+    per_kind, draw_seed, workers
+        Artifacts per kind, seed of their draws, processes that make them.
+    T, seed
+        MC-dropout samples and their seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per kind, then ``clean`` (the validation clean scans: ``rate`` is the
+        false-alarm rate) and ``all``: ``kind``, ``n``, ``called_artifact``, ``rate``,
+        ``rate_low``, ``rate_high`` (95% Wilson interval) and ``auc`` (the kind's scores
+        against the clean validation scans').
+    """
+    from mriqc_nb.data.augment import build_redraws, redraw_table
+    from mriqc_nb.data.cache import load_arrays
+    from mriqc_nb.metrics import safe_auc
+    from mriqc_nb.model.runs import Run
+    from mriqc_nb.predict import predict_samples
+
+    run = run if isinstance(run, Run) else Run(run)
+    profile = profile if profile is not None else run.config.profile
+    vrows = table[table["split"].astype(str) == "valid"]
+    n_kinds = vrows.loc[vrows["label"].astype(str) == ARTIFACT, "artifact_kind"].nunique()
+    dev = redraw_table(table, 0, seed=draw_seed, onto_clean=per_kind * n_kinds, split="valid")
+    dev = build_redraws(dev, profile, table.attrs["root"], workers=workers)
+    x, _ = load_arrays(dev)
+    score = predict_samples(run.model(), x, "mc", T=T, seed=seed).mean(axis=0)[:, 1]
+    clean = valid.loc[valid["y"].to_numpy() == 0, "p_artifact"].to_numpy(dtype=float)
+    kinds = dev["artifact_kind"].astype(str).to_numpy()
+    groups = [(k, score[kinds == k]) for k in sorted(set(kinds))] + [("all", score)]
+    rows = []
+    for kind, s in groups:
+        k = int((s >= threshold).sum())
+        auc = safe_auc(np.r_[np.zeros(len(clean)), np.ones(len(s))], np.r_[clean, s])
+        rows.append(dict(kind=kind, n=len(s), called_artifact=k, auc=auc))
+    rows.insert(-1, dict(kind=CLEAN_KIND, n=len(clean),
+                         called_artifact=int((clean >= threshold).sum()), auc=np.nan))
+    out = pd.DataFrame(rows)
+    out["rate"] = out["called_artifact"] / out["n"]
+    bounds = [_wilson(int(k), int(n)) for k, n in zip(out["called_artifact"], out["n"])]
+    out["rate_low"], out["rate_high"] = zip(*bounds)
+    return out[["kind", "n", "called_artifact", "rate", "rate_low", "rate_high", "auc"]]

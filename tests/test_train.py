@@ -143,16 +143,48 @@ def test_a_run_never_changes_its_loss(home, tmp_path):
     assert run.model(0, compile=True).loss.name == "focal"
 
 
-def test_a_finished_recipe_run_is_reused_only_for_the_same_recipe(home, tmp_path):
-    r = tmp_path / "recipe"
-    run = train_stage("recipe", TINY, run_dir=r, progress=False)
-    assert run.done
+@pytest.fixture(scope="module")
+def tiny_recipe(home, tmp_path_factory):
+    return train_stage("recipe", TINY, run_dir=tmp_path_factory.mktemp("r") / "recipe",
+                       progress=False)
+
+
+def test_a_finished_recipe_run_is_reused_only_for_the_same_recipe(tiny_recipe):
+    r = tiny_recipe.dir
+    assert tiny_recipe.done
     stamp = (r / "DONE").stat().st_mtime_ns
     assert train_stage("recipe", TINY, run_dir=r, progress=False).done  # same recipe: reused
     assert (r / "DONE").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="onto_clean") as err:
         train_stage("recipe", TINY, run_dir=r, onto_clean=3, progress=False)
     assert str(r) in str(err.value)
+
+
+def test_development_set_rates_per_kind_on_validation_anatomy(home, tiny_recipe):
+    from mriqc_nb.data import profile_database
+    from mriqc_nb.diagnostics import _wilson, development_sensitivity
+    from mriqc_nb.predict import run_predictions
+
+    table = profile_database(TINY, progress=False)
+    valid, _ = run_predictions(tiny_recipe, "valid", "mc", T=4, seed=0, profile=TINY)
+    dev = development_sensitivity(tiny_recipe, table, valid, 0.5, profile=TINY, per_kind=3,
+                                  T=4)
+    kinds = sorted(table.loc[(table["split"] == "valid") & (table["label"] == "artifact"),
+                             "artifact_kind"].unique())
+    assert dev["kind"].tolist() == [*kinds, "clean", "all"]
+    per = dev.set_index("kind")
+    assert (per.loc[kinds, "n"] == 3).all() and per.loc["all", "n"] == 3 * len(kinds)
+    assert per.loc["clean", "n"] == int((valid["y"] == 0).sum())
+    assert ((dev["rate_low"] <= dev["rate"]) & (dev["rate"] <= dev["rate_high"])).all()
+    assert per.loc[kinds, "auc"].between(0, 1).all()
+    again = development_sensitivity(tiny_recipe, table, valid, 0.5, profile=TINY, per_kind=3,
+                                    T=4)
+    np.testing.assert_allclose(again["auc"], dev["auc"], atol=1e-6)
+    everything = development_sensitivity(tiny_recipe, table, valid, 0.0, profile=TINY,
+                                         per_kind=3, T=4)
+    assert (everything["rate"] == 1).all()
+    np.testing.assert_allclose(_wilson(0, 10), (0.0, 0.2775), atol=1e-4)
+    np.testing.assert_allclose(_wilson(5, 10), (0.2366, 0.7634), atol=1e-4)
 
 
 def test_a_run_of_another_database_version_is_set_aside_not_reused(home, tmp_path,
