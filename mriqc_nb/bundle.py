@@ -337,7 +337,7 @@ def load_bundle(path=None, *, warn: bool = True) -> Bundle:
 
 
 def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profile=None,
-                    progress: bool = False) -> Path:
+                    progress: bool = False, max_referred: float = 0.5) -> Path:
     """Bundle a trained run: its last weights and a referral policy chosen on validation.
 
     The policy is :func:`mriqc_nb.referral.select_operating_point` on the run's MC-dropout
@@ -359,6 +359,11 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
         voxel size, T, the validation split.
     progress : bool
         Progress bar if the profile's database must be built.
+    max_referred : float
+        The largest share of the validation scans the policy may refer to a person (the
+        human workload; ``select_operating_point(min_retained=1 - max_referred)``). Youden's
+        J on the kept scans can nearly always be raised by referring more, so this bound,
+        not the criterion, sets how many scans a person reviews.
 
     Returns
     -------
@@ -376,14 +381,18 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
     # The policy is fitted at the T the bundle screens with (it refuses another T).
     valid, _ = predict.run_predictions(run, "valid", "mc", T=p.mc_samples_test, seed=0,
                                        profile=p, progress=progress)
-    policy = referral.select_operating_point(valid, measure=measure, labels=valid["y"])
+    if not 0.0 <= max_referred < 1.0:
+        raise ValueError(f"max_referred must be in [0, 1), got {max_referred}")
+    policy = referral.select_operating_point(valid, measure=measure, labels=valid["y"],
+                                             min_retained=1.0 - max_referred)
     y = valid["y"].to_numpy()
     auc = safe_auc(y, valid["p_artifact"].to_numpy())  # NaN (stored as null) if one class only
     validation = {"auc": auc if auc == auc else None, "n_scans": int(len(y)),
                   "n_artifact": int(y.sum()), "split": "valid", "mc_samples": p.mc_samples_test}
     provenance = {"profile": p.name, "stage": config.stage, "seed": config.seed,
                   "run_dir": str(run.dir), "epoch": run.selected_epoch, "policy_split": "valid",
-                  "policy_mc_samples": p.mc_samples_test, "policy_seed": 0}
+                  "policy_mc_samples": p.mc_samples_test, "policy_seed": 0,
+                  "policy_max_referred": float(max_referred)}
     return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
                        mc_samples=p.mc_samples_test, model_name=config.model,
                        provenance=provenance, validation=validation)

@@ -392,6 +392,37 @@ def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monk
     assert b.grid == (32, 32, 32) and b.spacing_mm == (8.0, 8.0, 6.0) and b.mc_samples == 10
     prov = b.info["provenance"]
     assert (prov["profile"], prov["stage"], prov["seed"], prov["epoch"]) == ("smoke", "ramp", 5, 3)
+    assert prov["policy_max_referred"] == 0.5
+
+
+def test_bundle_from_run_bounds_the_share_it_refers(bundle_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mriqc_nb import referral
+    from mriqc_nb.bundle import bundle_from_run
+
+    # uncertain scans are the misclassified ones: Youden's J keeps rising as more are referred
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(60, int), np.ones(20, int)]
+    p = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.35, 80), 0, 1)
+    wrong = (p >= 0.5) != (y == 1)
+    assert 0.2 < wrong.mean() < 0.45
+    mi = 0.8 * wrong + rng.uniform(0, 0.2, 80)
+    valid = pd.DataFrame({"y": y, "p_artifact": p, "mutual_information": mi})
+    run = SimpleNamespace(config=SimpleNamespace(model="nn008", seed=5, stage="recipe",
+                                                 profile="smoke"),
+                          dir=tmp_path / "run", last_epoch=3, selected_epoch=3,
+                          model=lambda: bundle_dir[1])
+    monkeypatch.setattr(predict, "run_predictions", lambda *a, **k: (valid, None))
+    loose = load_bundle(bundle_from_run(run, tmp_path / "loose"))
+    tight = load_bundle(bundle_from_run(run, tmp_path / "tight", max_referred=0.1))
+    share = {name: 1 - b.policy.valid_metrics["retained_fraction"]
+             for name, b in (("loose", loose), ("tight", tight))}
+    assert share["loose"] > 0.1 >= share["tight"]
+    assert tight.policy == referral.select_operating_point(valid, labels=y, min_retained=0.9)
+    assert tight.info["provenance"]["policy_max_referred"] == 0.1
+    with pytest.raises(ValueError, match="max_referred"):
+        bundle_from_run(run, tmp_path / "bad", max_referred=1.0)
 
 
 def test_save_bundle_refuses_an_invalid_description(bundle_dir, tmp_path):

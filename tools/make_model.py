@@ -42,6 +42,10 @@ from mriqc_nb.profiles import PROFILES, get_profile  # noqa: E402
 
 DEFAULT_OUT = ROOT / "mriqc_nb" / Path(*bundles.DEFAULT_BUNDLE)
 CARD_FILE = "MODEL_CARD.md"
+#: The built-in model refers at most this share of the validation scans to a person. The
+#: bundle's own default (half) let a model whose validation J rises with every referral
+#: refer 47% of the scans; a screening pass over a large database must stay reviewable.
+MAX_REFERRED = 0.1
 
 
 def _ci(point, low, high, digits=3) -> str:
@@ -114,7 +118,8 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         "the head).",
         f"- Uncertainty: Monte Carlo dropout, T = {m['T']} passes per scan; referral on "
         f"`{pol.measure}` at eta = {pol.eta:.3g} (scaled to the validation range), threshold "
-        f"p(artifact) >= {pol.threshold:.3g}; both chosen on the validation split.",
+        f"p(artifact) >= {pol.threshold:.3g}; both chosen on the validation split, referring "
+        f"at most {info['provenance'].get('policy_max_referred', 0.5):.0%} of its scans.",
         f"- Fingerprint `{fp}` (weights and description; recorded in every screening table).",
         "", "## Training data and recipe", "",
         f"- Profile `{profile.name}`: {profile.description}",
@@ -184,6 +189,9 @@ def main(argv=None) -> int:
     parser.add_argument("--measure", default="mutual_information",
                         choices=["mutual_information", "entropy", "variance"])
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    parser.add_argument("--max-referred", type=float, default=MAX_REFERRED,
+                        help="largest share of validation scans the referral policy may refer "
+                             f"(default {MAX_REFERRED}: the workload of a data manager)")
     parser.add_argument("--quiet", "-q", action="store_true")
     args = parser.parse_args(argv)
     from mriqc_nb.model.training import train_stage
@@ -191,7 +199,7 @@ def main(argv=None) -> int:
     profile = get_profile(args.profile)
     run = train_stage(args.stage, profile, progress=not args.quiet)
     out = bundles.bundle_from_run(run, args.out, measure=args.measure, profile=profile,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, max_referred=args.max_referred)
     folder, info = bundles.read_info(out)
     fp = bundles.fingerprint(folder, info)
     m = measure(run, folder, profile, args.n_boot)
