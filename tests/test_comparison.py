@@ -149,6 +149,15 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
                             log=lambda s: None)
     assert trained == [("baseline", 2), ("recipe", 2)] and len(df) == 6
     assert json.loads((out / "smoke.json").read_text())["seeds"] == [0, 1, 2]
+    # rows of another version of the profile are never stamped with this one
+    side = json.loads((out / "smoke.json").read_text())
+    side["profile"]["recipe"]["onto_clean"] += 1
+    (out / "smoke.json").write_text(json.dumps(side))
+    with pytest.raises(ValueError, match="onto_clean") as err:
+        ex.run_experiments("smoke", [3], ["baseline"], out, n_boot=50, log=lambda s: None)
+    assert "smoke.json" in str(err.value) and ("baseline", 3) not in trained
+    side["profile"]["recipe"]["onto_clean"] -= 1
+    (out / "smoke.json").write_text(json.dumps(side))
     s = comparison.seed_summary(out / "smoke.tsv").set_index("method")
     assert s.loc["recipe", "n_seeds"] == 3
     assert s.loc["recipe", "auc_mean"] > s.loc["baseline", "auc_mean"]

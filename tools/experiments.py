@@ -130,6 +130,25 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.DataFrame(columns=comparison.result_columns())
 
 
+def _check_same_profile(stored, current: dict, side: Path) -> None:
+    """Raise if ``side`` stamps its rows with another version of the profile.
+
+    One sidecar describes every row of the table; rows trained under two versions of a
+    profile (another recipe, other epochs) would share the newer stamp and misdescribe the older
+    rows. The message names the settings that differ.
+    """
+    if not stored or stored == json.loads(json.dumps(current)):
+        return
+    current = json.loads(json.dumps(current))
+    keys = sorted(k for k in {*stored, *current} if stored.get(k) != current.get(k))
+    diff = "; ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in keys)
+    raise ValueError(
+        f"{side} was written with another version of profile {current.get('name')!r} ({diff}). "
+        "Its rows would be stamped with the new one. Write to another --out-dir, or remove the "
+        "rows of the methods the change affects from the table and the 'profile' entry from "
+        f"{side.name}, then run again.")
+
+
 def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *,
                     n_boot: int = 1000, progress: bool = False, log=print) -> pd.DataFrame:
     """Train, predict and score every (method, seed) not yet in the results table.
@@ -164,6 +183,7 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
     tsv, side = out_dir / f"{p.name}.tsv", out_dir / f"{p.name}.json"
     df = _read(tsv)
     meta = json.loads(side.read_text()) if side.exists() else {}
+    _check_same_profile(meta.get("profile"), p.as_dict(), side)
     meta.update(package_version=__version__, profile=p.as_dict(), cpu=cpu_model(),
                 n_cpus=os.cpu_count(),
                 tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
