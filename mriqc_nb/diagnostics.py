@@ -16,6 +16,10 @@ Four questions, each answered from the profile's own scan table, cached volumes 
   :func:`development_sensitivity`): the sensitivity per artifact kind at a fixed threshold, on
   a labelled split, on the separate set of *subtle* artifacts, or on many artifacts of every
   kind drawn onto validation anatomy.
+- **What reaches the network** (:func:`visible_difference`): how much of an artifact
+  survives the screening pipeline's resampling to the network's grid, measured on a paired
+  clean and corrupted copy of the same head. Anti-aliasing removes every spatial frequency
+  above the grid's Nyquist limit, and with it an artifact that lives only there.
 
 Nothing here trains. TensorFlow is imported only by :func:`artifact_ce_by_epoch`,
 :func:`subtle_sensitivity` and :func:`development_sensitivity` (they run a model; the last
@@ -32,7 +36,7 @@ from mriqc_nb.labels import ARTIFACT, class_weights, to_y
 
 __all__ = ["batch_composition", "constant_band_share", "background_std", "shortcut_table",
            "memorisation", "artifact_ce_by_epoch", "per_kind_sensitivity",
-           "subtle_sensitivity", "development_sensitivity"]
+           "subtle_sensitivity", "development_sensitivity", "visible_difference"]
 
 #: Label of the scans without an artifact in the per-kind tables.
 CLEAN_KIND = "clean"
@@ -382,3 +386,49 @@ def development_sensitivity(run, table: pd.DataFrame, valid: pd.DataFrame, thres
     bounds = [_wilson(int(k), int(n)) for k, n in zip(out["called_artifact"], out["n"])]
     out["rate_low"], out["rate_high"] = zip(*bounds)
     return out[["kind", "n", "called_artifact", "rate", "rate_low", "rate_high", "auc"]]
+
+
+def visible_difference(clean, corrupted, grid=None, spacing_mm=None) -> float:
+    """How much of an artifact reaches a grid: RMS of ``corrupted - clean`` after conforming.
+
+    Both copies go through the steps of :func:`mriqc_nb.scans.conform` (RAS+, resampling to
+    ``spacing_mm`` with Gaussian anti-aliasing, the head-centred window of ``grid``, z-scoring
+    over the head), with the **clean** copy's head mask and window for both, so that the
+    number measures the artifact only (not a shifted window or a different mask).
+
+    Parameters
+    ----------
+    clean, corrupted : nibabel image or path
+        The same head without and with the artifact, on the same voxel grid.
+    grid : sequence of 3 int, optional
+        Output grid; ``None`` keeps the whole (resampled) volume.
+    spacing_mm : sequence of 3 float, optional
+        Output voxel size; ``None`` keeps the native grid (no resampling).
+
+    Returns
+    -------
+    float
+        Root-mean-square difference over the grid, in units of the clean head's intensity
+        standard deviation: 0 when nothing of the artifact is left.
+    """
+    from mriqc_nb.scans import load_scan
+    from mriqc_nb.scans.grid import (_window_start, crop_or_pad, head_mask,
+                                     normalise_intensities, reorient, resample_to_spacing)
+
+    arrays = []
+    for source in (clean, corrupted):
+        img = reorient(load_scan(source), "RAS")
+        if spacing_mm is not None:
+            img = resample_to_spacing(img, spacing_mm, order=1)
+        arrays.append(np.asarray(img.dataobj, dtype=np.float32))
+    c, a = arrays
+    if c.shape != a.shape:
+        raise ValueError(f"clean {c.shape} and corrupted {a.shape} copies differ in shape")
+    mask = head_mask(c)
+    if grid is not None:
+        start = _window_start(mask, grid)
+        c, a = crop_or_pad(c, grid, start), crop_or_pad(a, grid, start)
+        mask = crop_or_pad(mask, grid, start, fill=False)
+    c = normalise_intensities(c, mask)
+    a = normalise_intensities(a, mask)
+    return float(np.sqrt(np.mean((a - c) ** 2)))

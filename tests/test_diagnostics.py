@@ -174,3 +174,43 @@ def test_subtle_sensitivity(tiny_run):
     nothing = dg.subtle_sensitivity(run, 1.01, profile=TINY, T=3)
     assert (nothing["sensitivity"] == 0.0).all()
     assert "clean" not in nothing["kind"].tolist()
+
+
+def _head(shape=(96, 96, 48), spacing=(2.0, 2.0, 3.0)):
+    """An ellipsoidal 'head' with smooth inner structure, on a grid of ``spacing`` mm."""
+    import nibabel as nib
+
+    grids = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)],
+                        indexing="ij")
+    r = np.sqrt((grids[0] / 70) ** 2 + (grids[1] / 85) ** 2 + (grids[2] / 60) ** 2)
+    data = np.where(r < 1, 1.0 + 0.3 * np.cos(grids[0] / 9.0) * np.cos(grids[1] / 11.0), 0.0)
+    return nib.Nifti1Image(data.astype(np.float32), np.diag([*spacing, 1.0])), grids
+
+
+def _stripes(img, grids, period_mm, amplitude=0.3):
+    """``img`` plus stripes of ``period_mm`` along x inside the head (an artifact at one
+    spatial frequency)."""
+    import nibabel as nib
+
+    data = np.asarray(img.dataobj)
+    wave = amplitude * np.cos(2 * np.pi * grids[0] / period_mm)
+    return nib.Nifti1Image((data + wave * (data > 0)).astype(np.float32), img.affine)
+
+
+def test_visible_difference_keeps_what_the_grid_resolves():
+    """An artifact above the coarse grid's Nyquist limit (period 5 mm; 4 mm voxels resolve
+    8 mm and longer) is visible at 2 mm and gone at 4 x 4 x 6 mm; one of period 40 mm stays."""
+    head, grids = _head()
+    assert dg.visible_difference(head, head) == 0.0
+    assert dg.visible_difference(head, head, (64, 64, 32), (4.0, 4.0, 6.0)) == 0.0
+    fine = _stripes(head, grids, 5.0)
+    coarse = _stripes(head, grids, 40.0)
+    native_fine = dg.visible_difference(head, fine)
+    native_coarse = dg.visible_difference(head, coarse)
+    assert native_fine > 0.2 and native_coarse > 0.2
+    at_grid_fine = dg.visible_difference(head, fine, (64, 64, 32), (4.0, 4.0, 6.0))
+    at_grid_coarse = dg.visible_difference(head, coarse, (64, 64, 32), (4.0, 4.0, 6.0))
+    assert at_grid_fine < 0.1 * native_fine  # anti-aliasing removed it
+    assert at_grid_coarse > 0.5 * native_coarse  # it reaches the network
+    with pytest.raises(ValueError, match="differ in shape"):
+        dg.visible_difference(head, _head(shape=(90, 96, 48))[0])
