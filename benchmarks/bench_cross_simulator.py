@@ -5,7 +5,11 @@ check corrupts a different head image -- nilearn's MNI152 T1 *average* (real MR 
 not our tissue model), posed, scaled and resampled at random -- with TorchIO's transforms
 (motion, ghosting, spike, bias field, noise, blur), screens clean and corrupted copies with a
 bundle, and prints the AUC per kind with bootstrap intervals. Nothing here is used to choose
-anything in training: it is a measurement, not a tuning set.
+anything in training: it is a measurement, not a tuning set. A corrupted copy identical to its
+clean copy (no artifact drawn) is left out and named.
+
+What the network can see of these artifacts at its grid: ``experiments/visibility.py`` (the
+laptop grid's 4 x 4 x 6 mm keeps little of TorchIO's motion, noise and spikes made at 1 mm).
 
 Two steps, because TorchIO (PyTorch) and TensorFlow need not share an environment::
 
@@ -34,7 +38,9 @@ def _transform(kind: str):
     return {
         "motion": tio.RandomMotion(degrees=(6, 12), translation=(6, 12), num_transforms=2),
         "ghosting": tio.RandomGhosting(num_ghosts=(4, 10), intensity=(0.6, 1.0)),
-        "spike": tio.RandomSpike(num_spikes=1, intensity=(1.5, 3.0)),
+        # num_spikes=(1, 1): a single number n means "0 to n spikes" to TorchIO, and the sets
+        # made before this was fixed have about half their spike copies unchanged (see score)
+        "spike": tio.RandomSpike(num_spikes=(1, 1), intensity=(1.5, 3.0)),
         "bias": tio.RandomBiasField(coefficients=(0.6, 0.9)),
         "noise": tio.RandomNoise(std=(0.06, 0.12)),
         "blur": tio.RandomBlur(std=(2.0, 3.5)),
@@ -75,6 +81,23 @@ def make(out: Path, n: int, seed: int) -> None:
     (out / "truth.tsv").write_text("file\thead\tkind\ty\tspacing_mm\n" + "\n".join(rows) + "\n")
 
 
+def unchanged_copies(folder: Path, truth) -> list[str]:
+    """Files of ``truth`` labelled as corrupted whose voxels equal their head's clean copy."""
+    import nibabel as nib
+
+    out = []
+    for _, group in truth.groupby("head"):
+        clean = group.loc[group["kind"] == "clean", "file"]
+        if clean.empty:
+            continue
+        c = np.asarray(nib.load(str(folder / clean.iloc[0])).dataobj)
+        for f in group.loc[group["kind"] != "clean", "file"]:
+            a = np.asarray(nib.load(str(folder / f)).dataobj)
+            if a.shape == c.shape and np.array_equal(a, c):
+                out.append(str(f))
+    return out
+
+
 def score(folder: Path, bundle_path, seed: int) -> int:
     import pandas as pd
 
@@ -84,6 +107,11 @@ def score(folder: Path, bundle_path, seed: int) -> int:
 
     b = bundle.load_bundle(bundle_path)
     truth = pd.read_csv(folder / "truth.tsv", sep="\t")
+    unchanged = unchanged_copies(folder, truth)
+    if unchanged:
+        print(f"{len(unchanged)} corrupted copies are identical to their clean copy (no artifact "
+              f"was drawn), left out: {', '.join(unchanged)}")
+        truth = truth[~truth["file"].isin(unchanged)]
     files = [str((folder / f).resolve()) for f in truth["file"]]
     out = folder / f"screened-{b.fingerprint}.tsv"  # one table per model: never mixed
     table = screen.screen(files, b, out, seed=seed)
