@@ -23,6 +23,14 @@ downsampling) and at the colab profile's 2 x 2 x 3 mm. Nothing here trains or ch
 anything; no test row is read (the own anatomies are validation scans)::
 
     python experiments/visibility.py [--n 12] [--torchio /tmp/xsim1 /tmp/xsim2] [--out F.tsv]
+    python experiments/visibility.py --from experiments/visibility.tsv \
+        --torchio /tmp/xsim1 /tmp/xsim2 --bundle-fingerprint c20017540c43dc32
+
+The second form reuses the measurements and, with ``--bundle-fingerprint``, reads that
+bundle's screening of the TorchIO sets (``score`` of the benchmark) and prints its AUC on
+the TorchIO artifacts whose difference at the laptop grid reaches 0, 0.05, 0.1 and 0.2
+(every clean copy kept): how well the network ranks what reaches its input. The cut is
+descriptive, made after the scores were seen.
 
 Prints the per-kind medians and one line per TorchIO kind: the share of its scans whose
 difference at the laptop grid reaches the median of the project's own *subtle* draws of that
@@ -112,13 +120,25 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torchio", nargs="*", default=[], help="folders from bench_cross_simulator make")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--from", dest="source", type=Path, default=None,
+                    help="reuse the measurements of an earlier --out")
+    ap.add_argument("--bundle-fingerprint", default=None,
+                    help="AUC of this bundle's screening of the --torchio sets, by visibility")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = own_rows(a.n, a.seed) + torchio_rows(a.torchio)
-    df = pd.DataFrame(rows)
+    if a.source is not None:
+        df = pd.read_csv(a.source, sep="\t")
+    else:
+        df = pd.DataFrame(own_rows(a.n, a.seed) + torchio_rows(a.torchio))
     if a.out:
         df.to_csv(a.out, sep="\t", index=False)
-    src = df.assign(source=np.where(df["source"] == "torchio", "torchio", "own-" + df["grid"]))
+    unchanged = (df["source"] == "torchio") & (df["native"] == 0)
+    if unchanged.any():  # TorchIO drew no artifact (num_spikes=1 means 0 or 1 spikes)
+        print(f"{int(unchanged.sum())} TorchIO copies identical to their clean copy, left out: "
+              f"{df.loc[unchanged, 'kind'].value_counts().to_dict()}")
+    used = df[~unchanged]
+    src = used.assign(source=np.where(used["source"] == "torchio", "torchio",
+                                      "own-" + used["grid"]))
     summary = (src.groupby(["source", "kind", "severity"])[["native", "colab", "laptop"]]
                .median().round(3))
     summary["n"] = src.groupby(["source", "kind", "severity"]).size()
@@ -135,7 +155,37 @@ def main(argv=None) -> int:
         print(f"torchio {kind:9s} n={len(x):3d}: laptop-grid difference >= own subtle median "
               f"({subtle:.3f}): {(x >= subtle).mean():.2f}; >= own prominent 10th pct "
               f"({prom:.3f}): {(x >= prom).mean():.2f}")
+    if a.bundle_fingerprint:
+        auc_by_visibility(df, a.torchio, a.bundle_fingerprint)
     return 0
+
+
+def auc_by_visibility(df: pd.DataFrame, folders, fingerprint: str) -> None:
+    from mriqc_nb.metrics import bootstrap_ci, safe_auc
+
+    parts = []
+    for folder in map(Path, folders):
+        screened = pd.read_csv(folder / f"screened-{fingerprint}.tsv", sep="\t")
+        screened = screened[screened["status"] == "ok"]
+        truth = pd.read_csv(folder / "truth.tsv", sep="\t")
+        m = screened.assign(file=[Path(p).name for p in screened["path"]]).merge(truth, on="file")
+        m["key"] = folder.name + "/" + m["head"].astype(str)
+        vis = df.loc[(df["source"] == "torchio") & (df["grid"] == folder.name),
+                     ["head", "kind", "native", "laptop"]].rename(columns={"head": "key"})
+        parts.append(m.merge(vis, on=["key", "kind"], how="left"))
+    m = pd.concat(parts, ignore_index=True)
+    clean = m[m["kind"] == "clean"]
+    art = m[(m["kind"] != "clean") & (m["native"] > 0)]  # copies TorchIO left unchanged: out
+    print(f"bundle {fingerprint}: {len(clean)} clean copies; AUC on the TorchIO artifacts "
+          "whose difference at the laptop grid reaches a cut (descriptive, post hoc)")
+    for cut in (0.0, 0.05, 0.1, 0.2):
+        sub = pd.concat([clean, art[art["laptop"] >= cut]])
+        auc, lo, hi = bootstrap_ci(safe_auc, sub["y"].to_numpy(), sub["p_artifact"].to_numpy(),
+                                   n_boot=1000, seed=0)
+        kinds = art.loc[art["laptop"] >= cut, "kind"].value_counts().sort_index()
+        print(f"  >= {cut:4.2f}: {int((sub['y'] == 1).sum()):3d} artifacts "
+              f"({', '.join(f'{k} {n}' for k, n in kinds.items())}): "
+              f"AUC {auc:.3f} [{lo:.3f}, {hi:.3f}]")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ Four questions, each answered from the profile's own scan table, cached volumes 
   :func:`development_sensitivity`): the sensitivity per artifact kind at a fixed threshold, on
   a labelled split, on the separate set of *subtle* artifacts, or on many artifacts of every
   kind drawn onto validation anatomy.
-- **What reaches the network** (:func:`visible_difference`): how much of an artifact
+- **What reaches the network** (:func:`visible_difference`, :func:`conformed_pair`): how much of an artifact
   survives the screening pipeline's resampling to the network's grid, measured on a paired
   clean and corrupted copy of the same head. Anti-aliasing removes every spatial frequency
   above the grid's Nyquist limit, and with it an artifact that lives only there.
@@ -36,7 +36,8 @@ from mriqc_nb.labels import ARTIFACT, class_weights, to_y
 
 __all__ = ["batch_composition", "constant_band_share", "background_std", "shortcut_table",
            "memorisation", "artifact_ce_by_epoch", "per_kind_sensitivity",
-           "subtle_sensitivity", "development_sensitivity", "visible_difference"]
+           "subtle_sensitivity", "development_sensitivity", "conformed_pair",
+           "visible_difference"]
 
 #: Label of the scans without an artifact in the per-kind tables.
 CLEAN_KIND = "clean"
@@ -388,13 +389,13 @@ def development_sensitivity(run, table: pd.DataFrame, valid: pd.DataFrame, thres
     return out[["kind", "n", "called_artifact", "rate", "rate_low", "rate_high", "auc"]]
 
 
-def visible_difference(clean, corrupted, grid=None, spacing_mm=None) -> float:
-    """How much of an artifact reaches a grid: RMS of ``corrupted - clean`` after conforming.
+def conformed_pair(clean, corrupted, grid=None, spacing_mm=None) -> tuple[np.ndarray, np.ndarray]:
+    """A clean and a corrupted copy of one head, conformed alike: ``(clean, corrupted)``.
 
-    Both copies go through the steps of :func:`mriqc_nb.scans.conform` (RAS+, resampling to
+    Both go through the steps of :func:`mriqc_nb.scans.conform` (RAS+, resampling to
     ``spacing_mm`` with Gaussian anti-aliasing, the head-centred window of ``grid``, z-scoring
-    over the head), with the **clean** copy's head mask and window for both, so that the
-    number measures the artifact only (not a shifted window or a different mask).
+    over the head), with the **clean** copy's head mask and window for both, so that their
+    difference is the artifact only (not a shifted window or a different mask).
 
     Parameters
     ----------
@@ -407,9 +408,7 @@ def visible_difference(clean, corrupted, grid=None, spacing_mm=None) -> float:
 
     Returns
     -------
-    float
-        Root-mean-square difference over the grid, in units of the clean head's intensity
-        standard deviation: 0 when nothing of the artifact is left.
+    tuple of two float32 arrays of one shape
     """
     from mriqc_nb.scans import load_scan
     from mriqc_nb.scans.grid import (_window_start, crop_or_pad, head_mask,
@@ -429,6 +428,20 @@ def visible_difference(clean, corrupted, grid=None, spacing_mm=None) -> float:
         start = _window_start(mask, grid)
         c, a = crop_or_pad(c, grid, start), crop_or_pad(a, grid, start)
         mask = crop_or_pad(mask, grid, start, fill=False)
-    c = normalise_intensities(c, mask)
-    a = normalise_intensities(a, mask)
+    return normalise_intensities(c, mask), normalise_intensities(a, mask)
+
+
+def visible_difference(clean, corrupted, grid=None, spacing_mm=None) -> float:
+    """How much of an artifact reaches a grid: RMS of ``corrupted - clean`` after conforming.
+
+    The two copies are conformed alike by :func:`conformed_pair` (the clean copy's mask and
+    window for both); arguments as there.
+
+    Returns
+    -------
+    float
+        Root-mean-square difference over the grid, in units of the clean head's intensity
+        standard deviation: 0 when nothing of the artifact is left.
+    """
+    c, a = conformed_pair(clean, corrupted, grid, spacing_mm)
     return float(np.sqrt(np.mean((a - c) ** 2)))
