@@ -22,6 +22,19 @@ Two steps, each printing one ``RESULT`` JSON line::
   only 3-4 artifacts of a kind; this set holds 40.
 
 No test row is read.
+
+The reference is ``--reference`` (a bundle folder; default: the built-in model). NOTES
+section 12 ran before the candidate became the built-in model, so its reference was the
+previous built-in bundle (fingerprint ``feac0d77679ef8c0``), which is
+``mriqc_nb/models/default`` at commit ``6e2fc83``::
+
+    git worktree add /tmp/prev 6e2fc83
+    python experiments/pool_size.py score RUN_DIR --reference /tmp/prev/mriqc_nb/models/default
+
+Run today with the default, it would compare the candidate with itself. The per-kind numbers
+are the quantities of :func:`mriqc_nb.diagnostics.development_sensitivity` (the same draws:
+seed 90,001, ``--per-kind`` of each kind); this script keeps its own loop because the paired
+differences need both models' scores on the same volumes.
 """
 from __future__ import annotations
 
@@ -40,6 +53,7 @@ p.add_argument("--onto-clean", type=int, default=1500)
 p.add_argument("--seed", type=int, default=2023)
 p.add_argument("--per-kind", type=int, default=40)
 p.add_argument("--workers", type=int, default=2)
+p.add_argument("--reference", default=None, help="bundle folder (default: the built-in model)")
 a = p.parse_args()
 
 from mriqc_nb.data import profile_database  # noqa: E402
@@ -87,7 +101,8 @@ yv = to_y(valid["label"])
 clean_v = yv == 0
 kinds = dev["artifact_kind"].astype(str).to_numpy()
 
-models = {"built-in (onto_clean 300)": load_bundle(warn=False).model,
+reference = load_bundle(a.reference, warn=False)
+models = {f"reference {reference.fingerprint}": reference.model,
           f"candidate (onto_clean {a.onto_clean})": recipe_model(a.run_dir)}
 res, scores, dev_scores = {}, {}, {}
 for name, model in models.items():

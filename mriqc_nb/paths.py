@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["HOME_ENV", "home", "database_dir", "runs_dir"]
+__all__ = ["HOME_ENV", "home", "database_dir", "runs_dir", "checkout_file"]
 
 #: Environment variable that overrides the home directory.
 HOME_ENV = "MRIQC_NB_HOME"
@@ -45,3 +45,18 @@ def database_dir(profile) -> Path:
 def runs_dir(profile) -> Path:
     """Directory that holds the training runs of ``profile``."""
     return home() / "runs" / _profile_name(profile)
+
+
+def checkout_file(*parts: str) -> Path | None:
+    """A file of the project's source checkout (measurements committed beside the book), or
+    ``None`` where there is none (a package installed without its repository, as on Colab).
+
+    Looked for under the parent of the working directory (a chapter runs in ``book/``), then
+    beside the imported package (an editable install or a checkout on ``sys.path``).
+    """
+    package_root = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd().parent, package_root):
+        path = base.joinpath(*parts)
+        if path.is_file():
+            return path
+    return None

@@ -214,3 +214,18 @@ def test_visible_difference_keeps_what_the_grid_resolves():
     assert at_grid_coarse > 0.5 * native_coarse  # it reaches the network
     with pytest.raises(ValueError, match="differ in shape"):
         dg.visible_difference(head, _head(shape=(90, 96, 48))[0])
+
+
+def test_checkout_file_finds_committed_measurements(tmp_path, monkeypatch):
+    """A chapter finds the committed measurements from book/ or from elsewhere (nbval runs a
+    copy of the chapter in a temporary folder); a missing file is None, not an error."""
+    from mriqc_nb.paths import checkout_file
+
+    monkeypatch.chdir(tmp_path)
+    found = checkout_file("experiments", "visibility.tsv")
+    assert found is not None and found.name == "visibility.tsv" and found.is_file()
+    assert checkout_file("experiments", "no-such-file.tsv") is None
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "x.tsv").write_text("a\n")
+    monkeypatch.chdir(tmp_path / "experiments")  # as a chapter runs in book/
+    assert checkout_file("experiments", "x.tsv") == tmp_path / "experiments" / "x.tsv"

@@ -166,8 +166,12 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         "10 measures a related model on real ratings). Training heads are whole, defaced or "
         "skull-stripped (`mriqc_nb.synth.release`), but the synthetic heads have no face, so "
         "real faces, and defacing masks of other tools, were never seen.",
-        "- It sees a low-resolution copy (the grid above): fine artifacts (subtle ringing, "
-        "slight blur, a few spikes) can vanish at this resolution; see the subtle set above.",
+        "- It sees a low-resolution copy (the grid above). Detail finer than two voxels is "
+        "removed before the network sees the scan, and with it every artifact that lives only "
+        "there: subtle ringing, slight blur, a movement that touches only the edge of k-space, "
+        "the white noise of a 1-mm scan, a k-space spike far from the centre. Of TorchIO's "
+        "motion, noise and spikes made at 1 mm, little reaches this grid (chapter 5b, section "
+        "5b.6); the subtle set above shows the same for this package's own artifacts.",
         "- It knows only the simulated kinds; an artifact of another kind (metal, RF "
         "interference patterns, susceptibility, wrong contrast or sequence, a non-brain "
         "image) may be called clean.",
