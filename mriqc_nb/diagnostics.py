@@ -16,9 +16,9 @@ Four questions, each answered from the profile's own scan table, cached volumes 
   :func:`development_sensitivity`): the sensitivity per artifact kind at a fixed threshold, on
   a labelled split, on the separate set of *subtle* artifacts, or on many artifacts of every
   kind drawn onto validation anatomy.
-- **What reaches the network** (:func:`visible_difference`, :func:`conformed_pair`): how much of an artifact
-  survives the screening pipeline's resampling to the network's grid, measured on a paired
-  clean and corrupted copy of the same head. Anti-aliasing removes every spatial frequency
+- **What reaches the network** (:func:`visible_difference`, :func:`conformed_pair`): how
+  much of an artifact survives the screening pipeline's resampling to the network's grid,
+  measured on a paired clean and corrupted copy of the same head. Anti-aliasing removes every spatial frequency
   above the grid's Nyquist limit, and with it an artifact that lives only there.
 
 Nothing here trains. TensorFlow is imported only by :func:`artifact_ce_by_epoch`,
