@@ -290,10 +290,13 @@ def test_killing_the_database_command_ends_its_workers(tmp_path, sig):
             if len(workers) >= 2:
                 break
             time.sleep(0.05)
-        # the workers are busy making volumes; kill early in the build. The laptop database
-        # (8,100 volumes, minutes) makes sure the signal lands mid-build: with the smoke one
-        # (seconds) it landed after the last volume on a loaded machine (exit 0), in two CI runs.
-        time.sleep(0.2)
+        # kill once the workers have written a volume: mid-build, not while the pool starts.
+        # The laptop database (8,100 volumes, minutes) makes sure the signal lands mid-build:
+        # with the smoke one (seconds) it landed after the last volume on a loaded machine
+        # (exit 0), in two CI runs; sent 0.2 s after the workers appeared, SIGINT once hung
+        # past 60 s on a machine loaded by a training run.
+        while time.monotonic() < deadline and proc.poll() is None and not any(db.rglob("*.npy")):
+            time.sleep(0.05)
         assert proc.poll() is None and len(workers) >= 2, proc.stderr.read() if proc.poll() is not None else ""
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
