@@ -394,8 +394,9 @@ def conformed_pair(clean, corrupted, grid=None, spacing_mm=None) -> tuple[np.nda
 
     Both go through the steps of :func:`mriqc_nb.scans.conform` (RAS+, resampling to
     ``spacing_mm`` with Gaussian anti-aliasing, the head-centred window of ``grid``, z-scoring
-    over the head), with the **clean** copy's head mask and window for both, so that their
-    difference is the artifact only (not a shifted window or a different mask).
+    over the head), with the **clean** copy's head mask and window for both
+    (:func:`mriqc_nb.scans.conform_copies`), so that their difference is the artifact only
+    (not a shifted window or a different mask).
 
     Parameters
     ----------
@@ -410,25 +411,10 @@ def conformed_pair(clean, corrupted, grid=None, spacing_mm=None) -> tuple[np.nda
     -------
     tuple of two float32 arrays of one shape
     """
-    from mriqc_nb.scans import load_scan
-    from mriqc_nb.scans.grid import (_window_start, crop_or_pad, head_mask,
-                                     normalise_intensities, reorient, resample_to_spacing)
+    from mriqc_nb.scans import conform_copies
 
-    arrays = []
-    for source in (clean, corrupted):
-        img = reorient(load_scan(source), "RAS")
-        if spacing_mm is not None:
-            img = resample_to_spacing(img, spacing_mm, order=1)
-        arrays.append(np.asarray(img.dataobj, dtype=np.float32))
-    c, a = arrays
-    if c.shape != a.shape:
-        raise ValueError(f"clean {c.shape} and corrupted {a.shape} copies differ in shape")
-    mask = head_mask(c)
-    if grid is not None:
-        start = _window_start(mask, grid)
-        c, a = crop_or_pad(c, grid, start), crop_or_pad(a, grid, start)
-        mask = crop_or_pad(mask, grid, start, fill=False)
-    return normalise_intensities(c, mask), normalise_intensities(a, mask)
+    c, a = conform_copies([clean, corrupted], grid, spacing_mm)
+    return c, a
 
 
 def visible_difference(clean, corrupted, grid=None, spacing_mm=None) -> float:

@@ -201,6 +201,34 @@ def test_default_is_laptop_profile_and_explicit_values_win():
     assert conform(img, profile="smoke", grid=(16, 16, 16)).shape == (16, 16, 16)
 
 
+def test_conform_copies_share_the_first_copys_mask_and_window(tmp_path):
+    img = head_image("LPS", (70, 80, 60), semi=(40, 50, 35), noise=2.0)
+    grid, mm = (48, 48, 32), (4.0, 4.0, 4.0)
+    # one copy alone is exactly what conform makes of it
+    (alone,) = io.conform_copies([img], grid, mm)
+    np.testing.assert_array_equal(alone, conform(img, grid=grid, spacing_mm=mm))
+    # a copy with bright junk in one corner of the background: conformed on its own, the
+    # junk moves the window and the normalisation; conformed with the clean copy, the head is
+    # unchanged voxel for voxel and only the corner differs
+    junk = np.asarray(img.dataobj).copy()
+    junk[:12, :12, :12] += 500.0
+    junk_img = nib.Nifti1Image(junk, img.affine)
+    clean, corrupted = io.conform_copies([img, junk_img], grid=None, spacing_mm=None)
+    assert clean.shape == corrupted.shape == img.shape
+    differs = np.abs(corrupted - clean) > 1e-5
+    assert differs.any()
+    # LPS on disk -> RAS+: the corner (low i, j, k) lands at high x, high y, low z
+    assert not differs[:-12, :, :].any() and not differs[:, :-12, :].any()
+    assert not differs[:, :, 12:].any()
+    assert not np.allclose(conform(junk_img, grid=grid, spacing_mm=mm),
+                           io.conform_copies([img, junk_img], grid, mm)[1], atol=1e-3)
+    # files work, and copies on different grids are refused with both names
+    a = write(img, tmp_path, "clean.nii.gz")
+    b = write(head_image("LPS", (70, 80, 61)), tmp_path, "other.nii.gz")
+    with pytest.raises(ValueError, match="differ in shape.*clean.nii.gz.*other.nii.gz"):
+        io.conform_copies([a, b], grid, mm)
+
+
 # --------------------------------------------------------------------------------------------
 # Crop/pad centred on the head
 # --------------------------------------------------------------------------------------------

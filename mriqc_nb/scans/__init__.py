@@ -19,6 +19,9 @@ its own:
    (:func:`head_mask`), not on the array corner.
 5. :func:`normalise_intensities` -- clip bright outliers and z-score over the head.
 
+:func:`conform_copies` conforms several copies of one head alike (the first copy's mask and
+window for all), so that what differs between them is only what differs between the copies.
+
 Files of unknown origin (screening) first go through :func:`check_header`, which reads the
 header only and refuses geometry that cannot be a head (grid, voxel size, field of view, zero
 or negative ``pixdim``) before any voxel is read: ``conform(check_header(path))``.
@@ -77,6 +80,7 @@ __all__ = [
     "crop_or_pad",
     "normalise_intensities",
     "conform",
+    "conform_copies",
     "save_scan",
 ]
 
@@ -130,19 +134,72 @@ def conform(source: Any, grid=None, spacing_mm=None, *, normalise: bool = True,
     if len(grid) != 3 or len(spacing_mm) != 3 or min(grid) < 1 or min(spacing_mm) <= 0:
         raise ValueError(f"grid {grid} / spacing_mm {spacing_mm}: need 3 positive values each")
 
-    img = load_scan(source)
-    img = resample_to_spacing(reorient(img, "RAS"), spacing_mm, order=order,
-                              name=_name_of(source))
-    data = np.asanyarray(img.dataobj)
-    mask = head_mask(data)
-    start = _window_start(mask, grid)
-    out = crop_or_pad(data, grid, start)
-    if normalise:
-        out = normalise_intensities(out, crop_or_pad(mask, grid, start, fill=False))
-    out = out.astype(np.float32, copy=False)
+    (out,), affine, start = _conform_copies([source], grid, spacing_mm, normalise=normalise,
+                                             order=order)
     if not return_image:
         return out
     shift = np.eye(4)
     shift[:3, 3] = start
-    return nib.Nifti1Image(out, img.affine @ shift)
+    return nib.Nifti1Image(out, affine @ shift)
+
+
+def conform_copies(sources, grid=None, spacing_mm=None, *, normalise: bool = True,
+                   order: int = 1) -> list[np.ndarray]:
+    """Conform several copies of one head alike, with the **first** copy's head mask and window.
+
+    The steps of :func:`conform`, run on each copy, except that the head mask, the window of
+    ``grid`` and the mask that normalises intensities are the first copy's for all of them:
+    the copies stay voxel-aligned, so their differences are what differs between the copies
+    (an artifact), not a shifted window or another mask. :func:`conform` is this function on
+    one copy.
+
+    Parameters
+    ----------
+    sources : sequence of str, os.PathLike or nibabel spatial image
+        Copies of one head on one voxel grid (e.g. clean, then corrupted).
+    grid : sequence of 3 int, optional
+        Output shape; ``None`` keeps the whole (resampled) volume (no crop, no pad).
+    spacing_mm : sequence of 3 float, optional
+        Output voxel size; ``None`` keeps the native voxel size (no resampling).
+    normalise, order
+        As in :func:`conform`.
+
+    Returns
+    -------
+    list of float32 arrays of one shape, in the order of ``sources``
+
+    Raises
+    ------
+    ScanError
+        For an unusable copy (message names its file).
+    ValueError
+        If the copies do not have one shape after resampling.
+    """
+    return _conform_copies(sources, grid, spacing_mm, normalise=normalise, order=order)[0]
+
+
+def _conform_copies(sources, grid, spacing_mm, *, normalise: bool, order: int):
+    """:func:`conform_copies`, plus the RAS+ resampled affine and the window's first voxel."""
+    sources = list(sources)
+    arrays, affine = [], None
+    for source in sources:
+        img = reorient(load_scan(source), "RAS")
+        if spacing_mm is not None:
+            img = resample_to_spacing(img, spacing_mm, order=order, name=_name_of(source))
+        arrays.append(np.asanyarray(img.dataobj))
+        affine = img.affine if affine is None else affine
+    if not arrays:
+        raise ValueError("conform_copies: no source given")
+    if any(a.shape != arrays[0].shape for a in arrays):
+        shapes = ", ".join(f"{_name_of(s)} {a.shape}" for s, a in zip(sources, arrays))
+        raise ValueError(f"copies of one head differ in shape after resampling: {shapes}")
+    mask = head_mask(arrays[0])
+    start = np.zeros(3, dtype=int)
+    if grid is not None:
+        start = _window_start(mask, grid)
+        arrays = [crop_or_pad(a, grid, start) for a in arrays]
+        mask = crop_or_pad(mask, grid, start, fill=False)
+    if normalise:
+        arrays = [normalise_intensities(a, mask) for a in arrays]
+    return [a.astype(np.float32, copy=False) for a in arrays], affine, start
 
