@@ -393,6 +393,11 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
                   "run_dir": str(run.dir), "epoch": run.selected_epoch, "policy_split": "valid",
                   "policy_mc_samples": p.mc_samples_test, "policy_seed": 0,
                   "policy_max_referred": float(max_referred)}
+    from mriqc_nb.model.runs import SELECTION_FILE
+    try:  # a recipe run records its settings (redraw pool, rounds, ...): the card names them
+        provenance["recipe"] = json.loads((run.dir / SELECTION_FILE).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
                        mc_samples=p.mc_samples_test, model_name=config.model,
                        provenance=provenance, validation=validation)

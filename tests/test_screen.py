@@ -393,6 +393,7 @@ def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monk
     prov = b.info["provenance"]
     assert (prov["profile"], prov["stage"], prov["seed"], prov["epoch"]) == ("smoke", "ramp", 5, 3)
     assert prov["policy_max_referred"] == 0.5
+    assert "recipe" not in prov  # a paper stage has no recipe settings
 
 
 def test_bundle_from_run_bounds_the_share_it_refers(bundle_dir, tmp_path, monkeypatch):
@@ -414,7 +415,13 @@ def test_bundle_from_run_bounds_the_share_it_refers(bundle_dir, tmp_path, monkey
                           dir=tmp_path / "run", last_epoch=3, selected_epoch=3,
                           model=lambda: bundle_dir[1])
     monkeypatch.setattr(predict, "run_predictions", lambda *a, **k: (valid, None))
+    # the run's recipe settings travel into the bundle's provenance (the model card names them)
+    settings = {"redraws": 4, "onto_clean": 1500, "rounds": 30, "seed": 5}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recipe.json").write_text(json.dumps({"config": settings,
+                                                             "selected_round": 3}))
     loose = load_bundle(bundle_from_run(run, tmp_path / "loose"))
+    assert loose.info["provenance"]["recipe"] == settings
     tight = load_bundle(bundle_from_run(run, tmp_path / "tight", max_referred=0.1))
     share = {name: 1 - b.policy.valid_metrics["retained_fraction"]
              for name, b in (("loose", loose), ("tight", tight))}

@@ -129,6 +129,9 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         "by subject.",
         f"- Stage `{stage}` (see `mriqc_nb.model.training.stage_config`), seed "
         f"{prov.get('seed')}, weights of epoch (round) {prov.get('epoch')}, chosen on validation where the stage chooses; data seed {profile.seed}.",
+        *([f"- Recipe settings (the run's `recipe.json`): "
+           + ", ".join(f"{k} {v}" for k, v in prov["recipe"].items()) + "."]
+          if prov.get("recipe") else []),
         f"- Made with mriqc-nb {prov.get('package_version')} on {prov.get('created')}.",
         "", "## How good it is", "",
         f"Validation ({val.get('n_scans')} scans, {val.get('n_artifact')} with an artifact): "
