@@ -12,7 +12,7 @@ then the mean over seeds of each, and one ``RESULT`` JSON line. NOTES section 15
 ``onto_clean`` with it (A = 1,500, B = 300)::
 
     git worktree add /tmp/pool300 cb64a33     # the 300 version's predictions, seeds 0-2
-    python experiments/pool_seeds.py --a /tmp/exp_new/laptop-scans \\
+    python experiments/pool_seeds.py --a results/laptop-scans \\
         --b /tmp/pool300/results/laptop-scans --method recipe --seeds 0 1 2
 
 The folders may also hold other methods; only ``--method`` is read. Scans are matched on
