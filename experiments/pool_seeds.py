@@ -15,7 +15,12 @@ then the mean over seeds of each, and one ``RESULT`` JSON line. NOTES section 15
     python experiments/pool_seeds.py --a results/laptop-scans \\
         --b /tmp/pool300/results/laptop-scans --method recipe --seeds 0 1 2
 
-The folders may also hold other methods; only ``--method`` is read. Scans are matched on
+Two *methods* of one folder pair the same way (NOTES section 16: the paper's stages over
+seeds)::
+
+    python experiments/pool_seeds.py --a results/laptop-scans --method ramp --method-b prime
+
+The folders may also hold other methods; only ``--method`` (and ``--method-b``) are read. Scans are matched on
 ``scan_id`` and ``split``; a folder whose scans differ from the other's is refused (the two
 versions must have been scored on one database).
 """
@@ -59,14 +64,19 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, split: str, n_boot: int = 1000) ->
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--a", type=Path, required=True, help="folder of version A's predictions")
-    ap.add_argument("--b", type=Path, required=True, help="folder of version B's predictions")
-    ap.add_argument("--method", default="recipe")
+    ap.add_argument("--b", type=Path, help="folder of version B's predictions (default: --a)")
+    ap.add_argument("--method", default="recipe", help="A's method")
+    ap.add_argument("--method-b", help="B's method (default: --method)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args(argv)
+    args.b = args.b or args.a
+    args.method_b = args.method_b or args.method
+    if args.b == args.a and args.method_b == args.method:
+        ap.error("A and B are the same predictions: give --b or --method-b")
 
     rows = []
     for seed in args.seeds:
-        a, b = load(args.a, args.method, seed), load(args.b, args.method, seed)
+        a, b = load(args.a, args.method, seed), load(args.b, args.method_b, seed)
         for split in ("valid", "test"):
             r = compare(a, b, split)
             rows.append({"seed": seed, "split": split, **r})
@@ -84,7 +94,7 @@ def main(argv=None) -> int:
               f"{s['b'].std(ddof=1):.3f}")
     valid = df[df["split"] == "valid"]
     result = {
-        "method": args.method, "seeds": args.seeds, "a": str(args.a), "b": str(args.b),
+        "method": args.method, "method_b": args.method_b, "seeds": args.seeds, "a": str(args.a), "b": str(args.b),
         "valid_auc_a": [round(x, 4) for x in valid["a"]],
         "valid_auc_b": [round(x, 4) for x in valid["b"]],
         "valid_mean_a": round(float(valid["a"].mean()), 4),
