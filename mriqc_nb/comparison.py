@@ -36,7 +36,7 @@ from mriqc_nb.profiles import get_profile
 __all__ = ["PAPER", "predictions", "stage_metrics", "no_referral_policy", "method_metrics",
            "comparison_table", "threshold_rules", "method_row", "result_columns",
            "seed_summary", "results_markdown", "differences_to_reference",
-           "paired_differences"]
+           "paired_differences", "seed_differences", "seed_difference_table"]
 
 #: Pizarro et al. (2023), test split of their private database (METHOD.md).
 PAPER = {
@@ -321,13 +321,15 @@ def _method_name(method) -> str:
     return str(method).replace("_", " ")
 
 
-def results_markdown(results, meta: dict, methods=None) -> str:
+def results_markdown(results, meta: dict, methods=None, differences=None) -> str:
     """The results table of ``tools/experiments.py`` as a Markdown page section.
 
     Every number is read from ``results`` (one row per method and seed) and the stamp from
     its sidecar ``meta`` (package version, profile, CPU, seeds, wall times): nothing is
     typed by hand. ``methods`` (all of :data:`mriqc_nb.model.runs.STAGES` by default) lists
-    the methods expected; those without a row are named as *not run*.
+    the methods expected; those without a row are named as *not run*. ``differences``
+    (:func:`seed_differences` of the rows' per-scan predictions), when given, adds the paired
+    differences of each method to the reference of the same training seed.
     """
     from mriqc_nb.model.runs import STAGES
 
@@ -389,6 +391,8 @@ def results_markdown(results, meta: dict, methods=None) -> str:
         for c in kinds:
             lines.append(f"| {c[5:]} | " + " | ".join(
                 _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
+    if differences is not None and len(differences):
+        lines += _differences_markdown(differences)
     missing = [m for m in (methods or STAGES) if m not in set(df["method"])]
     if missing:
         lines += ["", f"Not run for this table: {', '.join(missing)} (`make experiments` runs "
@@ -421,7 +425,7 @@ def differences_to_reference(tables: dict, reference: str = "baseline", *,
         One row per method other than the reference and per metric (``auc``, ``f1``,
         ``balanced_accuracy``): ``method``, ``reference``, ``metric``, ``value``,
         ``reference_value``, ``diff``, ``low``, ``high`` (95%), ``p_le_0``, ``n_test``,
-        ``n_test_artifacts``.
+        ``n_test_artifacts``, ``n_boot``.
 
     Raises
     ------
@@ -454,7 +458,8 @@ def differences_to_reference(tables: dict, reference: str = "baseline", *,
             rows.append({"method": name, "reference": reference, "metric": metric,
                          "value": r["a"], "reference_value": r["b"], "diff": r["diff"],
                          "low": r["low"], "high": r["high"], "p_le_0": r["p_le_0"],
-                         "n_test": int(y.size), "n_test_artifacts": int(y.sum())})
+                         "n_test": int(y.size), "n_test_artifacts": int(y.sum()),
+                         "n_boot": int(r["n_boot"])})
     return pd.DataFrame(rows)
 
 
@@ -472,3 +477,121 @@ def paired_differences(profile, stages=("baseline", "focal", "primed_baseline", 
                   predictions(s, profile, "test", T=T, progress=progress)[0])
               for s in dict.fromkeys((reference, *stages))}
     return differences_to_reference(tables, reference, n_boot=n_boot, seed=seed)
+
+
+def _scan_files(scans_dir: Path) -> dict:
+    """``{(method, seed): path}`` of the per-scan files ``<method>_seed-<s>.tsv.gz``."""
+    found = {}
+    for path in sorted(Path(scans_dir).glob("*_seed-*.tsv.gz")):
+        method, _, seed = path.name[: -len(".tsv.gz")].rpartition("_seed-")
+        if method and seed.isdigit():
+            found[(method, int(seed))] = path
+    return found
+
+
+def seed_differences(scans_dir, reference: str = "baseline", *, methods=None, seeds=None,
+                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """:func:`differences_to_reference` for every training seed of committed predictions.
+
+    Reads the per-scan predictions that ``tools/experiments.py`` keeps
+    (``results/<profile>-scans/<method>_seed-<s>.tsv.gz``: validation and test rows, MC
+    dropout at one T). For each seed that the reference has, every other method of that seed is
+    compared with the reference of the **same** seed on the same test scans, each at its own
+    validation Youden threshold.
+
+    Parameters
+    ----------
+    scans_dir : path-like
+        The folder of per-scan files.
+    reference : str
+        The method every other one is compared with.
+    methods, seeds : sequence, optional
+        Restrict to these (default: all found).
+    n_boot, seed : int
+        Bootstrap replicates and the bootstrap's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`differences_to_reference` and ``seed`` (the training seed);
+        empty (with those columns) if no seed has the reference and another method.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``scans_dir`` is not a folder.
+    ValueError
+        If a file lacks a column, or its test scans differ from the reference's (the path is
+        named).
+    """
+    scans_dir = Path(scans_dir)
+    if not scans_dir.is_dir():
+        raise FileNotFoundError(f"{scans_dir}: no folder of per-scan predictions")
+    files = _scan_files(scans_dir)
+    need = {"scan_id", "split", "y", "p_artifact", "mutual_information"}
+    frames = []
+    for s in sorted({k[1] for k in files}):
+        if (seeds is not None and s not in set(map(int, seeds))) or (reference, s) not in files:
+            continue
+        tables = {}
+        for (method, ms), path in files.items():
+            if ms != s or (methods is not None and method not in methods and method != reference):
+                continue
+            df = pd.read_csv(path, sep="\t", dtype={"scan_id": str})
+            missing = need - set(df.columns)
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+            tables[method] = tuple(df[df["split"] == split].reset_index(drop=True)
+                                   for split in ("valid", "test"))
+        if len(tables) < 2:
+            continue
+        try:
+            d = differences_to_reference(tables, reference, n_boot=n_boot, seed=seed)
+        except ValueError as err:
+            raise ValueError(f"{scans_dir}, seed {s}: {err}") from None
+        frames.append(d.assign(seed=s))
+    if not frames:
+        return pd.DataFrame(columns=["method", "reference", "metric", "value",
+                                     "reference_value", "diff", "low", "high", "p_le_0",
+                                     "n_test", "n_test_artifacts", "n_boot", "seed"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _differences_markdown(diffs: pd.DataFrame) -> list[str]:
+    """Rows of the results page: each method minus the reference of its seed, per seed and
+    whether every seed agrees (:func:`seed_difference_table`)."""
+    ref = _method_name(diffs["reference"].iloc[0])
+    n, k = int(diffs["n_test"].iloc[0]), int(diffs["n_test_artifacts"].iloc[0])
+    tables = {m: seed_difference_table(diffs, m) for m in ("auc", "f1")}
+    lines = ["", f"Each method minus the {ref} of the same training seed, on the same {n} test "
+             f"scans ({k} artifacts): paired 95% bootstrap interval of the difference "
+             f"({int(diffs['n_boot'].iloc[0])} stratified "
+             "replicates), F1 at each method's own validation Youden threshold. *Every seed*: "
+             "the interval lies above (or below) 0 for every seed; *mixed*: it does not.", "",
+             "| method | seed | test AUC: difference [95%] | F1: difference [95%] |",
+             "|---|---|---|---|"]
+    for method in tables["auc"].index:
+        for col in [c for c in tables["auc"].columns if c.startswith("seed ")]:
+            lines.append(f"| {method} | {col[5:]} | {tables['auc'].loc[method, col]} | "
+                         f"{tables['f1'].loc[method, col]} |")
+        lines.append(f"| {method} | every seed | {tables['auc'].loc[method, 'every seed']} | "
+                     f"{tables['f1'].loc[method, 'every seed']} |")
+    return lines
+
+
+def seed_difference_table(diffs: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """One metric of :func:`seed_differences` for reading: a row per method, a column per
+    seed (``"+0.180 [+0.111, +0.242]"``), and ``every seed``: ``"above 0"`` when every
+    seed's paired interval lies above 0, ``"below 0"`` when every one lies below, else
+    ``"mixed"`` (a difference whose sign or interval depends on the seed is not a result)."""
+    d = diffs[diffs["metric"] == metric]
+    rows = []
+    for method in pd.unique(d["method"]):
+        m = d[d["method"] == method].sort_values("seed")
+        row = {"method": _method_name(method)}
+        for r in m.itertuples():
+            row[f"seed {r.seed}"] = f"{r.diff:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+        row["every seed"] = ("above 0" if (m["low"] > 0).all() else
+                             "below 0" if (m["high"] < 0).all() else "mixed")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()

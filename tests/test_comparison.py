@@ -185,6 +185,15 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
                            tmp_path / "again.tsv.gz")
     assert again.read_bytes() == (out / "smoke-scans" / "recipe_seed-1.tsv.gz").read_bytes()
     assert (out / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+    # the paired differences to the baseline of each seed, from those per-scan files
+    diffs = comparison.seed_differences(out / "smoke-scans")
+    assert sorted(diffs["seed"].unique()) == [0, 1, 2] and set(diffs["method"]) == {"recipe"}
+    d = diffs[(diffs["seed"] == 1) & (diffs["metric"] == "auc")].iloc[0]
+    assert d["diff"] == pytest.approx(
+        tsv.set_index(["method", "seed"]).loc[("recipe", 1), "auc"]
+        - tsv.set_index(["method", "seed"]).loc[("baseline", 1), "auc"], abs=1e-5)
+    assert f"| recipe | 1 | {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |" in md
+    assert "| recipe | every seed | above 0 |" in md
     with pytest.raises(ValueError, match="unknown methods"):
         ex.run_experiments("smoke", [0], ["nope"], out)
 
@@ -204,3 +213,56 @@ def test_seed_figure_legend_lists_every_seed_once():
     legend = axes[0].figure.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["seed 0", "seed 1", "seed 2", "mean over seeds"]
     plt.close("all")
+
+
+def _write_scans(folder, method, seed, valid, test):
+    """A per-scan file as ``tools/experiments.py`` writes it (validation and test rows)."""
+    df = pd.concat([valid.assign(split="valid"), test.assign(split="test")], ignore_index=True)
+    df[["scan_id", "split", "artifact_kind", "y", "p_artifact", "mutual_information"]].to_csv(
+        folder / f"{method}_seed-{seed}.tsv.gz", sep="\t", index=False)
+
+
+def test_seed_differences_pair_each_seed_with_the_same_seeds_reference(tmp_path):
+    valid = {s: _preds(seed=10 + s, prefix="v") for s in range(2)}
+    test = {s: _preds(seed=20 + s, prefix="t") for s in range(2)}
+    for s in range(2):  # "good" ranks better than the baseline of its seed, "weak" worse
+        _write_scans(tmp_path, "baseline", s, valid[s], test[s])
+        good = lambda t: t.assign(p_artifact=np.clip(t["p_artifact"] + 0.5 * t["y"], 0, 1))  # noqa: E731
+        weak = lambda t: t.assign(p_artifact=t["p_artifact"].sample(frac=1, random_state=s).to_numpy())  # noqa: E731
+        _write_scans(tmp_path, "good", s, good(valid[s]), good(test[s]))
+        _write_scans(tmp_path, "weak", s, weak(valid[s]), weak(test[s]))
+    _write_scans(tmp_path, "good", 2, valid[0], test[0])  # no baseline of seed 2: skipped
+
+    d = comparison.seed_differences(tmp_path, n_boot=200)
+    assert sorted(d["seed"].unique()) == [0, 1]
+    assert set(d["method"]) == {"good", "weak"} and (d["reference"] == "baseline").all()
+    # each seed's rows are differences_to_reference on that seed's tables, nothing else
+    one = d[d["seed"] == 1].drop(columns="seed").reset_index(drop=True)
+    tables = {"baseline": (valid[1], test[1]),
+              "good": (good(valid[1]), good(test[1])), "weak": (weak(valid[1]), weak(test[1]))}
+    tables = {k: tuple(t.drop(columns="n_samples") for t in v) for k, v in tables.items()}
+    direct = comparison.differences_to_reference(tables, n_boot=200)
+    pd.testing.assert_frame_equal(one[direct.columns], direct, check_dtype=False, atol=1e-6)
+
+    table = comparison.seed_difference_table(d, "auc")
+    assert list(table.columns) == ["seed 0", "seed 1", "every seed"]
+    assert table.loc["good", "every seed"] == "above 0"
+    assert table.loc["weak", "every seed"] == "below 0"
+    only = comparison.seed_differences(tmp_path, methods=["good"], seeds=[1], n_boot=50)
+    assert set(only["method"]) == {"good"} and set(only["seed"]) == {1}
+
+
+def test_seed_differences_name_the_file_that_is_wrong(tmp_path):
+    valid, test = _preds(seed=1, prefix="v"), _preds(seed=2, prefix="t")
+    _write_scans(tmp_path, "baseline", 0, valid, test)
+    _write_scans(tmp_path, "other", 0, valid, _preds(seed=2, prefix="x"))  # other test scans
+    with pytest.raises(ValueError, match="seed 0: other: its test scans differ"):
+        comparison.seed_differences(tmp_path, n_boot=20)
+    (tmp_path / "other_seed-0.tsv.gz").unlink()
+    valid.drop(columns="mutual_information").assign(split="valid").to_csv(
+        tmp_path / "bad_seed-0.tsv.gz", sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"bad_seed-0\.tsv\.gz: missing column"):
+        comparison.seed_differences(tmp_path, n_boot=20)
+    with pytest.raises(FileNotFoundError, match="no folder"):
+        comparison.seed_differences(tmp_path / "nowhere")
+    assert comparison.seed_differences(tmp_path / ".." / tmp_path.name, reference="absent").empty

@@ -225,8 +225,11 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
 
 
 def write_pages(df: pd.DataFrame, meta: dict, out_dir: Path, name: str) -> None:
-    """``<name>.md`` (the book's tables) and ``<name>.png`` (its figure) from the table."""
-    write_text(out_dir / f"{name}.md", comparison.results_markdown(df, meta))
+    """``<name>.md`` (the book's tables) and ``<name>.png`` (its figure) from the table; the
+    paired differences to the baseline of each seed come from the per-scan predictions."""
+    scans = Path(out_dir) / f"{name}-scans"
+    diffs = comparison.seed_differences(scans) if scans.is_dir() else None
+    write_text(out_dir / f"{name}.md", comparison.results_markdown(df, meta, differences=diffs))
     write_figure(df, out_dir / f"{name}.png")
 
 
