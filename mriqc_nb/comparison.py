@@ -402,7 +402,8 @@ def results_markdown(results, meta: dict, methods=None, differences=None) -> str
 
 def differences_to_reference(tables: dict, reference: str = "baseline", *,
                              n_boot: int = 1000, seed: int = 0,
-                             measure: str = "mutual_information") -> pd.DataFrame:
+                             measure: str = "mutual_information",
+                             metrics=("auc", "f1", "balanced_accuracy")) -> pd.DataFrame:
     """Paired bootstrap differences of each method to a reference on the same test scans.
 
     Each method decides at its own validation Youden threshold (:func:`threshold_rules`);
@@ -418,12 +419,13 @@ def differences_to_reference(tables: dict, reference: str = "baseline", *,
         The key of ``tables`` every other method is compared with.
     n_boot, seed : int
     measure : str
+    metrics : sequence of str
+        Any of ``auc``, ``f1``, ``balanced_accuracy``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per method other than the reference and per metric (``auc``, ``f1``,
-        ``balanced_accuracy``): ``method``, ``reference``, ``metric``, ``value``,
+        One row per method other than the reference and per metric of ``metrics``: ``method``, ``reference``, ``metric``, ``value``,
         ``reference_value``, ``diff``, ``low``, ``high`` (95%), ``p_le_0``, ``n_test``,
         ``n_test_artifacts``, ``n_boot``.
 
@@ -445,6 +447,9 @@ def differences_to_reference(tables: dict, reference: str = "baseline", *,
     fns = {"auc": safe_auc,
            "f1": lambda yy, d: binary_metrics(yy, d, 0.5)["f1"],
            "balanced_accuracy": lambda yy, d: binary_metrics(yy, d, 0.5)["balanced_accuracy"]}
+    unknown = [m for m in metrics if m not in fns]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}: choose from {sorted(fns)}")
     rows = []
     for name, (valid, test) in tables.items():
         if name == reference:
@@ -452,7 +457,7 @@ def differences_to_reference(tables: dict, reference: str = "baseline", *,
         if test["scan_id"].astype(str).tolist() != ids:
             raise ValueError(f"{name}: its test scans differ from {reference}'s")
         p, d = test["p_artifact"].to_numpy(dtype=float), decisions(valid, test)
-        for metric, fn in fns.items():
+        for metric, fn in ((m, fns[m]) for m in metrics):
             a, b = (p, ref_p) if metric == "auc" else (d, ref_d)
             r = paired_bootstrap_diff(fn, y, a, b, n_boot=n_boot, seed=seed)
             rows.append({"method": name, "reference": reference, "metric": metric,
@@ -490,7 +495,8 @@ def _scan_files(scans_dir: Path) -> dict:
 
 
 def seed_differences(scans_dir, reference: str = "baseline", *, methods=None, seeds=None,
-                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                     n_boot: int = 1000, seed: int = 0,
+                     metrics=("auc", "f1", "balanced_accuracy")) -> pd.DataFrame:
     """:func:`differences_to_reference` for every training seed of committed predictions.
 
     Reads the per-scan predictions that ``tools/experiments.py`` keeps
@@ -509,6 +515,8 @@ def seed_differences(scans_dir, reference: str = "baseline", *, methods=None, se
         Restrict to these (default: all found).
     n_boot, seed : int
         Bootstrap replicates and the bootstrap's seed.
+    metrics : sequence of str
+        As in :func:`differences_to_reference`.
 
     Returns
     -------
@@ -546,7 +554,8 @@ def seed_differences(scans_dir, reference: str = "baseline", *, methods=None, se
         if len(tables) < 2:
             continue
         try:
-            d = differences_to_reference(tables, reference, n_boot=n_boot, seed=seed)
+            d = differences_to_reference(tables, reference, n_boot=n_boot, seed=seed,
+                                         metrics=metrics)
         except ValueError as err:
             raise ValueError(f"{scans_dir}, seed {s}: {err}") from None
         frames.append(d.assign(seed=s))

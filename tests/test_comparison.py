@@ -248,8 +248,12 @@ def test_seed_differences_pair_each_seed_with_the_same_seeds_reference(tmp_path)
     assert list(table.columns) == ["seed 0", "seed 1", "every seed"]
     assert table.loc["good", "every seed"] == "above 0"
     assert table.loc["weak", "every seed"] == "below 0"
-    only = comparison.seed_differences(tmp_path, methods=["good"], seeds=[1], n_boot=50)
+    only = comparison.seed_differences(tmp_path, methods=["good"], seeds=[1], n_boot=50,
+                                       metrics=["auc"])
     assert set(only["method"]) == {"good"} and set(only["seed"]) == {1}
+    assert only["metric"].tolist() == ["auc"]
+    with pytest.raises(ValueError, match="unknown metric"):
+        comparison.seed_differences(tmp_path, metrics=["accuracy"])
 
 
 def test_seed_differences_name_the_file_that_is_wrong(tmp_path):
