@@ -364,6 +364,9 @@ def results_markdown(results, meta: dict, methods=None, differences=None) -> str
                       f"{cell('sensitivity')} | {cell('specificity')} | "
                       f"{cell('subtle_sensitivity')} |")
     lines += ["", "The same decisions, mean (min-max) over seeds:", "", *rows_b]
+    if len(df):  # per-seed rows by method (in the order above), then seed
+        order = {m: i for i, m in enumerate(pd.unique(df["method"]))}
+        df = df.assign(_o=df["method"].map(order)).sort_values(["_o", "seed"], kind="stable")
     lines += ["", "Per seed:", "",
               "| method | seed | test AUC [95%] | F1 | threshold | found / artifacts | "
               "false alarms | validation AUC |", "|---|---|---|---|---|---|---|---|"]
@@ -392,7 +395,7 @@ def results_markdown(results, meta: dict, methods=None, differences=None) -> str
             lines.append(f"| {c[5:]} | " + " | ".join(
                 _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
     if differences is not None and len(differences):
-        lines += _differences_markdown(differences)
+        lines += _differences_markdown(differences, order=list(pd.unique(df["method"])))
     missing = [m for m in (methods or STAGES) if m not in set(df["method"])]
     if missing:
         lines += ["", f"Not run for this table: {', '.join(missing)} (`make experiments` runs "
@@ -566,24 +569,27 @@ def seed_differences(scans_dir, reference: str = "baseline", *, methods=None, se
     return pd.concat(frames, ignore_index=True)
 
 
-def _differences_markdown(diffs: pd.DataFrame) -> list[str]:
+def _differences_markdown(diffs: pd.DataFrame, order=None) -> list[str]:
     """Rows of the results page: each method minus the reference of its seed, per seed and
     whether every seed agrees (:func:`seed_difference_table`)."""
     ref = _method_name(diffs["reference"].iloc[0])
     n, k = int(diffs["n_test"].iloc[0]), int(diffs["n_test_artifacts"].iloc[0])
     tables = {m: seed_difference_table(diffs, m) for m in ("auc", "f1")}
+    methods = [_method_name(m) for m in (order or [])]
+    methods = [m for m in methods if m in tables["auc"].index] + [
+        m for m in tables["auc"].index if m not in methods]
     lines = ["", f"Each method minus the {ref} of the same training seed, on the same {n} test "
              f"scans ({k} artifacts): paired 95% bootstrap interval of the difference "
              f"({int(diffs['n_boot'].iloc[0])} stratified "
-             "replicates), F1 at each method's own validation Youden threshold. *Every seed*: "
+             "replicates), F1 at each method's own validation Youden threshold. Seed *all*: "
              "the interval lies above (or below) 0 for every seed; *mixed*: it does not.", "",
              "| method | seed | test AUC: difference [95%] | F1: difference [95%] |",
              "|---|---|---|---|"]
-    for method in tables["auc"].index:
+    for method in methods:
         for col in [c for c in tables["auc"].columns if c.startswith("seed ")]:
             lines.append(f"| {method} | {col[5:]} | {tables['auc'].loc[method, col]} | "
                          f"{tables['f1'].loc[method, col]} |")
-        lines.append(f"| {method} | every seed | {tables['auc'].loc[method, 'every seed']} | "
+        lines.append(f"| {method} | all | {tables['auc'].loc[method, 'every seed']} | "
                      f"{tables['f1'].loc[method, 'every seed']} |")
     return lines
 

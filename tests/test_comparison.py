@@ -193,7 +193,7 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
         tsv.set_index(["method", "seed"]).loc[("recipe", 1), "auc"]
         - tsv.set_index(["method", "seed"]).loc[("baseline", 1), "auc"], abs=1e-5)
     assert f"| recipe | 1 | {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |" in md
-    assert "| recipe | every seed | above 0 |" in md
+    assert "| recipe | all | above 0 |" in md
     with pytest.raises(ValueError, match="unknown methods"):
         ex.run_experiments("smoke", [0], ["nope"], out)
 
