@@ -582,7 +582,8 @@ def _differences_markdown(diffs: pd.DataFrame, order=None) -> list[str]:
              f"scans ({k} artifacts): paired 95% bootstrap interval of the difference "
              f"({int(diffs['n_boot'].iloc[0])} stratified "
              "replicates), F1 at each method's own validation Youden threshold. Seed *all*: "
-             "the interval lies above (or below) 0 for every seed; *mixed*: it does not.", "",
+             "the interval lies above (or below) 0 for every seed; *mixed*: it does not; *not "
+             "run*: that seed of the method has not been trained yet.", "",
              "| method | seed | test AUC: difference [95%] | F1: difference [95%] |",
              "|---|---|---|---|"]
     for method in methods:
@@ -598,15 +599,25 @@ def seed_difference_table(diffs: pd.DataFrame, metric: str = "auc") -> pd.DataFr
     """One metric of :func:`seed_differences` for reading: a row per method, a column per
     seed (``"+0.180 [+0.111, +0.242]"``), and ``every seed``: ``"above 0"`` when every
     seed's paired interval lies above 0, ``"below 0"`` when every one lies below, else
-    ``"mixed"`` (a difference whose sign or interval depends on the seed is not a result)."""
+    ``"mixed"`` (a difference whose sign or interval depends on the seed is not a result).
+
+    A method that lacks a seed the others have reads ``"not run"`` there, and its verdict
+    says on how many seeds it rests (``"above 0 (2 of 3 seeds)"``)."""
     d = diffs[diffs["metric"] == metric]
+    all_seeds = sorted(int(x) for x in pd.unique(d["seed"]))
     rows = []
     for method in pd.unique(d["method"]):
         m = d[d["method"] == method].sort_values("seed")
         row = {"method": _method_name(method)}
-        for r in m.itertuples():
-            row[f"seed {r.seed}"] = f"{r.diff:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
-        row["every seed"] = ("above 0" if (m["low"] > 0).all() else
-                             "below 0" if (m["high"] < 0).all() else "mixed")
+        have = {int(r.seed): r for r in m.itertuples()}
+        for seed in all_seeds:
+            r = have.get(seed)
+            row[f"seed {seed}"] = ("not run" if r is None else
+                                   f"{r.diff:+.3f} [{r.low:+.3f}, {r.high:+.3f}]")
+        verdict = ("above 0" if (m["low"] > 0).all() else
+                   "below 0" if (m["high"] < 0).all() else "mixed")
+        if len(have) < len(all_seeds):
+            verdict += f" ({len(have)} of {len(all_seeds)} seeds)"
+        row["every seed"] = verdict
         rows.append(row)
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()

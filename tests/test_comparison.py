@@ -198,6 +198,27 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
         ex.run_experiments("smoke", [0], ["nope"], out)
 
 
+def test_experiments_script_times_a_resumed_run_by_its_epochs(tmp_path, monkeypatch):
+    """A run found finished returns at once; its row gets its epochs' time, not that wait."""
+    import types
+
+    import experiments as ex
+
+    monkeypatch.setenv("MRIQC_NB_HOME", str(tmp_path / "home"))
+    finished = types.SimpleNamespace(
+        history=pd.DataFrame({"epoch": [1, 2, 3], "seconds": [400.0, 500.0, 600.0]}))
+    monkeypatch.setattr(ex, "train_method", lambda *a, **k: finished)
+    monkeypatch.setattr(ex, "predict_method", lambda run, profile, **k: {
+        "valid": _preds(seed=10), "test": _preds(seed=20, prefix="t"),
+        "subtle": _preds(n_clean=0, n_art=6, seed=30, prefix="u")})
+    out = tmp_path / "results"
+    df = ex.run_experiments("smoke", [0], ["baseline"], out, n_boot=50, log=lambda s: None)
+    assert 1500.0 <= df["seconds_train"].iloc[0] < 1560.0
+    meta = json.loads((out / "smoke.json").read_text())
+    assert 1500.0 <= meta["wall_seconds"]["baseline"]["0"]["train"] < 1560.0
+    assert ex.training_seconds(tmp_path) == 0.0  # no history: nothing to add
+
+
 def test_seed_figure_legend_lists_every_seed_once():
     """The first method may have fewer seeds than the others: the legend still names them all."""
     import matplotlib
@@ -248,6 +269,22 @@ def test_seed_differences_pair_each_seed_with_the_same_seeds_reference(tmp_path)
     assert list(table.columns) == ["seed 0", "seed 1", "every seed"]
     assert table.loc["good", "every seed"] == "above 0"
     assert table.loc["weak", "every seed"] == "below 0"
+    # a method without one of the seeds: named as not run, its verdict says on how many
+    _write_scans(tmp_path, "baseline", 2, valid[0], test[0])
+    _write_scans(tmp_path, "weak", 2, weak(valid[0]), weak(test[0]))
+    part = comparison.seed_difference_table(
+        comparison.seed_differences(tmp_path, methods=["weak", "late"], n_boot=50,
+                                    metrics=["auc"]), "auc")
+    assert part.loc["weak", "every seed"] == "below 0"
+    (tmp_path / "good_seed-2.tsv.gz").unlink()
+    _write_scans(tmp_path, "late", 2, good(valid[0]), good(test[0]))
+    part = comparison.seed_difference_table(
+        comparison.seed_differences(tmp_path, n_boot=50, metrics=["auc"]), "auc")
+    assert part.loc["late", "seed 0"] == "not run" and part.loc["good", "seed 2"] == "not run"
+    assert part.loc["late", "every seed"] == "above 0 (1 of 3 seeds)"
+    assert part.loc["good", "every seed"] == "above 0 (2 of 3 seeds)"
+    for name in ("baseline_seed-2", "weak_seed-2", "late_seed-2"):
+        (tmp_path / f"{name}.tsv.gz").unlink()
     only = comparison.seed_differences(tmp_path, methods=["good"], seeds=[1], n_boot=50,
                                        metrics=["auc"])
     assert set(only["method"]) == {"good"} and set(only["seed"]) == {1}
