@@ -12,6 +12,9 @@ Four questions, each answered from the profile's own scan table, cached volumes 
 - **Memorisation** (:func:`memorisation`, :func:`artifact_ce_by_epoch`): the cross-entropy
   of the *stored* training artifacts against that of the validation artifacts, per epoch. A
   network that memorises its few training artifacts drives the first far below the second.
+- **Fitting at all** (:func:`constant_loss`): each epoch's training loss beside that of the
+  best *constant* predictor, a network that gives every scan the same probability. A ratio
+  above 1 means the network did worse on its own training set than one that knows nothing.
 - **What is detected** (:func:`per_kind_sensitivity`, :func:`subtle_sensitivity`,
   :func:`development_sensitivity`): the sensitivity per artifact kind at a fixed threshold, on
   a labelled split, on the separate set of *subtle* artifacts, or on many artifacts of every
@@ -35,7 +38,7 @@ from scipy.stats import hypergeom
 from mriqc_nb.labels import ARTIFACT, class_weights, to_y
 
 __all__ = ["batch_composition", "constant_band_share", "background_std", "shortcut_table",
-           "memorisation", "artifact_ce_by_epoch", "per_kind_sensitivity",
+           "memorisation", "constant_loss", "artifact_ce_by_epoch", "per_kind_sensitivity",
            "subtle_sensitivity", "development_sensitivity", "conformed_pair",
            "visible_difference"]
 
@@ -193,6 +196,66 @@ def memorisation(history: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ratio"] = out["val_ce_artifact"] / out["train_ce_artifact"]
     return out.reset_index(drop=True)
+
+
+def constant_loss(history: pd.DataFrame) -> pd.DataFrame:
+    """Each epoch's training loss beside that of the best constant predictor.
+
+    A network that ignores its input and gives every scan the same probability ``p`` of an
+    artifact has, on an epoch of ``n_clean`` clean and ``n_artifact`` artifact scans with
+    class weights ``w_clean`` and ``w_artifact``, the mean weighted cross-entropy
+    ``-(W_c log(1 - p) + W_a log p) / n`` with ``W_c = n_clean w_clean``,
+    ``W_a = n_artifact w_artifact``; it is smallest at ``p = W_a / (W_a + W_c)`` (0.5 for
+    balancing weights, the artifact share for unweighted cross-entropy). A ratio of the
+    epoch's loss to that minimum above 1 says the network did *worse on its own training
+    set* than one that knows nothing: it has not fitted, let alone memorised.
+
+    The epoch's loss is the running mean that training reports, with dropout and flips on
+    and while the weights change, so it overstates the loss of the finished network a little;
+    the constant is exact for the epoch's counts and weights.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        A run's ``history.csv`` (``Run(dir).history``) with the columns ``epoch``,
+        ``n_clean``, ``n_artifact``, ``weight_clean``, ``weight_artifact`` and ``loss``
+        (the paper's stages write them). Epochs without weights (the focal loss, whose
+        constant is another formula) get NaN.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``epoch``, ``phase`` (if the history has it), ``loss``, ``constant_loss`` and
+        ``ratio`` (loss over constant loss).
+
+    Raises
+    ------
+    KeyError
+        If a column is missing (they are named).
+    """
+    need = ["epoch", "n_clean", "n_artifact", "weight_clean", "weight_artifact", "loss"]
+    missing = [c for c in need if c not in history.columns]
+    if missing:
+        raise KeyError(f"history lacks {missing}: constant_loss needs the class counts and "
+                       "weights of every epoch (the paper's stages write them)")
+    h = history.reset_index(drop=True)
+    w_c = pd.to_numeric(h["n_clean"], errors="coerce") * pd.to_numeric(h["weight_clean"],
+                                                                        errors="coerce")
+    w_a = pd.to_numeric(h["n_artifact"], errors="coerce") * pd.to_numeric(
+        h["weight_artifact"], errors="coerce")
+    n = pd.to_numeric(h["n_clean"], errors="coerce") + pd.to_numeric(h["n_artifact"],
+                                                                     errors="coerce")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = w_a / (w_a + w_c)
+        const = -(w_c * np.log1p(-p) + w_a * np.log(p)) / n
+    const = const.where((w_a > 0) & (w_c > 0))
+    out = pd.DataFrame({"epoch": h["epoch"].astype(int)})
+    if "phase" in h.columns:
+        out["phase"] = h["phase"]
+    out["loss"] = pd.to_numeric(h["loss"], errors="coerce").astype(float)
+    out["constant_loss"] = const.astype(float)
+    out["ratio"] = out["loss"] / out["constant_loss"]
+    return out
 
 
 def _artifact_ce(p_artifact) -> float:

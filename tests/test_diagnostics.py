@@ -112,6 +112,43 @@ def test_memorisation_from_history():
         dg.memorisation(hist.drop(columns="val_ce_artifact"))
 
 
+def _mean_weighted_ce(y, p, w_clean, w_artifact):
+    """Mean over scans of w_y * CE of a constant probability p of an artifact."""
+    y = np.asarray(y)
+    ce = np.where(y == 1, -np.log(p), -np.log1p(-p))
+    return float(np.mean(np.where(y == 1, w_artifact, w_clean) * ce))
+
+
+def test_constant_loss_is_the_best_loss_of_a_network_that_ignores_its_input():
+    # epochs of a ramp: 2940 clean / 60 artifacts at balancing weights, a smaller one at
+    # other weights, an unweighted 98%-clean epoch, and a focal epoch without weights
+    hist = pd.DataFrame(dict(
+        epoch=[1, 2, 3, 4], phase=["ramp", "full", "full", "full"],
+        n_clean=[636, 2940, 2940, 2940], n_artifact=[60, 60, 60, 60],
+        weight_clean=[1.0, 1.0, 1.0, np.nan], weight_artifact=[10.6, 49.0, 1.0, np.nan],
+        loss=[1.0, 2.0, 0.05, 0.1]))
+    out = dg.constant_loss(hist)
+    assert out.columns.tolist() == ["epoch", "phase", "loss", "constant_loss", "ratio"]
+    grid = np.linspace(1e-4, 1 - 1e-4, 20001)
+    for i in range(3):
+        row = hist.iloc[i]
+        y = np.r_[np.zeros(int(row.n_clean)), np.ones(int(row.n_artifact))]
+        losses = [_mean_weighted_ce(y, q, row.weight_clean, row.weight_artifact)
+                  for q in grid]
+        # no constant probability does better, and the best one on a fine grid matches
+        assert out.constant_loss[i] <= min(losses) + 1e-9
+        np.testing.assert_allclose(out.constant_loss[i], min(losses), rtol=1e-6)
+    # balancing weights: the best constant is 0.5, its loss ln 2 times the mean weight
+    np.testing.assert_allclose(out.constant_loss[1], np.log(2) * (2940 + 60 * 49) / 3000)
+    # unweighted: the entropy of a 2% artifact share
+    np.testing.assert_allclose(out.constant_loss[2],
+                               -(0.98 * np.log(0.98) + 0.02 * np.log(0.02)))
+    np.testing.assert_allclose(out.ratio[:3], hist.loss[:3] / out.constant_loss[:3])
+    assert np.isnan(out.constant_loss[3]) and np.isnan(out.ratio[3])
+    with pytest.raises(KeyError, match="weight_artifact"):
+        dg.constant_loss(hist.drop(columns="weight_artifact"))
+
+
 # --------------------------------------------------------------------------- per kind
 
 
