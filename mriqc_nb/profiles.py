@@ -8,9 +8,9 @@ magnitude of compute:
     Continuous integration: the whole book in minutes on 2 CPU cores, on a tiny grid. Its
     numbers test that the code runs; they are not results.
 ``laptop``
-    The default for building the book: two hours or more on 2 CPU cores (the paper's five
-    stages 82 min on the earlier 5,000-scan database, on a shared 2-core AMD EPYC; the book's
-    30-round recipe 21 min on 2 idle cores). 8,000 scans: the training split holds 3,000
+    The default for building the book: about three hours on 2 CPU cores (its six trainings
+    150 min, their predictions 11 and the database 6 on an idle older 2-core AMD EPYC without
+    AVX-512; README.md). 8,000 scans: the training split holds 3,000
     (60 artifacts), validation 1,600 (32) and test 3,400 (68), so that test F1 and per-kind
     sensitivity rest on more than a handful of artifacts.
 ``colab``
@@ -156,7 +156,7 @@ PROFILES: dict[str, Profile] = {
             batch_size=8,
             mc_samples_valid=50,
             mc_samples_test=100,
-            description="the default: the whole book in two hours or more on 2 CPU cores",
+            description="the default: the whole book in about three hours on 2 CPU cores",
             # the recipe of chapter 5b: 30 x 60 steps of 8 (about 20 min on 2 idle cores).
             # 12 rounds left it undertrained: validation AUC 0.887 against 0.982 for 30
             # (seed 2023, MC T = 100, all 1,600 validation scans; experiments/NOTES.md 10).

@@ -157,7 +157,9 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
         ex.run_experiments("smoke", [3], ["baseline"], out, n_boot=50, log=lambda s: None)
     assert "smoke.json" in str(err.value) and ("baseline", 3) not in trained
     side["profile"]["recipe"]["onto_clean"] -= 1
-    (out / "smoke.json").write_text(json.dumps(side))
+    side["profile"]["description"] = "older words about the same settings"
+    (out / "smoke.json").write_text(json.dumps(side))  # prose is not a setting: accepted
+    ex.run_experiments("smoke", [0], ["baseline"], out, n_boot=50, log=lambda s: None)
     s = comparison.seed_summary(out / "smoke.tsv").set_index("method")
     assert s.loc["recipe", "n_seeds"] == 3
     assert s.loc["recipe", "auc_mean"] > s.loc["baseline", "auc_mean"]

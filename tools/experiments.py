@@ -149,9 +149,11 @@ def _check_same_profile(stored, current: dict, side: Path) -> None:
     profile (another recipe, other epochs) would share the newer stamp and misdescribe the older
     rows. The message names the settings that differ.
     """
-    if not stored or stored == json.loads(json.dumps(current)):
+    # the description is prose about the profile, not a setting of it
+    stored = {k: v for k, v in (stored or {}).items() if k != "description"}
+    current = {k: v for k, v in json.loads(json.dumps(current)).items() if k != "description"}
+    if not stored or stored == current:
         return
-    current = json.loads(json.dumps(current))
     keys = sorted(k for k in {*stored, *current} if stored.get(k) != current.get(k))
     diff = "; ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in keys)
     raise ValueError(
