@@ -394,6 +394,23 @@ def results_markdown(results, meta: dict, methods=None, differences=None) -> str
         for c in kinds:
             lines.append(f"| {c[5:]} | " + " | ".join(
                 _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
+    subtle = [c for c in df.columns if c.startswith("subtle_sens_")]
+    if len(df) and subtle and df[subtle].notna().any().any():
+        groups = list(df.groupby("method", sort=False))
+        n_sub = int(pd.to_numeric(df["n_subtle"], errors="coerce").max())
+        lines += ["", f"Sensitivity per artifact kind on the separate set of {n_sub} *subtle* "
+                  "artifacts (never used for training or for any choice), at the same "
+                  "thresholds, mean over seeds. Read each column against its last row, the "
+                  "share of *clean* test scans the method calls artifacts: a method that "
+                  "flags that share of every scan finds as many subtle artifacts by chance.",
+                  "",
+                  "| kind | " + " | ".join(_method_name(m) for m, _ in groups) + " |",
+                  "|---|" + "---|" * len(groups)]
+        for c in subtle:
+            lines.append(f"| {c[12:]} | " + " | ".join(
+                _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
+        lines.append("| *clean test scans called artifacts* | " + " | ".join(
+            _fmt(1 - sub["specificity"].astype(float).mean(), 2) for _, sub in groups) + " |")
     if differences is not None and len(differences):
         lines += _differences_markdown(differences, order=list(pd.unique(df["method"])))
     missing = [m for m in (methods or STAGES) if m not in set(df["method"])]

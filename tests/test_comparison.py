@@ -174,6 +174,17 @@ def test_experiments_script_resumes_and_keeps_seeds_apart(tmp_path, monkeypatch)
     assert (f"| {first['method']} | {first['seed']} | {first['threshold_f1rule']:.3f} | "
             f"{first['f1_f1rule']:.3f} |") in md
     assert "Not run for this table: focal, prime, ramp, primed_baseline" in md
+    # the subtle set per kind and method, mean over seeds, read from the table's columns
+    final = pd.read_csv(out / "smoke.tsv", sep="\t")
+    sub_cols = [c for c in final.columns
+                if c.startswith("subtle_sens_") and final[c].notna().all()]
+    assert sub_cols and "separate set of 6 *subtle* artifacts" in md
+    kind = sub_cols[0]
+    means = final.groupby("method", sort=False)[kind].mean()
+    assert (f"| {kind[12:]} | " + " | ".join(f"{v:.2f}" for v in means) + " |") in md
+    chance = 1 - final.groupby("method", sort=False)["specificity"].mean()
+    assert ("| *clean test scans called artifacts* | "
+            + " | ".join(f"{v:.2f}" for v in chance) + " |") in md
     # per-scan predictions behind every row (reproducible bytes), and the headline figure
     scans = sorted(p.name for p in (out / "smoke-scans").iterdir())
     assert scans == [f"{m}_seed-{s}.tsv.gz" for m in ("baseline", "recipe") for s in (0, 1, 2)]
