@@ -16,18 +16,17 @@ import pandas as pd
 
 from .profiles import Profile
 
-__all__ = ["profile_note", "training_note", "readable", "LAPTOP_MINUTES"]
+__all__ = ["profile_note", "training_note", "readable", "LAPTOP_MINUTES", "LAPTOP_MINUTES_CPU"]
 
-#: Minutes each training stage takes on the ``laptop`` profile on 2 CPU cores. Measured as a
-#: whole: the five stages and every prediction of chapters 6 to 8 took 82 minutes on a shared
-#: 2-core machine. The split by stage is an estimate in proportion to the work of each stage
-#: (3 units per scan of a training step, 1 per scan of each epoch's validation pass:
-#: baseline and focal 10 epochs on 3,000 scans, prime 30 epochs on 120, ramp 8 epochs
-#: growing to 3,000, primed baseline 8 epochs on 3,000), which leaves about 9 minutes for
-#: the predictions.
-LAPTOP_MINUTES = {"baseline": 19, "focal": 19, "prime": 8, "ramp": 12, "primed_baseline": 15}
-#: The measured total behind :data:`LAPTOP_MINUTES` (minutes, training and predictions).
-LAPTOP_MINUTES_MEASURED = 82
+#: Minutes each training stage took on the ``laptop`` profile (8,000-scan database), measured
+#: stage by stage by ``make experiments`` (``results/laptop.json``) on the machine named in
+#: :data:`LAPTOP_MINUTES_CPU`, when it ran nothing else. Each stage's own training only: the
+#: ``ramp`` and ``primed_baseline`` start from a trained ``prime``.
+LAPTOP_MINUTES = {"baseline": 33, "focal": 31, "prime": 10, "ramp": 23, "primed_baseline": 24,
+                  "recipe": 29}
+#: The machine behind :data:`LAPTOP_MINUTES`: an older CPU than most laptops.
+LAPTOP_MINUTES_CPU = ("an idle 2-core AMD EPYC (family 23, AVX2 but no AVX-512, oneDNN on); "
+                      "newer CPUs take less")
 
 _WHAT = {
     "smoke": "120 scans on a 32 x 32 x 32 grid, trained for 2 epochs: enough to run every line",
@@ -94,10 +93,9 @@ def training_note(stages: Iterable[str], profile: Profile) -> "IPython.display.M
     stages = list(stages)
     minutes = sum(LAPTOP_MINUTES[s] for s in stages)
     names = ", ".join(f"`{s}`" for s in stages)
-    body = (f"The next cell trains {names}. On the `laptop` profile that takes about "
-            f"{_round_minutes(minutes)} minutes on 2 CPU cores (an estimate: the five stages "
-            f"and all predictions took {LAPTOP_MINUTES_MEASURED} minutes in all, measured on a "
-            "shared 2-core machine); the `smoke` profile takes a minute or two. A trained "
+    body = (f"The next cell trains {names}. On the `laptop` profile that took about "
+            f"{_round_minutes(minutes)} minutes, measured stage by stage by `make experiments` "
+            f"on {LAPTOP_MINUTES_CPU}; the `smoke` profile takes a minute or two. A trained "
             "stage is kept under `$MRIQC_NB_HOME` and reused: running the cell again, or a "
             "later chapter, costs nothing.")
     if profile.name not in ("smoke", "laptop"):
