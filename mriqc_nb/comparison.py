@@ -387,30 +387,20 @@ def results_markdown(results, meta: dict, methods=None, differences=None) -> str
                          f"{_fmt(r['specificity_f1rule'])} |")
     kinds = [c for c in df.columns if c.startswith("sens_")]
     if len(df) and kinds:  # kinds as rows: a column per method keeps the table narrow
-        groups = list(df.groupby("method", sort=False))
         lines += ["", "Sensitivity per artifact kind on the test split, mean over seeds:", "",
-                  "| kind | " + " | ".join(_method_name(m) for m, _ in groups) + " |",
-                  "|---|" + "---|" * len(groups)]
-        for c in kinds:
-            lines.append(f"| {c[5:]} | " + " | ".join(
-                _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
+                  *_kind_table(df, kinds, "sens_")]
     subtle = [c for c in df.columns if c.startswith("subtle_sens_")]
     if len(df) and subtle and df[subtle].notna().any().any():
-        groups = list(df.groupby("method", sort=False))
         n_sub = int(pd.to_numeric(df["n_subtle"], errors="coerce").max())
         lines += ["", f"Sensitivity per artifact kind on the separate set of {n_sub} *subtle* "
                   "artifacts (never used for training or for any choice), at the same "
                   "thresholds, mean over seeds. Read each column against its last row, the "
                   "share of *clean* test scans the method calls artifacts: a method that "
                   "flags that share of every scan finds as many subtle artifacts by chance.",
-                  "",
-                  "| kind | " + " | ".join(_method_name(m) for m, _ in groups) + " |",
-                  "|---|" + "---|" * len(groups)]
-        for c in subtle:
-            lines.append(f"| {c[12:]} | " + " | ".join(
-                _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
+                  "", *_kind_table(df, subtle, "subtle_sens_")]
         lines.append("| *clean test scans called artifacts* | " + " | ".join(
-            _fmt(1 - sub["specificity"].astype(float).mean(), 2) for _, sub in groups) + " |")
+            _fmt(1 - sub["specificity"].astype(float).mean(), 2)
+            for _, sub in df.groupby("method", sort=False)) + " |")
     if differences is not None and len(differences):
         lines += _differences_markdown(differences, order=list(pd.unique(df["method"])))
     missing = [m for m in (methods or STAGES) if m not in set(df["method"])]
@@ -584,6 +574,18 @@ def seed_differences(scans_dir, reference: str = "baseline", *, methods=None, se
                                      "reference_value", "diff", "low", "high", "p_le_0",
                                      "n_test", "n_test_artifacts", "n_boot", "seed"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _kind_table(df: pd.DataFrame, columns, prefix: str) -> list[str]:
+    """Rows of a per-kind table: a row per kind (``columns`` less ``prefix``), a column per
+    method (in the order of ``df``), each cell the mean over seeds."""
+    groups = list(df.groupby("method", sort=False))
+    lines = ["| kind | " + " | ".join(_method_name(m) for m, _ in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for c in columns:
+        lines.append(f"| {c[len(prefix):]} | " + " | ".join(
+            _fmt(sub[c].astype(float).mean(), 2) for _, sub in groups) + " |")
+    return lines
 
 
 def _differences_markdown(diffs: pd.DataFrame, order=None) -> list[str]:

@@ -239,12 +239,10 @@ def constant_loss(history: pd.DataFrame) -> pd.DataFrame:
         raise KeyError(f"history lacks {missing}: constant_loss needs the class counts and "
                        "weights of every epoch (the paper's stages write them)")
     h = history.reset_index(drop=True)
-    w_c = pd.to_numeric(h["n_clean"], errors="coerce") * pd.to_numeric(h["weight_clean"],
-                                                                        errors="coerce")
-    w_a = pd.to_numeric(h["n_artifact"], errors="coerce") * pd.to_numeric(
-        h["weight_artifact"], errors="coerce")
-    n = pd.to_numeric(h["n_clean"], errors="coerce") + pd.to_numeric(h["n_artifact"],
-                                                                     errors="coerce")
+    num = h[need[1:]].apply(pd.to_numeric, errors="coerce")  # empty weights (focal): NaN
+    w_c = num["n_clean"] * num["weight_clean"]
+    w_a = num["n_artifact"] * num["weight_artifact"]
+    n = num["n_clean"] + num["n_artifact"]
     with np.errstate(divide="ignore", invalid="ignore"):
         p = w_a / (w_a + w_c)
         const = -(w_c * np.log1p(-p) + w_a * np.log(p)) / n
@@ -252,7 +250,7 @@ def constant_loss(history: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"epoch": h["epoch"].astype(int)})
     if "phase" in h.columns:
         out["phase"] = h["phase"]
-    out["loss"] = pd.to_numeric(h["loss"], errors="coerce").astype(float)
+    out["loss"] = num["loss"].astype(float)
     out["constant_loss"] = const.astype(float)
     out["ratio"] = out["loss"] / out["constant_loss"]
     return out

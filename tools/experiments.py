@@ -213,22 +213,22 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
                 continue
             t0 = time.perf_counter()
             run = train_method(method, p, seed, progress=progress)
-            # a run resumed or found finished took its epochs' time, not this call's
             t1 = time.perf_counter()
-            t0 = min(t0, t1 - training_seconds(run))
+            # a run resumed or found finished took its epochs' time, not this call's
+            train_s = max(t1 - t0, training_seconds(run))
             tables = predict_method(run, p, progress=progress)
             t2 = time.perf_counter()
             row = comparison.method_row(tables["valid"], tables["test"], tables["subtle"],
                                         n_boot=n_boot, seed=int(seed))
             write_scans(tables, out_dir / f"{p.name}-scans" / f"{method}_seed-{int(seed)}.tsv.gz")
             row.update(method=method, seed=int(seed), profile=p.name,
-                       seconds_train=round(t1 - t0, 1), seconds_predict=round(t2 - t1, 1))
+                       seconds_train=round(train_s, 1), seconds_predict=round(t2 - t1, 1))
             new = pd.DataFrame([row])
             df = new if df.empty else pd.concat([df, new], ignore_index=True)
             df = df.reindex(columns=comparison.result_columns()).infer_objects()
             write_text(tsv, df.to_csv(sep="\t", index=False, float_format="%.6g"))
             wall.setdefault(method, {})[str(int(seed))] = {
-                "train": round(t1 - t0, 1), "predict": round(t2 - t1, 1)}
+                "train": round(train_s, 1), "predict": round(t2 - t1, 1)}
             meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
             write_json(side, meta, sort_keys=False)
             write_pages(df, meta, out_dir, p.name)
@@ -236,7 +236,7 @@ def run_experiments(profile, seeds, methods=METHODS, out_dir=ROOT / "results", *
             log(f"{p.name} seed {seed} {method}: AUC {row['auc']:.3f} "
                 f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] F1 {row['f1']:.3f} "
                 f"({row['n_test_artifacts']} of {row['n_test']} test scans are artifacts; "
-                f"{t1 - t0:.0f} s training, {t2 - t1:.0f} s predicting)")
+                f"{train_s:.0f} s training, {t2 - t1:.0f} s predicting)")
     return df
 
 
