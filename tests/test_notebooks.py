@@ -43,6 +43,23 @@ def _library_warnings(notebook) -> list[str]:
     return [line[:120] for line in text.splitlines() if line.startswith("WARNING:tensorflow")]
 
 
+# Printed text wider than this overflows the page's text column at 1280 px (sphinx-book-theme
+# sets outputs at about 8.2 CSS px a character in a 688 px column; tools/check_pages.py
+# measures the rendered page): a reader sees a scroll bar or a clipped line.
+MAX_PRINTED = 78
+
+
+def _long_printed_lines(notebook) -> list[str]:
+    """Lines the executed chapter prints to stdout longer than MAX_PRINTED (stderr is removed
+    from the pages by _config.yml)."""
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    return [line for line in text.splitlines() if len(line) > MAX_PRINTED]
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch):
     import papermill as pm
@@ -57,6 +74,9 @@ def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch
     )
     noise = _library_warnings(out)
     assert not noise, f"{path.name} shows library warnings to its readers: {noise}"
+    wide = _long_printed_lines(out)
+    assert not wide, (f"{path.name} prints lines wider than the page's column "
+                      f"({MAX_PRINTED} characters); wrap them with textwrap: {wide}")
     env = dict(os.environ, MRIQC_NB_PROFILE="smoke", MPLBACKEND="Agg", MRIQC_NB_HOME=str(nb_home))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
