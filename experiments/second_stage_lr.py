@@ -7,7 +7,8 @@ its training loss stays above that of a network that gives every scan the same p
 (1e-3, as in the paper) turns the rare artifact batches of a class weight of 49 at batch 8 into
 large single-example steps that wipe out what priming learnt.
 
-This script trains the primed baseline once more from the *same* primed network of one seed
+This script trains a second stage (``--stage``: the primed baseline, or the ramp) once more
+from the *same* primed network of one seed
 (``tools/experiments.py``'s run folder), with the schedule's rates divided by ``--scale``, writes
 its per-scan predictions beside the committed ones (``--out``; MC dropout, T as in
 ``tools/experiments.py``) and prints its validation AUC against the primed network's and the
@@ -16,6 +17,7 @@ after that, the test AUC. It is a diagnosis, not a choice of the book's: the pap
 their settings.
 
     python experiments/second_stage_lr.py --seed 2 --scale 10
+    python experiments/second_stage_lr.py --seed 2 --scale 10 --stage ramp
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="laptop")
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--stage", default="primed_baseline", choices=["primed_baseline", "ramp"])
     ap.add_argument("--scale", type=float, default=10.0,
                     help="divide the schedule's base and peak learning rates by this")
     ap.add_argument("--scans", default=str(ROOT / "results" / "laptop-scans"),
@@ -57,10 +60,10 @@ def main(argv=None) -> int:
     if not (folder / "prime").is_dir():
         raise SystemExit(f"{folder / 'prime'}: no primed network of seed {args.seed}; "
                          "run tools/experiments.py for that seed first")
-    base = training.stage_config("primed_baseline", p, seed=args.seed)
-    name = f"primed_baseline-lr{args.scale:g}"
+    base = training.stage_config(args.stage, p, seed=args.seed)
+    name = f"{args.stage}-lr{args.scale:g}"
     t0 = time.perf_counter()
-    run = training.train_stage("primed_baseline", p, run_dir=folder / name, seed=args.seed,
+    run = training.train_stage(args.stage, p, run_dir=folder / name, seed=args.seed,
                                base_lr=base.base_lr / args.scale,
                                max_lr=base.max_lr / args.scale)
     t1 = time.perf_counter()
@@ -79,8 +82,8 @@ def main(argv=None) -> int:
           " ".join(f"{r:.2f}" for r in fit["ratio"]))
     a = pd.read_csv(mine, sep="\t")
     scans = Path(args.scans)
-    result = {"seed": args.seed, "scale": args.scale}
-    for other in ("prime", "primed_baseline"):
+    result = {"seed": args.seed, "scale": args.scale, "stage": args.stage}
+    for other in ("prime", args.stage):
         b = load(scans, other, args.seed)
         for split in ("valid", "test"):  # validation first; test is only reported
             r = compare(a, b, split)
