@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,17 @@ def executed_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nb_home(tmp_path_factory):
-    """One package home (databases, trained runs) shared by the chapters, in order."""
+    """One package home (databases, trained runs) shared by the chapters, in order.
+
+    A fresh temporary folder, unless ``MRIQC_NB_TEST_HOME`` names one: ``.ci/run`` points it
+    at the run's own fresh ``MRIQC_NB_HOME``, so that the book build after the tests finds the
+    smoke databases and trained runs the chapters made here instead of training them again
+    (nbval's second execution of every chapter already takes that path)."""
+    given = os.environ.get("MRIQC_NB_TEST_HOME")
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     return tmp_path_factory.mktemp("mriqc_nb_home")
 
 
