@@ -44,13 +44,19 @@ def nb_home(tmp_path_factory):
     return tmp_path_factory.mktemp("mriqc_nb_home")
 
 
-def _library_warnings(notebook) -> list[str]:
-    """Lines of the executed chapter's outputs that are TensorFlow/Keras log warnings (such as
-    tf.function retracing): noise on the page, and often a sign of slow code."""
+def _output_text(notebook, stream: str | None = None) -> str:
+    """The text outputs of an executed chapter, joined; only those of ``stream`` ("stdout"
+    or "stderr") when given."""
     import json
 
     cells = json.loads(notebook.read_text())["cells"]
-    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])
+                   if stream is None or o.get("name") == stream)
+
+
+def _library_warnings(text: str) -> list[str]:
+    """Lines of a chapter's output text that are TensorFlow/Keras log warnings (such as
+    tf.function retracing): noise on the page, and often a sign of slow code."""
     return [line[:120] for line in text.splitlines() if line.startswith("WARNING:tensorflow")]
 
 
@@ -60,14 +66,8 @@ def _library_warnings(notebook) -> list[str]:
 MAX_PRINTED = 78
 
 
-def _long_printed_lines(notebook) -> list[str]:
-    """Lines the executed chapter prints to stdout longer than MAX_PRINTED (stderr is removed
-    from the pages by _config.yml)."""
-    import json
-
-    cells = json.loads(notebook.read_text())["cells"]
-    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])
-                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+def _long_lines(text: str) -> list[str]:
+    """Lines of ``text`` longer than MAX_PRINTED."""
     return [line for line in text.splitlines() if len(line) > MAX_PRINTED]
 
 
@@ -83,9 +83,9 @@ def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch
         str(path), str(out), parameters={"profile": "smoke"}, kernel_name="python3",
         cwd=str(path.parent), progress_bar=False,
     )
-    noise = _library_warnings(out)
+    noise = _library_warnings(_output_text(out))
     assert not noise, f"{path.name} shows library warnings to its readers: {noise}"
-    wide = _long_printed_lines(out)
+    wide = _long_lines(_output_text(out, "stdout"))  # _config.yml removes stderr from pages
     assert not wide, (f"{path.name} prints lines wider than the page's column "
                       f"({MAX_PRINTED} characters); wrap them with textwrap: {wide}")
     env = dict(os.environ, MRIQC_NB_PROFILE="smoke", MPLBACKEND="Agg", MRIQC_NB_HOME=str(nb_home))
