@@ -8,12 +8,11 @@ its training loss stays above that of a network that gives every scan the same p
 large single-example steps that wipe out what priming learnt.
 
 This script trains a second stage (``--stage``: the primed baseline, or the ramp) once more
-from the *same* primed network of one seed
-(``tools/experiments.py``'s run folder), with the schedule's rates divided by ``--scale``, writes
-its per-scan predictions beside the committed ones (``--out``; MC dropout, T as in
-``tools/experiments.py``) and prints its validation AUC against the primed network's and the
-committed primed baseline's (paired bootstrap), its training-loss ratios to the constant, and,
-after that, the test AUC. It is a diagnosis, not a choice of the book's: the paper's stages keep
+from the *same* primed network of one seed (``tools/experiments.py``'s run folder), with the
+schedule's rates divided by ``--scale``, writes its per-scan predictions beside the committed
+ones (``--out``; MC dropout, T as in ``tools/experiments.py``) and prints its validation AUC
+against the primed network's and the committed run's of the same stage at the paper's rates
+(paired bootstrap), its training-loss ratios to the constant, and, after that, the test AUC. It is a diagnosis, not a choice of the book's: the paper's stages keep
 their settings.
 
     python experiments/second_stage_lr.py --seed 2 --scale 10
