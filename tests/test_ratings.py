@@ -223,6 +223,28 @@ def test_site_scale_is_per_site_and_label_free():
     assert df.cjv.tolist()[0] == 1.0                    # the input is not modified
 
 
+def test_site_scale_skips_missing_values_as_pandas_does():
+    """A missing IQM stays missing; the site's statistics are those of its other scans, and a
+    feature missing in a whole site stays NaN there without a warning."""
+    import warnings
+
+    df = pd.DataFrame({"site": ["A"] * 6 + ["B"] * 2,
+                       "cjv": [1.0, 2.0, np.nan, 3.0, 4.0, 5.0, np.nan, np.nan],
+                       "cnr": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 1.0, 3.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = iqm.site_scale(df, ["cjv", "cnr"])
+    # site A, cjv without its NaN: median 3, IQR 4 - 2 = 2
+    np.testing.assert_array_equal(out.cjv[:6], [-1.0, -0.5, np.nan, 0.0, 0.5, 1.0])
+    assert out.cjv[6:].isna().all()
+    np.testing.assert_allclose(out.cnr[6:], [-1.0, 1.0])   # B: median 2, IQR 2.5 - 1.5 = 1
+    per_site = pd.concat(
+        (block[["cjv", "cnr"]] - block[["cjv", "cnr"]].median())
+        / (block[["cjv", "cnr"]].quantile(0.75) - block[["cjv", "cnr"]].quantile(0.25)).where(lambda v: v > 0, 1.0)
+        for _, block in df.groupby("site"))
+    pd.testing.assert_frame_equal(out[["cjv", "cnr"]], per_site.loc[df.index])
+
+
 def test_site_scale_variants():
     from scipy.stats import norm
 
