@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mriqc_nb import predict, referral
-from mriqc_nb.metrics import binary_metrics, bootstrap_ci, paired_bootstrap_diff, safe_auc
+from mriqc_nb.metrics import binary_metrics, bootstrap_ci, bootstrap_cis, paired_bootstrap_diff, safe_auc
 from mriqc_nb.model import training
 from mriqc_nb.profiles import get_profile
 
@@ -101,12 +101,10 @@ def method_metrics(policy: referral.ReferralPolicy, test: pd.DataFrame, *, n_boo
     """
     y = test["y"].to_numpy()
     out = referral.evaluate_policy(policy, test, labels=y)
-    idx = np.arange(len(test))
-    for key in keys:
-        def fn(_y, rows, key=key):
-            rows = np.asarray(rows, dtype=int)
-            return referral.evaluate_policy(policy, test.iloc[rows], labels=y[rows])[key]
-        _, low, high = bootstrap_ci(fn, y, idx, n_boot=n_boot, seed=seed)
+    # one evaluation per resample for all keys (the resamples of bootstrap_ci with this seed)
+    cis = bootstrap_cis(lambda rows: referral.evaluate_policy(policy, test.iloc[rows], labels=y[rows]),
+                        y, keys, n_boot=n_boot, seed=seed)
+    for key, (low, high) in cis.items():
         out[f"{key}_low"], out[f"{key}_high"] = low, high
     return out
 

@@ -26,6 +26,8 @@ __all__ = [
     "best_threshold",
     "youden_threshold",
     "bootstrap_ci",
+    "bootstrap_cis",
+    "bootstrap_indices",
     "paired_bootstrap_diff",
     "calibration_table",
     "expected_calibration_error",
@@ -199,14 +201,43 @@ def bootstrap_ci(fn: Callable, y_true, score, *args, n_boot: int = 1000, seed: i
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(score, dtype=float)
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratified else [np.arange(y.size)]
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(g, g.size, replace=True) for g in groups])
-        stats[b] = fn(y[idx], s[idx], *args)
+    stats = np.array([fn(y[idx], s[idx], *args) for idx in bootstrap_indices(y, n_boot, seed, stratified)],
+                     dtype=float).reshape(n_boot)
     low, high = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])
     return float(fn(y, s, *args)), float(low), float(high)
+
+
+def bootstrap_indices(y_true, n_boot: int = 1000, seed: int = 0, stratified: bool = True):
+    """The resamples of :func:`bootstrap_ci`: ``n_boot`` index arrays, the same for a seed.
+
+    Stratified: each class resampled to its own count, artifacts after clean scans.
+    """
+    y = np.asarray(y_true).astype(int)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratified else [np.arange(y.size)]
+    for _ in range(n_boot):
+        yield np.concatenate([rng.choice(g, g.size, replace=True) for g in groups])
+
+
+def bootstrap_cis(fn: Callable, y_true, keys, *, n_boot: int = 1000, seed: int = 0,
+                  alpha: float = 0.05, stratified: bool = True) -> dict:
+    """Percentile intervals of several metrics from *one* set of resamples.
+
+    ``fn(rows) -> dict`` computes every metric on the scans ``rows`` (an index array). Each
+    key's interval is the one :func:`bootstrap_ci` gives for that metric alone with the same
+    ``seed`` (the same resamples), at one evaluation per resample instead of one per key.
+
+    Returns
+    -------
+    dict key -> (low, high)
+    """
+    stats = {key: np.empty(n_boot) for key in keys}
+    for b, idx in enumerate(bootstrap_indices(y_true, n_boot, seed, stratified)):
+        values = fn(idx)
+        for key in keys:
+            stats[key][b] = values[key]
+    return {key: tuple(float(q) for q in np.nanquantile(v, [alpha / 2, 1 - alpha / 2]))
+            for key, v in stats.items()}
 
 
 def paired_bootstrap_diff(fn: Callable, y_true, score_a, score_b, *, n_boot: int = 1000, seed: int = 0,

@@ -128,3 +128,18 @@ def test_calibration_bins_edges():
     tab = M.calibration_table([0, 1, 1], [0.0, 0.1, 1.0], n_bins=10)
     assert list(tab["n"].iloc[[0, 1, 9]]) == [1, 1, 1]   # 0 -> first, 0.1 -> second, 1 -> last
     assert np.isnan(tab["fraction_artifact"].iloc[5])
+
+
+def test_bootstrap_cis_gives_each_key_the_interval_of_bootstrap_ci():
+    """Several metrics from one set of resamples: each key's interval is bootstrap_ci's alone."""
+    from mriqc_nb.metrics import binary_metrics, bootstrap_ci, bootstrap_cis
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(300) < 0.1).astype(int)
+    s = np.clip(0.3 * y + rng.random(300) * 0.8, 0, 1)
+    keys = ("f1", "sensitivity", "specificity")
+    cis = bootstrap_cis(lambda rows: binary_metrics(y[rows], s[rows], 0.5), y, keys, n_boot=300, seed=7)
+    for key in keys:
+        _, low, high = bootstrap_ci(lambda yy, ss, k=key: binary_metrics(yy, ss, 0.5)[k], y, s, n_boot=300, seed=7)
+        assert cis[key] == (low, high), key
+    assert cis["sensitivity"][0] < cis["sensitivity"][1]            # not a degenerate interval
