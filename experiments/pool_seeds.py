@@ -61,6 +61,24 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, split: str, n_boot: int = 1000) ->
     return out
 
 
+def against_committed(mine: pd.DataFrame, name: str, scans: Path, seed: int, others) -> dict:
+    """Paired AUC of a new run's predictions against committed methods of the same seed.
+
+    Prints one line per (method, split), validation before test, and returns the results
+    as ``{"<split>_vs_<method>": compare(...)}``.
+    """
+    result = {}
+    for other in others:
+        committed = load(Path(scans), other, seed)
+        for split in ("valid", "test"):  # validation first; test is only reported
+            r = compare(mine, committed, split)
+            result[f"{split}_vs_{other}"] = r
+            print(f"{split} ({r['n']} scans / {r['n_artifacts']} artifacts): {name} "
+                  f"{r['a']:.3f} vs {other} {r['b']:.3f}: {r['diff']:+.3f} "
+                  f"[{r['low']:+.3f}, {r['high']:+.3f}]")
+    return result
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--a", type=Path, required=True, help="folder of version A's predictions")

@@ -28,7 +28,7 @@ for p in (ROOT, ROOT / "tools", ROOT / "experiments"):
         sys.path.insert(0, str(p))
 
 import experiments as ex  # noqa: E402  (tools/experiments.py)
-from pool_seeds import compare, load  # noqa: E402
+from pool_seeds import against_committed  # noqa: E402
 
 from mriqc_nb.model import training  # noqa: E402
 from mriqc_nb.model.recipe import recipe_config  # noqa: E402
@@ -67,15 +67,9 @@ def main(argv=None) -> int:
     print(f"profile {p.name}, seed {args.seed}, {cfg.rounds} rounds of "
           f"{cfg.steps_per_round} steps, peak rate {cfg.lr:g}; CPU {cpu_model()}; training "
           f"{max(t1 - t0, ex.training_seconds(run)):.0f} s, predicting {t2 - t1:.0f} s")
-    a = pd.read_csv(mine, sep="\t")
-    b = load(Path(args.scans), "recipe", args.seed)
-    result = {"seed": args.seed, "rounds": cfg.rounds, "lr": cfg.lr}
-    for split in ("valid", "test"):  # validation first; test is only reported
-        r = compare(a, b, split)
-        result[f"{split}_vs_recipe"] = r
-        print(f"{split} ({r['n']} scans / {r['n_artifacts']} artifacts): {name} "
-              f"{r['a']:.3f} vs recipe {r['b']:.3f}: {r['diff']:+.3f} "
-              f"[{r['low']:+.3f}, {r['high']:+.3f}]")
+    result = {"seed": args.seed, "rounds": cfg.rounds, "lr": cfg.lr,
+              **against_committed(pd.read_csv(mine, sep="\t"), name, Path(args.scans), args.seed,
+                                  ("recipe",))}
     print("RESULT " + json.dumps(result, default=float))
     return 0
 

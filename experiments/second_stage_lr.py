@@ -34,7 +34,7 @@ for p in (ROOT, ROOT / "tools", ROOT / "experiments"):
         sys.path.insert(0, str(p))
 
 import experiments as ex  # noqa: E402  (tools/experiments.py)
-from pool_seeds import compare, load  # noqa: E402
+from pool_seeds import against_committed  # noqa: E402
 
 from mriqc_nb import diagnostics  # noqa: E402
 from mriqc_nb.model import training  # noqa: E402
@@ -79,17 +79,9 @@ def main(argv=None) -> int:
     fit = diagnostics.constant_loss(run.history)
     print("training loss / best constant loss per epoch:",
           " ".join(f"{r:.2f}" for r in fit["ratio"]))
-    a = pd.read_csv(mine, sep="\t")
-    scans = Path(args.scans)
-    result = {"seed": args.seed, "scale": args.scale, "stage": args.stage}
-    for other in ("prime", args.stage):
-        b = load(scans, other, args.seed)
-        for split in ("valid", "test"):  # validation first; test is only reported
-            r = compare(a, b, split)
-            result[f"{split}_vs_{other}"] = r
-            print(f"{split} ({r['n']} scans / {r['n_artifacts']} artifacts): {name} "
-                  f"{r['a']:.3f} vs {other} {r['b']:.3f}: {r['diff']:+.3f} "
-                  f"[{r['low']:+.3f}, {r['high']:+.3f}]")
+    result = {"seed": args.seed, "scale": args.scale, "stage": args.stage,
+              **against_committed(pd.read_csv(mine, sep="\t"), name, Path(args.scans), args.seed,
+                                  ("prime", args.stage))}
     result["ratio"] = [round(float(x), 3) for x in fit["ratio"]]
     print("RESULT " + json.dumps(result, default=float))
     return 0
