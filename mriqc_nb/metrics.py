@@ -201,8 +201,8 @@ def bootstrap_ci(fn: Callable, y_true, score, *args, n_boot: int = 1000, seed: i
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(score, dtype=float)
-    stats = np.array([fn(y[idx], s[idx], *args) for idx in bootstrap_indices(y, n_boot, seed, stratified)],
-                     dtype=float).reshape(n_boot)
+    stats = np.fromiter((fn(y[idx], s[idx], *args) for idx in bootstrap_indices(y, n_boot, seed, stratified)),
+                        dtype=float, count=n_boot)
     low, high = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])
     return float(fn(y, s, *args)), float(low), float(high)
 
