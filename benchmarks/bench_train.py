@@ -25,6 +25,13 @@ jobs single passes can be slowed at random; the best pass is then the fairer com
     python benchmarks/bench_train.py --pipeline [--profile laptop] [--n-scans 64]
                                      [--repeats 5] [--mixed-precision]
 
+``--device``: training and inference volumes per second in this interpreter, on whatever Keras
+backend and device it has (random volumes in memory, numpy input, so no TensorFlow is needed:
+``KERAS_BACKEND=jax`` on a GPU machine), and the training compute that the profile's baseline
+and recipe imply at that rate::
+
+    KERAS_BACKEND=jax python benchmarks/bench_train.py --device --profile colab [--mixed-precision]
+
 The subset database is built once under ``$MRIQC_NB_HOME/databases/<profile>-bench<n>``.
 ``--mixed-precision`` trains in ``mixed_float16`` on a GPU (``mixed_bfloat16`` on a CPU, which
 has no float16 3D pooling kernel; meant for a GPU, on most CPUs it is slower).
@@ -81,6 +88,71 @@ def _child(args) -> int:
     return 0
 
 
+def device_main(args) -> int:
+    """NN008 on whatever Keras backend and device this interpreter has (a GPU machine).
+
+    Trains on random volumes held in memory (numpy arrays: no tf.data, so any backend works)
+    and times inference (one deterministic forward pass per volume), each for ``--repeats``
+    passes after a warm-up; prints volumes per second of both, and the compute-only training
+    time of the profile's stages that these imply (data loading and validation excluded).
+    """
+    import keras
+    import numpy as np
+
+    from mriqc_nb.model.networks import build_nn008
+    from mriqc_nb.model.training import _compile, stage_config
+    from mriqc_nb.profiles import get_profile
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        device = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+        device = (", ".join(tf.config.experimental.get_device_details(g).get("device_name", "GPU")
+                            for g in gpus) or "CPU")
+    else:
+        device = "?"
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if device == "CPU"
+                                                else "mixed_float16")
+    profile = get_profile(args.profile)
+    batch = args.batch_size or profile.batch_size
+    n = max(batch, args.n_volumes // batch * batch)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, *profile.grid, 1), dtype=np.float32)
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, n)]
+    config = stage_config("baseline", profile, batch_size=batch, epochs=1, finetune_epochs=0)
+    keras.utils.set_random_seed(0)
+    model = build_nn008((*profile.grid, 1))
+    _compile(model, config, [n // batch])
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # warm-up
+    model.predict(x, batch_size=batch, verbose=0)
+    fit, pred = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        fit.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        model.predict(x, batch_size=batch, verbose=0)
+        pred.append(time.perf_counter() - t)
+    train_vps, pred_vps = n / statistics.median(fit), n / statistics.median(pred)
+    print(f"device: {device}; Keras {keras.__version__}, backend {backend}, policy "
+          f"{keras.mixed_precision.global_policy().name}; host CPU: {cpu_model()}")
+    print(f"NN008, profile {profile.name}, grid {profile.grid}, batch {batch}, {n} random "
+          f"volumes in memory, median of {args.repeats} passes after a warm-up")
+    print(f"  training  {train_vps:10.1f} volumes/s (best {n / min(fit):.1f})")
+    print(f"  inference {pred_vps:10.1f} volumes/s (best {n / min(pred):.1f})")
+    rec = profile.extra.get("recipe", {})
+    steps = {"baseline": profile.epochs_baseline * profile.n_scans * profile.split_fractions[0],
+             "recipe": rec.get("rounds", 0) * rec.get("steps_per_round", 0) * rec.get("batch_size", batch)}
+    for name, vols in steps.items():
+        print(f"  {name}: {vols:,.0f} training volumes -> {vols / train_vps / 60:.1f} min of "
+              "training compute at this rate")
+    return 0
+
+
 def onednn_main(args) -> int:
     """Run :func:`_child` with oneDNN on and off, each in a fresh interpreter; print a table."""
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores)")
@@ -114,6 +186,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", action="store_true",
                         help="compare the tf.data pipeline with in-memory input instead")
+    parser.add_argument("--device", action="store_true",
+                        help="time training and inference on this interpreter's Keras backend "
+                             "and device (e.g. KERAS_BACKEND=jax on a GPU machine)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n-volumes", type=int, default=48,
                         help="random volumes per pass of the oneDNN benchmark (default 48)")
@@ -129,6 +204,8 @@ def main(argv=None) -> int:
         args.repeats = 5 if args.pipeline else 3
     if args.child:
         return _child(args)
+    if args.device:
+        return device_main(args)
     if not args.pipeline:
         return onednn_main(args)
 
