@@ -25,6 +25,14 @@ pytestmark = pytest.mark.notebooks
 
 @pytest.fixture(scope="module")
 def executed_dir(tmp_path_factory):
+    """Where papermill writes the executed chapters: a fresh temporary folder, unless
+    ``MRIQC_NB_TEST_EXECUTED`` names one (``.ci/run`` then hands them to the book build's
+    cache with ``tools/seed_book_cache.py``, so the build does not execute them again)."""
+    given = os.environ.get("MRIQC_NB_TEST_EXECUTED")
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     return tmp_path_factory.mktemp("executed")
 
 
@@ -77,7 +85,9 @@ def test_chapter_executes_and_validates(path, executed_dir, nb_home, monkeypatch
 
     monkeypatch.setenv("MRIQC_NB_PROFILE", "smoke")
     monkeypatch.setenv("MRIQC_NB_HOME", str(nb_home))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # no MPLBACKEND: the kernel's inline backend draws the figures, as in the book build,
+    # which can then reuse these executions (.ci/run, tools/seed_book_cache.py)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     out = executed_dir / path.name
     pm.execute_notebook(
         str(path), str(out), parameters={"profile": "smoke"}, kernel_name="python3",
