@@ -185,7 +185,7 @@ PROFILES: dict[str, Profile] = {
             mc_samples_valid=50,
             mc_samples_test=100,
             description="one T4-class GPU; target: a chapter in under about 15 minutes (not yet timed "
-                        "on a T4; NN008 trains at 355 volumes/s here on an H200, JAX backend)",
+                        "on a T4; NN008 trained at 355 volumes/s on an H200, JAX backend)",
             extra={"recipe": dict(redraws=8, onto_clean=600, artifact_share=0.5, batch_size=8,
                                   rounds=20, steps_per_round=100, valid_clean=600),
                    "monitor_valid": 600},
