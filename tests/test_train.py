@@ -160,6 +160,24 @@ def test_a_finished_recipe_run_is_reused_only_for_the_same_recipe(tiny_recipe):
     assert str(r) in str(err.value)
 
 
+def test_an_interrupted_recipe_resumes_and_ends_as_an_uninterrupted_one(tiny_recipe, tmp_path):
+    r = tmp_path / "recipe"
+    run = train_stage("recipe", TINY, run_dir=r, stop_after_epoch=1, progress=False)
+    assert (run.last_epoch, run.done, len(run.history)) == (1, False, 1)
+    with pytest.raises(ValueError, match="unfinished recipe run .*onto_clean"):
+        train_stage("recipe", TINY, run_dir=r, onto_clean=3, progress=False)
+    run = train_stage("recipe", TINY, run_dir=r, progress=False)  # a new call resumes
+    assert run.done and run.history["epoch"].tolist() == [1, 2]
+    cols = ["loss", "accuracy", "val_auc", "val_ce"]
+    np.testing.assert_allclose(tiny_recipe.history[cols], run.history[cols], rtol=1e-5)
+    for wa, wb in zip(_weights(tiny_recipe.model()), _weights(run.model())):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
+    assert run.selected_epoch == tiny_recipe.selected_epoch
+    # only the last state and its dropout generators are kept
+    assert sorted(p.name for p in (r / "checkpoints").glob("*.json")) == ["dropout-002.json"]
+    assert sorted(p.name for p in (r / "checkpoints").glob("*.keras")) == ["state-002.keras"]
+
+
 def test_development_set_rates_per_kind_on_validation_anatomy(home, tiny_recipe):
     from mriqc_nb.data import profile_database
     from mriqc_nb.diagnostics import _wilson, development_sensitivity

@@ -39,6 +39,9 @@ __all__ = ["RecipeConfig", "recipe_config", "train_recipe", "recipe_model", "REC
 
 from mriqc_nb.model.runs import SELECTION_FILE as RECIPE_FILE  # this recipe's own file
 
+#: The recipe's settings, written when a run starts: an unfinished run resumes only with them.
+STARTED_FILE = "recipe-started.json"
+
 
 @dataclass
 class RecipeConfig:
@@ -168,9 +171,50 @@ def _check_same_recipe(run_dir: Path, cfg: RecipeConfig) -> None:
                          f"(stored, requested): {diff}; use another run_dir or force=True")
 
 
+def _dropout_file(run_dir: Path, r: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"dropout-{r:03d}.json"
+
+
+def _dropout_generators(model) -> list:
+    """The dropout layers' generator-state variables, in the network's order (their names
+    are made unique per process, ``seed_generator_2/...``, so they are matched by order)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _save_dropout_state(model, run_dir: Path, r: int) -> None:
+    """The dropout layers' generator states after round ``r``: a saved Keras model does not
+    restore them, and without them a resumed run would drop other units than an uninterrupted
+    one. Written before the round's state; older rounds' files are removed only after it
+    (:func:`_keep_dropout_state`), so the state on disk always has its file."""
+    write_text(_dropout_file(run_dir, r),
+               json.dumps([np.asarray(v).tolist() for v in _dropout_generators(model)]))
+
+
+def _keep_dropout_state(run_dir: Path, r: int) -> None:
+    """Remove the dropout files of rounds before ``r`` (whose state is saved)."""
+    for old in _dropout_file(run_dir, r).parent.glob("dropout-[0-9][0-9][0-9].json"):
+        if old.name != _dropout_file(run_dir, r).name:
+            old.unlink()
+
+
+def _load_dropout_state(model, run_dir: Path, r: int) -> None:
+    path = _dropout_file(run_dir, r)
+    try:
+        states = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"{run_dir}: cannot resume after round {r}: {path.name} is missing "
+                           f"or unreadable ({exc}); delete the folder to train again") from exc
+    variables = _dropout_generators(model)
+    if len(states) != len(variables):
+        raise RuntimeError(f"{run_dir}: {path.name} holds {len(states)} dropout generator "
+                           f"states, the network has {len(variables)}")
+    for v, state in zip(variables, states):
+        v.assign(np.asarray(state, dtype=v.dtype))
+
+
 def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None = None,
                  table: pd.DataFrame | None = None, workers: int = 1,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, stop_after_round: int | None = None) -> Path:
     """Train NN008 with the recipe; return the run directory (see the module notes).
 
     Parameters
@@ -188,11 +232,21 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
         Processes that make the redraw pool.
     progress : bool
         Print one line per round.
+    stop_after_round : int, optional
+        Return after this round, unfinished (to test resuming).
 
     Returns
     -------
     pathlib.Path
         ``run_dir``; ``recipe.json`` holds ``selected_round`` and the per-round validation AUC.
+
+    Notes
+    -----
+    Resumable: after every round the full state (weights, Nadam's slots and step, the
+    dropout layers' generator states) is saved (:meth:`Run.save_epoch`), and each round's
+    batches depend only on ``(seed, round)``, so an interrupted run (a closed laptop, a Colab
+    session that resets) continues from its last finished round and ends as an uninterrupted
+    one would.
     """
     p = get_profile(profile)
     cfg = config or recipe_config(p)
@@ -216,8 +270,8 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     from mriqc_nb.diagnostics import _artifact_ce
     from mriqc_nb.labels import to_y
     from mriqc_nb.metrics import safe_auc
-    from mriqc_nb.model.networks import build_nn008, save_weights
-    from mriqc_nb.model.runs import CKPT_DIR, Run
+    from mriqc_nb.model.networks import build_nn008
+    from mriqc_nb.model.runs import Run
 
     valid = _valid_subset(table, cfg.valid_clean, cfg.seed)
     yv = to_y(valid["label"])
@@ -225,18 +279,44 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     stored = train_rows[train_rows["label"].astype(str) == "artifact"]  # memorised or learnt?
     paths, y = cache_paths(train, root), to_y(train["label"])
     run = Run(run_dir)
+    started = run_dir / STARTED_FILE
+    if started.exists():  # an unfinished run resumes only with the same recipe
+        first = json.loads(started.read_text())
+        diff = {k: (first.get(k), v) for k, v in asdict(cfg).items() if first.get(k) != v}
+        if diff:
+            raise ValueError(f"{run_dir} holds an unfinished recipe run with another "
+                             f"configuration (stored, requested): {diff}; use another run_dir "
+                             "or force=True")
     run.start(recipe_run_config(p, cfg))
-    keras.utils.set_random_seed(cfg.seed)
-    model = build_nn008((*p.grid, 1))
+    if not started.exists():
+        write_text(started, json.dumps(asdict(cfg), indent=2))
     total = cfg.rounds * cfg.steps_per_round
     lr = keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=cfg.lr_final / cfg.lr)
-    model.compile(optimizer=keras.optimizers.Nadam(learning_rate=lr),
-                  loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    save_weights(model, run.checkpoint(0))
+    last = run.last_epoch
+    if last is None:
+        keras.utils.set_random_seed(cfg.seed)
+        model = build_nn008((*p.grid, 1))
+        model.compile(optimizer=keras.optimizers.Nadam(learning_rate=lr),
+                      loss=keras.losses.CategoricalCrossentropy(),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        model.optimizer.build(model.trainable_variables)  # saved state: zeros, step 0
+        _save_dropout_state(model, run_dir, 0)
+        run.save_epoch(model, 0)
+        last, rows = 0, []
+    else:  # resume: the state of the last finished round, and its rounds' history
+        model = keras.models.load_model(run.state, compile=True)
+        _load_dropout_state(model, run_dir, last)
+        done = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").exists() else None
+        rows = [] if done is None else done[done["epoch"] <= last].to_dict("records")
+        if len(rows) != last:
+            raise RuntimeError(f"{run_dir}: the saved state is of round {last} but history.csv "
+                               f"has {len(rows)} of its rounds; train it again (delete the folder)")
+        if progress and last:
+            print(f"resuming {run_dir.name} after round {last} of {cfg.rounds}", flush=True)
     spec = (tf.TensorSpec((None, *p.grid, 1), tf.float32), tf.TensorSpec((None, 2), tf.float32))
-    rows = []
-    for r in range(1, cfg.rounds + 1):
+    for r in range(last + 1, cfg.rounds + 1):
+        if stop_after_round is not None and r > stop_after_round:
+            return run_dir
         seed = int(np.random.SeedSequence([cfg.seed, r]).generate_state(1)[0])
         ds = tf.data.Dataset.from_generator(
             lambda s=seed: _batches(paths, y, cfg, s, cfg.steps_per_round),
@@ -255,13 +335,14 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
                          train_ce_artifact=_artifact_ce(sa),
                          lr_end=float(lr(r * cfg.steps_per_round)),
                          seconds=t_train, seconds_valid=time.perf_counter() - t - t_train))
-        save_weights(model, run.checkpoint(r))
         write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
+        _save_dropout_state(model, run_dir, r)
+        run.save_epoch(model, r)  # last: a state never runs ahead of its history
+        _keep_dropout_state(run_dir, r)
         if progress:
             q = rows[-1]
             print(f"round {r}/{cfg.rounds}: loss {q['loss']:.3f} val_auc {q['val_auc']:.3f} "
                   f"({q['seconds']:.0f}+{q['seconds_valid']:.0f} s)", flush=True)
-    model.save(run.dir / CKPT_DIR / f"state-{cfg.rounds:03d}.keras")
     hist = pd.DataFrame(rows)
     best = int(hist.loc[hist["val_auc"].fillna(-1).idxmax(), "epoch"])  # first maximum
     write_text(run_dir / RECIPE_FILE, json.dumps(dict(

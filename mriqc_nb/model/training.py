@@ -358,7 +358,7 @@ def train_stage(
     Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
         train_recipe(p, run_dir, config=recipe_config(p, **overrides), progress=progress,
-                     table=table)
+                     table=table, stop_after_round=stop_after_epoch)
         return Run(run_dir)
     run = Run(run_dir)
     if (run_dir / CONFIG_FILE).exists():
