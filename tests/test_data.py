@@ -121,9 +121,21 @@ def smoke_table():
 
 
 def test_table_is_deterministic(smoke_table):
-    pd.testing.assert_frame_equal(smoke_table, data.make_table("smoke"))
+    from mriqc_nb.data import synthetic
+
+    # drawn again, not the table this process already made (make_table keeps it)
+    pd.testing.assert_frame_equal(smoke_table, synthetic._make_table(get_profile("smoke")))
     other = data.make_table(replace(get_profile("smoke"), seed=1))
     assert not other["recipe"].equals(smoke_table["recipe"])
+
+
+def test_a_made_table_is_kept_per_profile_and_every_call_gets_its_own_copy():
+    first = data.make_table("smoke")
+    first.loc[first.index[0], "label"] = "changed by a caller"
+    again = data.make_table("smoke")
+    assert again is not first and again.iloc[0]["label"] != "changed by a caller"
+    pd.testing.assert_frame_equal(again, data.make_table(get_profile("smoke")))
+    assert len(data.make_table(replace(get_profile("smoke"), n_scans=60))) != len(again)
 
 
 def test_exact_class_counts_per_split(smoke_table):

@@ -45,8 +45,17 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=json_default))
 
 
+#: Tables already made in this process, by profile (see :func:`make_table`).
+_MADE: dict[str, pd.DataFrame] = {}
+
+
 def make_table(profile: str | Profile) -> pd.DataFrame:
     """The synthetic scan table of a profile (no volumes are made).
+
+    A table is a pure function of the profile, and drawing the laptop profile's 8,100
+    recipes takes seconds, while a chapter asks for it many times (every prediction of
+    chapter 8 does): the table is made once per profile and process, and every call
+    returns a copy of its own (all its columns hold strings, numbers or booleans).
 
     ``profile.n_scans`` labelled scans (``scans_per_subject`` per subject, modalities cycling
     from a random start, repeats numbered ``run-2``, ...), ``round(n_scans * (1 -
@@ -61,6 +70,15 @@ def make_table(profile: str | Profile) -> pd.DataFrame:
         Columns :data:`~mriqc_nb.data.table.COLUMNS` (``path`` and ``cache_file`` empty).
     """
     p = get_profile(profile)
+    key = json.dumps(p.as_dict(), sort_keys=True, default=str)
+    if key not in _MADE:
+        if len(_MADE) >= 4:  # a few profiles per process at most; keep memory bounded
+            _MADE.pop(next(iter(_MADE)))
+        _MADE[key] = _make_table(p)
+    return _MADE[key].copy()
+
+
+def _make_table(p: Profile) -> pd.DataFrame:
     kinds = tuple(ARTIFACTS)
     seed, spp = int(p.seed), int(p.scans_per_subject)
     if spp < 1 or p.n_scans < 1:
