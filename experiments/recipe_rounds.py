@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ for p in (ROOT, ROOT / "tools", ROOT / "experiments"):
 import experiments as ex  # noqa: E402  (tools/experiments.py)
 from pool_seeds import against_committed  # noqa: E402
 
+from mriqc_nb._atomic import write_json  # noqa: E402
 from mriqc_nb.model import training  # noqa: E402
 from mriqc_nb.model.recipe import recipe_config  # noqa: E402
 from mriqc_nb.profiles import get_profile  # noqa: E402
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
     cfg = recipe_config(p, seed=args.seed, **overrides)
     name = f"recipe-r{cfg.rounds}" + ("" if args.lr is None else f"-lr{cfg.lr:g}")
     folder = ex.seed_runs_dir(p, args.seed)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.perf_counter()
     run = training.train_stage("recipe", p, run_dir=folder / name, seed=args.seed,
                                **overrides)
@@ -64,6 +67,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     mine = out / f"{name}_seed-{args.seed}.tsv.gz"
     ex.write_scans(tables, mine)
+    # the run's times, as experiments/adopt_rounds.py records them in results/<profile>.json
+    write_json(out / f"{name}_seed-{args.seed}.json", {
+        "train": round(max(t1 - t0, ex.training_seconds(run)), 1), "predict": round(t2 - t1, 1),
+        "cpu": f"{cpu_model()}, {os.cpu_count()} cores", "when": f"{started} to "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"}, sort_keys=False)
     print(f"profile {p.name}, seed {args.seed}, {cfg.rounds} rounds of "
           f"{cfg.steps_per_round} steps, peak rate {cfg.lr:g}; CPU {cpu_model()}; training "
           f"{max(t1 - t0, ex.training_seconds(run)):.0f} s, predicting {t2 - t1:.0f} s")
