@@ -54,11 +54,11 @@ from mriqc_nb.machine import cpu_model
 _RESULT = "BENCH_RESULT "
 
 
-def _child(args) -> int:
-    """Time NN008 training on random in-memory volumes; print one JSON result line."""
+def _random_model(args):
+    """The profile, batch, ``n`` random volumes ``x`` with one-hot labels ``y``, and NN008
+    compiled as :mod:`mriqc_nb.model.training` compiles it (Nadam, cyclical LR, weighted CE)."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from mriqc_nb.model.networks import build_nn008
     from mriqc_nb.model.training import _compile, stage_config
@@ -70,11 +70,20 @@ def _child(args) -> int:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, *profile.grid, 1), dtype=np.float32)
     y = np.eye(2, dtype="float32")[rng.integers(0, 2, n)]
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).cache()
     config = stage_config("baseline", profile, batch_size=batch, epochs=1, finetune_epochs=0)
     keras.utils.set_random_seed(0)
     model = build_nn008((*profile.grid, 1))
     _compile(model, config, [n // batch])
+    return profile, batch, x, y, model
+
+
+def _child(args) -> int:
+    """Time NN008 training on random in-memory volumes; print one JSON result line."""
+    import tensorflow as tf
+
+    profile, batch, x, y, model = _random_model(args)
+    n = len(x)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).cache()
     model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing, allocation
     times = []
     for _ in range(args.repeats):
@@ -97,11 +106,6 @@ def device_main(args) -> int:
     time of the profile's stages that these imply (data loading and validation excluded).
     """
     import keras
-    import numpy as np
-
-    from mriqc_nb.model.networks import build_nn008
-    from mriqc_nb.model.training import _compile, stage_config
-    from mriqc_nb.profiles import get_profile
 
     backend = keras.backend.backend()
     if backend == "jax":
@@ -117,16 +121,8 @@ def device_main(args) -> int:
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if device == "CPU"
                                                 else "mixed_float16")
-    profile = get_profile(args.profile)
-    batch = args.batch_size or profile.batch_size
-    n = max(batch, args.n_volumes // batch * batch)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, *profile.grid, 1), dtype=np.float32)
-    y = np.eye(2, dtype="float32")[rng.integers(0, 2, n)]
-    config = stage_config("baseline", profile, batch_size=batch, epochs=1, finetune_epochs=0)
-    keras.utils.set_random_seed(0)
-    model = build_nn008((*profile.grid, 1))
-    _compile(model, config, [n // batch])
+    profile, batch, x, y, model = _random_model(args)
+    n = len(x)
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # warm-up
     model.predict(x, batch_size=batch, verbose=0)
     fit, pred = [], []
