@@ -37,6 +37,7 @@ from mriqc_nb.profiles import Profile, get_profile
 
 __all__ = ["RecipeConfig", "recipe_config", "train_recipe", "recipe_model", "RECIPE_FILE"]
 
+from mriqc_nb.model.runs import CKPT_DIR
 from mriqc_nb.model.runs import SELECTION_FILE as RECIPE_FILE  # this recipe's own file
 
 #: The recipe's settings, written when a run starts: an unfinished run resumes only with them.
@@ -172,7 +173,7 @@ def _check_same_recipe(run_dir: Path, cfg: RecipeConfig) -> None:
 
 
 def _dropout_file(run_dir: Path, r: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"dropout-{r:03d}.json"
+    return Path(run_dir) / CKPT_DIR / f"dropout-{r:03d}.json"
 
 
 def _dropout_generators(model) -> list:
@@ -306,8 +307,8 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     else:  # resume: the state of the last finished round, and its rounds' history
         model = keras.models.load_model(run.state, compile=True)
         _load_dropout_state(model, run_dir, last)
-        done = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").exists() else None
-        rows = [] if done is None else done[done["epoch"] <= last].to_dict("records")
+        done = run.history  # empty before the first round
+        rows = done[done["epoch"] <= last].to_dict("records")
         if len(rows) != last:
             raise RuntimeError(f"{run_dir}: the saved state is of round {last} but history.csv "
                                f"has {len(rows)} of its rounds; train it again (delete the folder)")
