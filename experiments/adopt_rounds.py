@@ -15,8 +15,9 @@ book's table and figure are written again.
 
 The runs' times are read from ``recipe-r<rounds>_seed-<s>.json`` beside the predictions
 (``recipe_rounds.py`` writes it: ``{"train": s, "predict": s, "cpu": "...", "when":
-"..."}``), or from ``--times``, ``{"<seed>": {...}}``, for runs that predate it. ``--check`` recomputes every committed row of the table from its
-per-scan predictions and reports the largest difference of each; the predictions are stored
+"..."}``), or from ``--times``, ``{"<seed>": {...}}``, for runs that predate it.
+``--check`` recomputes every committed row of the table from its per-scan predictions and
+reports the largest difference of each; the predictions are stored
 at 6 significant digits, so rates may differ by some 1e-5 and a count by one scan (a test
 score that lands on the threshold); it fails (exit 1) beyond 1e-3 or one scan.
 """
@@ -98,10 +99,10 @@ def adopt(rounds: int, seeds, times: dict, scans_from: Path, results: Path, name
         src = scans_from / f"recipe-r{rounds}_seed-{seed}.tsv.gz"
         stamp = scans_from / f"recipe-r{rounds}_seed-{seed}.json"
         t = times[str(seed)] if str(seed) in times else json.loads(stamp.read_text())
+        secs = {"train": round(float(t["train"]), 1), "predict": round(float(t["predict"]), 1)}
         row = row_from_scans(src, seed)
         row.update(method="recipe", seed=int(seed), profile=name,
-                   seconds_train=round(float(t["train"]), 1),
-                   seconds_predict=round(float(t["predict"]), 1))
+                   seconds_train=secs["train"], seconds_predict=secs["predict"])
         at = df.index[(df["method"] == "recipe") & (df["seed"].astype(int) == int(seed))]
         new = pd.DataFrame([row]).reindex(columns=df.columns)
         if len(at):  # in place: the table keeps the order in which its rows were run
@@ -109,8 +110,7 @@ def adopt(rounds: int, seeds, times: dict, scans_from: Path, results: Path, name
         else:
             df = pd.concat([df, new], ignore_index=True)
         shutil.copyfile(src, results / f"{name}-scans" / f"recipe_seed-{seed}.tsv.gz")
-        wall[str(seed)] = {"train": round(float(t["train"]), 1),
-                           "predict": round(float(t["predict"]), 1)}
+        wall[str(seed)] = secs
         notes.append(f"seed {seed} {t['when']} (CPU {t['cpu']})")
         print(f"recipe seed {seed}: AUC {row['auc']:.3f} [{row['auc_low']:.3f}, "
               f"{row['auc_high']:.3f}], F1 {row['f1']:.3f}, F1 rule {row['f1_f1rule']:.3f}")
@@ -142,8 +142,7 @@ def main(argv=None) -> int:
         print("every row is what its predictions give" if ok else "some rows differ")
         return 0 if ok else 1
     adopt(args.rounds, args.seeds, json.loads(args.times.read_text()) if args.times else {},
-          args.scans_from,
-          args.results, args.profile)
+          args.scans_from, args.results, args.profile)
     return 0
 
 

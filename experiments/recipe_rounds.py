@@ -67,14 +67,15 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     mine = out / f"{name}_seed-{args.seed}.tsv.gz"
     ex.write_scans(tables, mine)
+    train_s = max(t1 - t0, ex.training_seconds(run))  # a resumed run: its epochs' time
     # the run's times, as experiments/adopt_rounds.py records them in results/<profile>.json
     write_json(out / f"{name}_seed-{args.seed}.json", {
-        "train": round(max(t1 - t0, ex.training_seconds(run)), 1), "predict": round(t2 - t1, 1),
+        "train": round(train_s, 1), "predict": round(t2 - t1, 1),
         "cpu": f"{cpu_model()}, {os.cpu_count()} cores", "when": f"{started} to "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}"}, sort_keys=False)
     print(f"profile {p.name}, seed {args.seed}, {cfg.rounds} rounds of "
           f"{cfg.steps_per_round} steps, peak rate {cfg.lr:g}; CPU {cpu_model()}; training "
-          f"{max(t1 - t0, ex.training_seconds(run)):.0f} s, predicting {t2 - t1:.0f} s")
+          f"{train_s:.0f} s, predicting {t2 - t1:.0f} s")
     result = {"seed": args.seed, "rounds": cfg.rounds, "lr": cfg.lr,
               **against_committed(pd.read_csv(mine, sep="\t"), name, Path(args.scans), args.seed,
                                   ("recipe",))}
