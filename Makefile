@@ -27,9 +27,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # Sphinx and jupyter-cache decide what to re-execute from each chapter's source only, so
 # pages executed under one profile would be kept under another: start the build afresh when
 # PROFILE changes (`make clean` forces a full re-execution, e.g. after changing the package).
+# EXECUTED=<folder>: chapters already executed under this PROFILE (papermill's copies, as the
+# notebook tests write them) go into the execution cache first (tools/seed_book_cache.py).
 book: $(STAMP)
 	@if [ "$$(cat _build/.profile 2>/dev/null)" != "$(PROFILE)" ]; then rm -rf _build; fi
 	mkdir -p _build && echo "$(PROFILE)" > _build/.profile
+	$(if $(EXECUTED),$(BIN)/python tools/seed_book_cache.py "$(EXECUTED)" --cache _build/.jupyter_cache)
 	MRIQC_NB_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . $(JB_OPTS)
 	@echo "Open _build/html/index.html"
 

@@ -9,6 +9,7 @@ stand in for that third execution once papermill's injected parameters cell is t
 the outputs are those of the same code, under the same profile, in the same CI run. They are
 put into the chapter's own cells (papermill's timing metadata would change the hash).
 
+    make book PROFILE=smoke EXECUTED=EXECUTED_DIR   # what .ci/run does: then the build
     python tools/seed_book_cache.py EXECUTED_DIR [--book book] [--cache _build/.jupyter_cache]
 
 Only a notebook whose hash then matches its chapter's source is cached (the check is done
