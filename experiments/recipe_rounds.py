@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--lr", type=float, default=None, help="peak rate (default: the profile's)")
+    ap.add_argument("--pose", choices=("linear", "exact"), default=None,
+                    help="randomise's pose step (default: the profile's; NOTES 19)")
     ap.add_argument("--scans", default=str(ROOT / "results" / "laptop-scans"),
                     help="folder of the committed per-scan predictions")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "recipe_rounds"))
@@ -53,8 +55,11 @@ def main(argv=None) -> int:
     overrides = {"rounds": args.rounds}
     if args.lr is not None:
         overrides["lr"] = args.lr
+    if args.pose is not None:
+        overrides["pose"] = args.pose
     cfg = recipe_config(p, seed=args.seed, **overrides)
-    name = f"recipe-r{cfg.rounds}" + ("" if args.lr is None else f"-lr{cfg.lr:g}")
+    name = (f"recipe-r{cfg.rounds}" + ("" if args.lr is None else f"-lr{cfg.lr:g}")
+            + ("" if args.pose is None else f"-pose-{cfg.pose}"))
     folder = ex.seed_runs_dir(p, args.seed)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.perf_counter()
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
     print(f"profile {p.name}, seed {args.seed}, {cfg.rounds} rounds of "
           f"{cfg.steps_per_round} steps, peak rate {cfg.lr:g}; CPU {cpu_model()}; training "
           f"{train_s:.0f} s, predicting {t2 - t1:.0f} s")
-    result = {"seed": args.seed, "rounds": cfg.rounds, "lr": cfg.lr,
+    result = {"seed": args.seed, "rounds": cfg.rounds, "lr": cfg.lr, "pose": cfg.pose,
               **against_committed(pd.read_csv(mine, sep="\t"), name, Path(args.scans), args.seed,
                                   ("recipe",))}
     print("RESULT " + json.dumps(result, default=float))

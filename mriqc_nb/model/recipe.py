@@ -65,6 +65,9 @@ class RecipeConfig:
         Nadam learning rate, cosine-decayed from ``lr`` to ``lr_final``.
     randomise : bool
         Domain randomisation (:func:`mriqc_nb.data.augment.randomise`) of every training volume.
+    pose : str
+        Its pose step: ``"linear"`` (rotation and sub-voxel shift, linear interpolation) or
+        ``"exact"`` (whole-voxel shifts only, nothing resampled); see ``randomise``.
     valid_clean : int
         Clean validation scans (a fixed random subset) scored after each round, beside every
         validation artifact; 0 means all of them.
@@ -81,6 +84,7 @@ class RecipeConfig:
     lr: float = 1e-3
     lr_final: float = 1e-5
     randomise: bool = True
+    pose: str = "linear"
     valid_clean: int = 300
     seed: int = 2023
 
@@ -151,12 +155,20 @@ def _batches(paths, y, cfg: RecipeConfig, seed: int, n_batches: int):
         for i in idx:
             v = np.load(paths[i]).astype(np.float32)
             if cfg.randomise:
-                v = randomise(v, rng)
+                v = randomise(v, rng, pose=cfg.pose)
             for axis in range(3):
                 if rng.random() < 0.5:
                     v = v[(slice(None),) * axis + (slice(None, None, -1),)]
             xs.append(np.ascontiguousarray(v))
         yield np.stack(xs)[..., None], np.eye(2, dtype=np.float32)[y[idx]]
+
+
+def _config_diff(stored: dict, cfg: RecipeConfig) -> dict:
+    """``{field: (stored, requested)}`` where they differ. A field that a stored run lacks
+    (one added since it was trained) counts as its default, the only behaviour there was."""
+    defaults = asdict(RecipeConfig())
+    return {k: (stored.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
+            if stored.get(k, defaults[k]) != v}
 
 
 def _check_same_recipe(run_dir: Path, cfg: RecipeConfig) -> None:
@@ -166,7 +178,7 @@ def _check_same_recipe(run_dir: Path, cfg: RecipeConfig) -> None:
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{run_dir}: a finished recipe run without a readable "
                          f"{RECIPE_FILE} ({exc}); use another run_dir or force=True") from exc
-    diff = {k: (stored.get(k), v) for k, v in asdict(cfg).items() if stored.get(k) != v}
+    diff = _config_diff(stored, cfg)
     if diff:
         raise ValueError(f"{run_dir} holds a recipe run with another configuration "
                          f"(stored, requested): {diff}; use another run_dir or force=True")
@@ -283,7 +295,7 @@ def train_recipe(profile: str | Profile, run_dir, *, config: RecipeConfig | None
     started = run_dir / STARTED_FILE
     if started.exists():  # an unfinished run resumes only with the same recipe
         first = json.loads(started.read_text())
-        diff = {k: (first.get(k), v) for k, v in asdict(cfg).items() if first.get(k) != v}
+        diff = _config_diff(first, cfg)
         if diff:
             raise ValueError(f"{run_dir} holds an unfinished recipe run with another "
                              f"configuration (stored, requested): {diff}; use another run_dir "
