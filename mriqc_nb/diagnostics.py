@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 from scipy.stats import hypergeom
 
 from mriqc_nb.labels import ARTIFACT, class_weights, to_y
 
-__all__ = ["batch_composition", "constant_band_share", "background_std", "shortcut_table",
+__all__ = ["batch_composition", "constant_band_share", "background_std", "sharpness",
+           "shortcut_table",
            "memorisation", "constant_loss", "artifact_ce_by_epoch", "per_kind_sensitivity",
            "subtle_sensitivity", "development_sensitivity", "conformed_pair",
            "visible_difference"]
@@ -116,6 +118,27 @@ def background_std(volume, size: tuple[int, int] = (4, 4)) -> float:
     """
     v = np.asarray(volume, dtype=np.float32)
     return float(np.std(v[:size[0], :size[1], :]))
+
+
+def sharpness(volume, mask=None) -> float:
+    """RMS of the discrete Laplacian over the head: how much of a volume is fine detail.
+
+    The Laplacian weighs each spatial frequency by its squared magnitude, so smoothing of
+    any kind (a blur artifact, interpolation, partial volume) lowers this number and white
+    noise raises it. Read it on z-scored volumes (as cached), where it is in head-SD units
+    per voxel squared and comparable across scans of one grid.
+
+    Parameters
+    ----------
+    volume : array_like, shape (X, Y, Z)
+    mask : array_like of bool, optional
+        Voxels to average over (default: :func:`mriqc_nb.scans.head_mask` of the volume).
+    """
+    from mriqc_nb.scans import head_mask
+
+    v = np.asarray(volume, dtype=np.float32)
+    m = head_mask(v) if mask is None else np.asarray(mask, dtype=bool)
+    return float(np.sqrt(np.mean(ndimage.laplace(v)[m] ** 2)))
 
 
 def shortcut_table(table: pd.DataFrame, *, splits=("train", "valid", "test"),

@@ -266,3 +266,17 @@ def test_checkout_file_finds_committed_measurements(tmp_path, monkeypatch):
     (tmp_path / "experiments" / "x.tsv").write_text("a\n")
     monkeypatch.chdir(tmp_path / "experiments")  # as a chapter runs in book/
     assert checkout_file("experiments", "x.tsv") == tmp_path / "experiments" / "x.tsv"
+
+
+def test_sharpness_falls_with_smoothing_and_rises_with_noise():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    x = ndimage.gaussian_filter(rng.standard_normal((32, 32, 16)), 1.0)
+    x = _zscore(x.astype(np.float32))
+    mask = np.ones(x.shape, dtype=bool)
+    base = dg.sharpness(x, mask)
+    assert dg.sharpness(ndimage.gaussian_filter(x, 1.0), mask) < 0.5 * base
+    assert dg.sharpness(x + 0.5 * rng.standard_normal(x.shape), mask) > base
+    assert dg.sharpness(np.full((8, 8, 8), 3.0), np.ones((8, 8, 8), bool)) == 0.0
+    assert dg.sharpness(x, mask) == pytest.approx(dg.sharpness(2 * x, mask) / 2, rel=1e-5)

@@ -113,3 +113,33 @@ def test_fine_share_simulates_a_share_on_a_finer_grid(table):
     n_fine = sum(g == [2 * n for n in base] for g in grids)
     assert 0 < n_fine < len(grids) and all(g in (base, [2 * n for n in base]) for g in grids)
     assert all(json.loads(r)["grid"] == base for r in coarse["recipe"])
+
+
+def test_exact_pose_moves_by_whole_voxels_and_smooths_nothing():
+    from mriqc_nb.data.augment import _shift_whole
+    from mriqc_nb.diagnostics import sharpness
+
+    x = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    y = _shift_whole(x, (2, -1, 0))
+    assert y.shape == x.shape
+    np.testing.assert_array_equal(y[2:, :-1, :], x[:-2, 1:, :])  # moved content
+    np.testing.assert_array_equal(y[:2, :-1, :], np.broadcast_to(x[:1, 1:, :], (2, 5, 7)))
+    np.testing.assert_array_equal(y[:, -1, :], y[:, -2, :])  # the edge repeated
+    np.testing.assert_array_equal(_shift_whole(x, (0, 0, 0)), x)
+
+    rng = np.random.default_rng(3)
+    from scipy import ndimage
+
+    head = ndimage.gaussian_filter(rng.standard_normal((32, 32, 16)), 0.7).astype(np.float32)
+    head = (head - head.mean()) / head.std()
+    mask = np.zeros(head.shape, bool)
+    mask[6:26, 6:26, 4:12] = True
+    kw = dict(gamma=(1.0, 1.0), floor_noise=0.0)
+    exact = [sharpness(randomise(head, np.random.default_rng(s), pose="exact", **kw), mask)
+             for s in range(6)]
+    linear = [sharpness(randomise(head, np.random.default_rng(s), pose="linear", **kw), mask)
+              for s in range(6)]
+    # interpolation is a low-pass filter; whole-voxel shifts keep the detail
+    assert np.median(linear) < 0.85 * np.median(exact)
+    with pytest.raises(ValueError, match="pose"):
+        randomise(head, rng, pose="cubic")
