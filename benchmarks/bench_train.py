@@ -111,15 +111,17 @@ def device_main(args) -> int:
     if backend == "jax":
         import jax
         device = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+        on_cpu = all(d.platform == "cpu" for d in jax.devices())
     elif backend == "tensorflow":
         import tensorflow as tf
         gpus = tf.config.list_physical_devices("GPU")
         device = (", ".join(tf.config.experimental.get_device_details(g).get("device_name", "GPU")
                             for g in gpus) or "CPU")
+        on_cpu = not gpus
     else:
-        device = "?"
+        device, on_cpu = "?", False
     if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if device == "CPU"
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if on_cpu
                                                 else "mixed_float16")
     profile, batch, x, y, model = _random_model(args)
     n = len(x)
