@@ -11,6 +11,8 @@ sidecar gets the profile as it now is, the runs' times and a note naming the cha
 book's table and figure are written again.
 
     python experiments/adopt_rounds.py --rounds 60 --seeds 0 1 2
+    python experiments/adopt_rounds.py --run-name recipe-r60-pose-exact --scans-from \
+        experiments/recipe_pose --why "experiments/NOTES.md 19"
     python experiments/adopt_rounds.py --check   # the committed rows from their predictions
 
 The runs' times are read from ``recipe-r<rounds>_seed-<s>.json`` beside the predictions
@@ -84,20 +86,39 @@ def check(results: Path, name: str) -> bool:
     return ok
 
 
-def adopt(rounds: int, seeds, times: dict, scans_from: Path, results: Path, name: str) -> None:
+def _same_as_profile(p, run_name: str, seed: int) -> None:
+    """Exit unless the run (when it is on this machine) has the profile's recipe now."""
+    from mriqc_nb.model.recipe import _config_diff, recipe_config
+
+    stored = ex.seed_runs_dir(p, seed) / run_name / "recipe.json"
+    if not stored.exists():
+        return
+    diff = _config_diff(json.loads(stored.read_text())["config"],
+                        recipe_config(p, seed=seed))
+    if diff:
+        raise SystemExit(f"{stored}: the run differs from profile {p.name}'s recipe (run, "
+                         f"profile): {diff}; change mriqc_nb/profiles.py first, so that the "
+                         f"sidecar describes the new rows")
+
+
+def adopt(rounds: int, seeds, times: dict, scans_from: Path, results: Path, name: str,
+          run_name: str | None = None, why: str = "experiments/NOTES.md 18 and 18b") -> None:
     p = get_profile(name)
     have = p.extra["recipe"]["rounds"]
     if have != rounds:
         raise SystemExit(f"profile {name} has recipe rounds {have}; change mriqc_nb/profiles.py "
                          f"to {rounds} first, so that the sidecar describes the new rows")
+    run_name = run_name or f"recipe-r{rounds}"
+    for seed in seeds:
+        _same_as_profile(p, run_name, seed)
     tsv, side = results / f"{name}.tsv", results / f"{name}.json"
     df = pd.read_csv(tsv, sep="\t")
     meta = json.loads(side.read_text())
     wall = meta.setdefault("wall_seconds", {}).setdefault("recipe", {})
     notes = []
     for seed in seeds:
-        src = scans_from / f"recipe-r{rounds}_seed-{seed}.tsv.gz"
-        stamp = scans_from / f"recipe-r{rounds}_seed-{seed}.json"
+        src = scans_from / f"{run_name}_seed-{seed}.tsv.gz"
+        stamp = scans_from / f"{run_name}_seed-{seed}.json"
         t = times[str(seed)] if str(seed) in times else json.loads(stamp.read_text())
         secs = {"train": round(float(t["train"]), 1), "predict": round(float(t["predict"]), 1)}
         row = row_from_scans(src, seed)
@@ -118,7 +139,7 @@ def adopt(rounds: int, seeds, times: dict, scans_from: Path, results: Path, name
     write_text(tsv, df.to_csv(sep="\t", index=False, float_format="%.6g"))
     meta["profile"] = json.loads(json.dumps(p.as_dict()))
     meta["recipe_rerun"] = (
-        f"recipe rows replaced by {rounds}-round runs (experiments/NOTES.md 18 and 18b; "
+        f"recipe rows replaced by runs {run_name} ({why}; "
         f"experiments/recipe_rounds.py, rows recomputed from their per-scan predictions by "
         f"experiments/adopt_rounds.py): " + "; ".join(notes) + ". Before: "
         + meta.get("recipe_rerun", ""))
@@ -135,6 +156,10 @@ def main(argv=None) -> int:
     ap.add_argument("--times", type=Path, help="JSON of runs' times (see the docstring)")
     ap.add_argument("--scans-from", type=Path, default=ROOT / "experiments" / "recipe_rounds")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
+    ap.add_argument("--run-name", default=None,
+                    help="the runs' name (default: recipe-r<rounds>), e.g. recipe-r60-pose-exact")
+    ap.add_argument("--why", default="experiments/NOTES.md 18 and 18b",
+                    help="the rule that adopted them, for the sidecar's note")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
     if args.check:
@@ -142,7 +167,7 @@ def main(argv=None) -> int:
         print("every row is what its predictions give" if ok else "some rows differ")
         return 0 if ok else 1
     adopt(args.rounds, args.seeds, json.loads(args.times.read_text()) if args.times else {},
-          args.scans_from, args.results, args.profile)
+          args.scans_from, args.results, args.profile, args.run_name, args.why)
     return 0
 
 
