@@ -169,7 +169,8 @@ PROFILES: dict[str, Profile] = {
             # monitor_valid: the paper's stages watch 400 validation scans (stratified) after
             # every epoch instead of all 1,600 (training.monitor_rows; no weight changes)
             extra={"recipe": dict(redraws=4, onto_clean=1500, artifact_share=0.5, batch_size=8,
-                                  rounds=60, steps_per_round=60, valid_clean=300),
+                                  rounds=60, steps_per_round=60, valid_clean=300,
+                                  pose="exact"),
                    "monitor_valid": 400},
         ),
         Profile(
