@@ -44,7 +44,8 @@ check: $(STAMP)
 	$(BIN)/python -m pytest -m "not notebooks" -q
 
 # The built-in screening model (mriqc_nb/models/default, with its MODEL_CARD.md), trained with
-# the book's recipe on the laptop profile (about 25 minutes on 2 cores, most of it training).
+# the book's recipe on the laptop profile (60 rounds: 45 minutes on 2 shared cores of an Intel
+# Xeon with AVX-512 on 2026-12-04, most of it training; more on older CPUs).
 MODEL_STAGE   ?= recipe
 MODEL_PROFILE ?= laptop
 model: $(STAMP)
