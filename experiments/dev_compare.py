@@ -7,9 +7,9 @@ validation-selected model scores, with MC dropout (T = 100, seed 0):
 
 * every validation scan (1,600 on the laptop profile, 32 artifacts);
 * the *development set*: ``--per-kind`` prominent artifacts of every kind drawn onto clean
-  **validation** scans (``redraw_table(split="valid")``, seed 90,001: the draws of
-  :func:`mriqc_nb.diagnostics.development_sensitivity` and of ``pool_size.py``), each
-  against every clean validation scan.
+  **validation** scans (:func:`mriqc_nb.diagnostics.development_set`, the draws of
+  ``development_sensitivity`` and of ``pool_size.py``), each against every clean
+  validation scan.
 
 It prints the paired bootstrap interval of A - B for the validation AUC, the development-set
 AUC (all kinds) and each kind's development-set AUC, and writes them as JSON to ``--out``.
@@ -35,9 +35,9 @@ import experiments as ex  # noqa: E402  (tools/experiments.py)
 
 from mriqc_nb._atomic import write_json  # noqa: E402
 from mriqc_nb.data import profile_database  # noqa: E402
-from mriqc_nb.data.augment import build_redraws, redraw_table  # noqa: E402
 from mriqc_nb.data.cache import load_arrays  # noqa: E402
 from mriqc_nb.data.table import split_rows  # noqa: E402
+from mriqc_nb.diagnostics import development_set  # noqa: E402
 from mriqc_nb.labels import to_y  # noqa: E402
 from mriqc_nb.machine import cpu_model  # noqa: E402
 from mriqc_nb.metrics import paired_bootstrap_diff, safe_auc  # noqa: E402
@@ -67,10 +67,7 @@ def main(argv=None) -> int:
     table = profile_database(prof, progress=False)
     root = Path(table.attrs["root"])
     valid = split_rows(table, "valid")
-    n_kinds = valid.loc[valid["label"].astype(str) == "artifact", "artifact_kind"].nunique()
-    dev = redraw_table(table, 0, seed=90_001, onto_clean=args.per_kind * n_kinds,
-                       split="valid")
-    dev = build_redraws(dev, prof, root, workers=1)
+    dev = development_set(table, prof, per_kind=args.per_kind)
     xv, _ = load_arrays(valid, root=root)
     xd, _ = load_arrays(dev, root=root)
     yv = to_y(valid["label"])

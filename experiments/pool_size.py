@@ -80,7 +80,7 @@ if a.step == "train":
     raise SystemExit(0)
 
 from mriqc_nb.bundle import load_bundle  # noqa: E402
-from mriqc_nb.data.augment import build_redraws, redraw_table  # noqa: E402
+from mriqc_nb.diagnostics import development_set  # noqa: E402
 from mriqc_nb.data.cache import load_arrays  # noqa: E402
 from mriqc_nb.data.table import split_rows  # noqa: E402
 from mriqc_nb.labels import to_y  # noqa: E402
@@ -90,10 +90,8 @@ from mriqc_nb.predict import predict_samples  # noqa: E402
 
 valid = split_rows(table, "valid")
 # The development set: artifacts of every kind drawn onto clean validation scans.
-n_kinds = valid.loc[valid["label"].astype(str) == "artifact", "artifact_kind"].nunique()
-dev = redraw_table(table, 0, seed=90_001, onto_clean=a.per_kind * n_kinds, split="valid")
 t0 = time.perf_counter()
-dev = build_redraws(dev, prof, root, workers=a.workers)
+dev = development_set(table, prof, per_kind=a.per_kind, workers=a.workers)
 t_dev = time.perf_counter() - t0
 xv, _ = load_arrays(valid, root=root)
 xd, _ = load_arrays(dev, root=root)

@@ -41,7 +41,7 @@ from mriqc_nb.labels import ARTIFACT, class_weights, to_y
 __all__ = ["batch_composition", "constant_band_share", "background_std", "sharpness",
            "shortcut_table",
            "memorisation", "constant_loss", "artifact_ce_by_epoch", "per_kind_sensitivity",
-           "subtle_sensitivity", "development_sensitivity", "conformed_pair",
+           "subtle_sensitivity", "development_set", "development_sensitivity", "conformed_pair",
            "visible_difference"]
 
 #: Label of the scans without an artifact in the per-kind tables.
@@ -403,9 +403,31 @@ def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+#: Seed of the development set's draws (:func:`development_set`).
+DEVELOPMENT_SEED = 90_001
+
+
+def development_set(table: pd.DataFrame, profile, *, per_kind: int = 40,
+                    draw_seed: int = DEVELOPMENT_SEED, workers: int = 1) -> pd.DataFrame:
+    """The rows (volumes built) of a *development set* on validation anatomy.
+
+    ``per_kind`` prominent artifacts of every kind of the validation split, drawn onto
+    distinct clean **validation** scans (:func:`mriqc_nb.data.augment.redraw_table` with
+    ``split="valid"``) and made once into the redraw pool of the database
+    (:func:`~mriqc_nb.data.augment.build_redraws`, ``workers`` processes). Nothing of the
+    test split, nothing the network trained on: for measuring, never for training.
+    """
+    from mriqc_nb.data.augment import build_redraws, redraw_table
+
+    vrows = table[table["split"].astype(str) == "valid"]
+    n_kinds = vrows.loc[vrows["label"].astype(str) == ARTIFACT, "artifact_kind"].nunique()
+    dev = redraw_table(table, 0, seed=draw_seed, onto_clean=per_kind * n_kinds, split="valid")
+    return build_redraws(dev, profile, table.attrs["root"], workers=workers)
+
+
 def development_sensitivity(run, table: pd.DataFrame, valid: pd.DataFrame, threshold: float, *,
                             profile=None, per_kind: int = 40, T: int = 50, seed: int = 0,
-                            draw_seed: int = 90_001, workers: int = 1) -> pd.DataFrame:
+                            draw_seed: int = DEVELOPMENT_SEED, workers: int = 1) -> pd.DataFrame:
     """Per-kind sensitivity and AUC on a *development set* drawn on validation anatomy.
 
     A labelled split holds a few artifacts of each kind (3 to 8 on the laptop profile), so
@@ -442,7 +464,6 @@ def development_sensitivity(run, table: pd.DataFrame, valid: pd.DataFrame, thres
         ``rate_low``, ``rate_high`` (95% Wilson interval) and ``auc`` (the kind's scores
         against the clean validation scans').
     """
-    from mriqc_nb.data.augment import build_redraws, redraw_table
     from mriqc_nb.data.cache import load_arrays
     from mriqc_nb.metrics import safe_auc
     from mriqc_nb.model.runs import Run
@@ -450,10 +471,8 @@ def development_sensitivity(run, table: pd.DataFrame, valid: pd.DataFrame, thres
 
     run = run if isinstance(run, Run) else Run(run)
     profile = profile if profile is not None else run.config.profile
-    vrows = table[table["split"].astype(str) == "valid"]
-    n_kinds = vrows.loc[vrows["label"].astype(str) == ARTIFACT, "artifact_kind"].nunique()
-    dev = redraw_table(table, 0, seed=draw_seed, onto_clean=per_kind * n_kinds, split="valid")
-    dev = build_redraws(dev, profile, table.attrs["root"], workers=workers)
+    dev = development_set(table, profile, per_kind=per_kind, draw_seed=draw_seed,
+                          workers=workers)
     x, _ = load_arrays(dev)
     score = predict_samples(run.model(), x, "mc", T=T, seed=seed).mean(axis=0)[:, 1]
     clean = valid.loc[valid["y"].to_numpy() == 0, "p_artifact"].to_numpy(dtype=float)
