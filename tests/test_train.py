@@ -160,6 +160,28 @@ def test_a_finished_recipe_run_is_reused_only_for_the_same_recipe(tiny_recipe):
     assert str(r) in str(err.value)
 
 
+def test_a_recipe_run_of_an_older_profile_recipe_is_set_aside_in_the_default_folder(home):
+    # the book asks for the profile's recipe in the default folder; a reader whose cache holds
+    # a run of an earlier recipe (the profile changed) gets the new one trained, not an error,
+    # and the old run is kept beside it
+    from mriqc_nb.model.recipe import stored_difference
+
+    first = train_stage("recipe", TINY, stop_after_epoch=0, progress=False)
+    folder = first.dir
+    assert stored_difference(folder, training.recipe_config(TINY)) == {}
+    assert stored_difference(folder, training.recipe_config(TINY, onto_clean=3)) \
+        == {"onto_clean": (training.recipe_config(TINY).onto_clean, 3)}
+    with pytest.warns(UserWarning, match="another configuration.*onto_clean.*moved to"):
+        again = train_stage("recipe", TINY, onto_clean=3, stop_after_epoch=0, progress=False)
+    assert again.dir == folder and stored_difference(
+        folder, training.recipe_config(TINY, onto_clean=3)) == {}
+    stale = list(folder.parent.glob(f"{folder.name}.stale-*"))
+    assert len(stale) == 1 and stored_difference(stale[0], training.recipe_config(TINY)) == {}
+    (folder / "recipe-started.json").write_text("{not json")
+    assert stored_difference(folder, training.recipe_config(TINY)) \
+        == {"config": ("unreadable", "readable")}
+
+
 def test_an_interrupted_recipe_resumes_and_ends_as_an_uninterrupted_one(tiny_recipe, tmp_path):
     r = tmp_path / "recipe"
     run = train_stage("recipe", TINY, run_dir=r, stop_after_epoch=1, progress=False)

@@ -35,7 +35,8 @@ from mriqc_nb._atomic import write_text
 from mriqc_nb.data.table import split_rows
 from mriqc_nb.profiles import Profile, get_profile
 
-__all__ = ["RecipeConfig", "recipe_config", "train_recipe", "recipe_model", "RECIPE_FILE"]
+__all__ = ["RecipeConfig", "recipe_config", "train_recipe", "recipe_model", "RECIPE_FILE",
+           "stored_difference"]
 
 from mriqc_nb.model.runs import CKPT_DIR
 from mriqc_nb.model.runs import SELECTION_FILE as RECIPE_FILE  # this recipe's own file
@@ -169,6 +170,24 @@ def _config_diff(stored: dict, cfg: RecipeConfig) -> dict:
     defaults = asdict(RecipeConfig())
     return {k: (stored.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
             if stored.get(k, defaults[k]) != v}
+
+
+def stored_difference(run_dir, cfg: RecipeConfig) -> dict:
+    """``{field: (stored, requested)}`` between the recipe run in ``run_dir`` (finished or
+    started) and ``cfg``; empty when there is no run there, or when it is readable and
+    the same. A run whose recipe cannot be read differs in ``{"config": ("unreadable", ...)}``."""
+    run_dir = Path(run_dir)
+    for name, key in ((RECIPE_FILE, "config"), (STARTED_FILE, None)):
+        f = run_dir / name
+        if not f.exists():
+            continue
+        try:
+            stored = json.loads(f.read_text())
+            stored = stored[key] if key else stored
+            return _config_diff(dict(stored), cfg)
+        except (OSError, ValueError, KeyError, TypeError):
+            return {"config": ("unreadable", "readable")}
+    return {}
 
 
 def _check_same_recipe(run_dir: Path, cfg: RecipeConfig) -> None:

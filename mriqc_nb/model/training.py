@@ -66,7 +66,7 @@ from mriqc_nb.data.table import split_rows
 from mriqc_nb.labels import ARTIFACT, class_weights
 from mriqc_nb.model.runs import (CONFIG_FILE, METRIC_COLUMNS, PER_EPOCH, STAGES, Run, RunConfig,
                                  run_name)
-from mriqc_nb.model.recipe import recipe_config, recipe_run_config, train_recipe
+from mriqc_nb.model.recipe import recipe_config, recipe_run_config, stored_difference, train_recipe
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
 
@@ -345,21 +345,30 @@ def train_stage(
     A run trained on another version of the profile's database (another table or other
     simulators: :func:`mriqc_nb.data.cache.database_id`, recorded in the run's
     ``database.txt``) is not reused: it is moved aside to ``<run_dir>.stale-<time>``, with a
-    warning, and the stage is trained again.
+    warning, and the stage is trained again. So is a recipe run in the default ``run_dir``
+    whose recipe is not the profile's (the profile changed since it was trained; an explicit
+    ``run_dir`` of another recipe raises instead).
     """
     p = get_profile(profile)
     config = stage_config(stage, p, **overrides)
+    default_dir = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else runs_dir(p) / run_name(stage, config.model)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     table = _database(p, progress)  # first: it can fork workers while TF is unloaded
     ident = database_id(table)
     _set_aside_if_stale(run_dir, ident)
-    Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
-        train_recipe(p, run_dir, config=recipe_config(p, **overrides), progress=progress,
+        cfg = recipe_config(p, **overrides)
+        diff = stored_difference(run_dir, cfg) if default_dir else {}
+        if diff:  # the profile's recipe changed since this run: never answer with the old one
+            _set_aside(run_dir, f"holds a recipe run of another configuration ((stored, "
+                                f"now): {diff})")
+        Run(run_dir).write_database(ident)
+        train_recipe(p, run_dir, config=cfg, progress=progress,
                      table=table, stop_after_round=stop_after_epoch)
         return Run(run_dir)
+    Run(run_dir).write_database(ident)
     run = Run(run_dir)
     if (run_dir / CONFIG_FILE).exists():
         diff = run.config.differences(config)
@@ -383,11 +392,15 @@ def _set_aside_if_stale(run_dir: Path, ident: str) -> None:
     trained_on = Run(run_dir).database
     if trained_on == ident:
         return
+    _set_aside(run_dir, f"was trained on another version of the database "
+                        f"({trained_on or 'not recorded'}, now {ident})")
+
+
+def _set_aside(run_dir: Path, why: str) -> None:
+    """Rename ``run_dir`` to ``<run_dir>.stale-<time>`` (nothing is deleted) and warn why."""
     stale = run_dir.with_name(f"{run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.rename(stale)
-    warnings.warn(f"{run_dir} was trained on another version of the database "
-                  f"({trained_on or 'not recorded'}, now {ident}): moved to {stale}; "
-                  "training again", stacklevel=3)
+    warnings.warn(f"{run_dir} {why}: moved to {stale}; training again", stacklevel=4)
 
 
 def _train(run: Run, config: RunConfig, profile: Profile, table: pd.DataFrame, *, progress,
