@@ -16,7 +16,10 @@ needs nothing else:
     min/max, the referral cut ``eta`` and the threshold on ``p_artifact``); ``validation``
     (the network's ROC AUC and the scan counts on the validation split, measured when the
     bundle was made: a bundle below :data:`MIN_VALID_AUC` is warned about at every load);
-    ``provenance`` (profile, stage, seed, date, package version).
+    ``provenance`` (profile, stage, seed, date, package version); optionally ``checks``, the
+    thresholds of the checks at the scan's own resolution that screening applies before
+    conforming (:mod:`mriqc_nb.native`: ``{"kspace_peak": 1.0, "noise": -2.5}``; absent: the
+    network alone).
 
 :func:`save_bundle` writes one from any network (both files atomically), :func:`bundle_from_run`
 from a trained run directory, :func:`load_bundle` reads one back; :func:`validate_info` checks a
@@ -41,7 +44,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mriqc_nb import predict, referral
+from mriqc_nb import native, predict, referral
 from mriqc_nb._atomic import write_json
 from mriqc_nb.labels import LABELS
 
@@ -140,6 +143,11 @@ def validate_info(info: dict, where="bundle") -> None:
             problems.append(f"mc_samples must be >= 1, got {info['mc_samples']}")
         if not isinstance(info["policy"], dict):
             problems.append("policy is not a JSON object")
+        if "checks" in info:
+            try:
+                native.validate_thresholds(info["checks"])
+            except ValueError as exc:
+                problems.append(str(exc))
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(f"missing or malformed field ({type(exc).__name__}: {exc})")
     if problems:
@@ -148,7 +156,8 @@ def validate_info(info: dict, where="bundle") -> None:
 
 def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPolicy,
                 mc_samples: int = 100, model_name: str = "nn008",
-                provenance: dict | None = None, validation: dict | None = None) -> Path:
+                provenance: dict | None = None, validation: dict | None = None,
+                checks: dict | None = None) -> Path:
     """Write a model bundle (``weights.npz`` + ``bundle.json``) to ``out_dir``.
 
     Parameters
@@ -174,6 +183,9 @@ def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPo
         How good the network is on the validation split: ``auc`` (ROC AUC of the mean
         MC-dropout probability), ``n_scans``, ``n_artifact``. Without it every load warns
         that the bundle's quality is unknown.
+    checks : dict, optional
+        Thresholds of the checks at the scan's own resolution (:data:`mriqc_nb.native.THRESHOLDS`
+        or some of them); None: screening uses the network alone.
 
     Returns
     -------
@@ -199,6 +211,8 @@ def save_bundle(out_dir, model, *, grid, spacing_mm, policy: referral.ReferralPo
             "policy": policy.to_dict(), "provenance": prov}
     if validation is not None:
         info["validation"] = dict(validation)
+    if checks is not None:
+        info["checks"] = dict(checks)
     out = Path(out_dir)
     validate_info(info, out)
     save_weights(model, out / WEIGHTS_FILE)
@@ -264,8 +278,8 @@ def fingerprint(folder, info: dict | None = None) -> str:
     """A short hash naming a bundle's exact model: its weights and its description.
 
     SHA-256 of ``weights.npz`` and of ``bundle.json``'s network, conform settings, ``T``
-    and policy (not its provenance, so a copied bundle keeps its fingerprint); the first 16
-    hexadecimal digits.
+    and policy, and its ``checks`` when it has them (not its provenance, so a copied bundle
+    keeps its fingerprint); the first 16 hexadecimal digits.
     """
     folder = Path(folder)
     if info is None:
@@ -275,7 +289,10 @@ def fingerprint(folder, info: dict | None = None) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     keys = ("model_name", "input_shape", "conform", "class_names", "mc_samples", "policy")
-    h.update(json.dumps({k: info[k] for k in keys}, sort_keys=True).encode())
+    described = {k: info[k] for k in keys}
+    if "checks" in info:  # absent from older bundles, whose fingerprints stay as they were
+        described["checks"] = info["checks"]
+    h.update(json.dumps(described, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -337,7 +354,8 @@ def load_bundle(path=None, *, warn: bool = True) -> Bundle:
 
 
 def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profile=None,
-                    progress: bool = False, max_referred: float = 0.5) -> Path:
+                    progress: bool = False, max_referred: float = 0.5,
+                    checks: dict | None = None) -> Path:
     """Bundle a trained run: its last weights and a referral policy chosen on validation.
 
     The policy is :func:`mriqc_nb.referral.select_operating_point` on the run's MC-dropout
@@ -364,6 +382,9 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
         human workload; ``select_operating_point(min_retained=1 - max_referred)``). Youden's
         J on the kept scans can nearly always be raised by referring more, so this bound,
         not the criterion, sets how many scans a person reviews.
+    checks : dict, optional
+        Thresholds of the checks at the scan's own resolution that screening applies
+        (e.g. :data:`mriqc_nb.native.THRESHOLDS`); None: the network alone.
 
     Returns
     -------
@@ -400,4 +421,4 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
         pass
     return save_bundle(out_dir, run.model(), grid=p.grid, spacing_mm=p.spacing_mm, policy=policy,
                        mc_samples=p.mc_samples_test, model_name=config.model,
-                       provenance=provenance, validation=validation)
+                       provenance=provenance, validation=validation, checks=checks)

@@ -200,6 +200,10 @@ def _figure(i: int, row, views, fallback, spacing_mm) -> str:
                        ("entropy", "entropy (bits)")):
         if col in row.index:
             caption += f" &middot; {label} = <b>{_num(row[col])}</b>"
+    if str(row.get("check", "") or "") not in ("", "nan"):  # a check at the file's own resolution
+        caption += (f"<br>called by the check at the scan's own resolution: "
+                    f"<b>{html.escape(str(row['check']))}</b> (the network alone: "
+                    f"p(artifact) = {_num(row.get('p_network'))})")
     try:
         vol, spacing = _volume(path, views, fallback, spacing_mm)
         img = (f'<img alt="sagittal, coronal and axial slices of {html.escape(path)}" '
@@ -273,13 +277,15 @@ def write_report(table: pd.DataFrame, out_html, *, views=None, spacing_mm=None,
     ent = [c for c in ENTITY_COLUMNS if c in table.columns and c != "suffix"
            and table[c].astype(str).str.len().gt(0).any()]
     drawn = [i for i, d in enumerate(todo["decision"]) if d in (REFER, ARTIFACT)][:max_views]
+    checks = "check" in todo.columns
     anchor = {pos: n for n, pos in enumerate(drawn, 1)}
     parts.append(f'<section id="worklist"><h2>Worklist: {len(todo)} scans need a person</h2>')
     if len(todo):
         parts.append("<table><thead><tr><th>#</th><th>scan</th>"
                      + "".join(f"<th>{esc(c)}</th>" for c in ent)
                      + "<th>decision</th><th>p(artifact)</th><th>scaled uncertainty</th>"
-                     "<th>view</th></tr></thead><tbody>")
+                     + ("<th>check</th>" if checks else "")
+                     + "<th>view</th></tr></thead><tbody>")
         for pos, (_, row) in enumerate(todo.iterrows()):
             link = (f'<a href="#view-{anchor[pos]}">view</a>' if pos in anchor else "")
             parts.append(f'<tr><td class="num">{pos + 1}</td>'
@@ -288,7 +294,8 @@ def write_report(table: pd.DataFrame, out_html, *, views=None, spacing_mm=None,
                          + f"<td>{_badge(row['decision'])}</td>"
                          f'<td class="num">{_num(row["p_artifact"])}</td>'
                          f'<td class="num">{_num(row.get("scaled_uncertainty"))}</td>'
-                         f"<td>{link}</td></tr>")
+                         + (f"<td>{esc(str(row['check'] or ''))}</td>" if checks else "")
+                         + f"<td>{link}</td></tr>")
         parts.append("</tbody></table>")
     else:
         parts.append('<p class="muted">Nothing: every scan was screened and called clean.</p>')

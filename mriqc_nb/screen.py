@@ -38,6 +38,18 @@ with one row per input, columns :data:`COLUMNS`:
     BIDS entities of the file name (:data:`mriqc_nb.bids.ENTITY_COLUMNS`; empty when the
     name is not a BIDS name).
 
+A bundle with ``checks`` (:mod:`mriqc_nb.native`: the built-in one has them) also measures
+every file at its own resolution, before it is conformed, and adds the columns
+:data:`CHECK_COLUMNS` at the end:
+
+``check``
+    The artifacts that a check calls (``spike``, ``noise``; comma-separated; empty if none).
+    A called scan is decided ``artifact`` (a person looks at it), and ``p_artifact`` is 1.
+``p_network``
+    The network's own mean probability (``p_artifact`` when no check calls).
+``kspace_peak``, ``noise``
+    The checks' measures (:func:`mriqc_nb.native.measure`; empty if one cannot be computed).
+
 Beside the table, a JSON *sidecar* (``results.tsv`` -> ``results.json``, as BIDS pairs a TSV
 with its JSON) records the bundle's :func:`~mriqc_nb.bundle.fingerprint`, the seed, T and the
 bundle's warnings (e.g. a poor validation AUC).
@@ -87,13 +99,15 @@ from mriqc_nb.bids import ENTITY_COLUMNS
 from mriqc_nb.labels import ARTIFACT, CLEAN, DECISIONS, REFER
 from mriqc_nb.sources import discover, printable
 
-__all__ = ["COLUMNS", "ScreenError", "screen", "read_results",
+__all__ = ["COLUMNS", "CHECK_COLUMNS", "ScreenError", "screen", "read_results",
            "sidecar_path", "report"]
 
 #: Columns of the screening TSV (a policy on another measure adds that column at the end).
 COLUMNS = ("path", "status", "error", "decision", "p_artifact", "entropy", "mutual_information",
            "variance", "scaled_uncertainty", "referred", "needs_person", *ENTITY_COLUMNS)
-_TEXT = ("path", "status", "error", "decision", *ENTITY_COLUMNS)
+#: Columns added by a bundle with checks at the scan's own resolution (:mod:`mriqc_nb.native`).
+CHECK_COLUMNS = ("check", "p_network", "kspace_peak", "noise")
+_TEXT = ("path", "status", "error", "decision", "check", *ENTITY_COLUMNS)
 _BOOL = ("referred", "needs_person")
 #: ``decision`` of a file that could not be screened.
 ERROR = "error"
@@ -137,20 +151,37 @@ def _error_row(message: str) -> dict:
 # --------------------------------------------------------------------------------------------
 # Conforming, in worker processes
 # --------------------------------------------------------------------------------------------
-def _conform_one(fspath: str, path: str, grid, spacing_mm) -> tuple:
-    """(volume or None, error message) of one file: header check, then conform."""
+def _measure(img) -> dict:
+    """The checks' measures of a loaded scan at its own resolution (NaN where impossible)."""
+    from mriqc_nb import native
+
     try:
-        return scans.conform(scans.check_header(fspath), grid, spacing_mm, normalise=True), ""
+        return native.measure(np.asarray(img.dataobj, dtype=np.float32))
+    except (ValueError, MemoryError):
+        return dict.fromkeys(native.CALLS, float("nan"))
+
+
+def _conform_one(fspath: str, path: str, grid, spacing_mm, checks: bool = False) -> tuple:
+    """(volume or None, error message, measures) of one file: header check, conform, and
+    with ``checks`` the measures at the file's own resolution ({} otherwise)."""
+    try:
+        img = scans.check_header(fspath)
+        if checks:  # read (and validated) once: the measures and the conforming share it
+            img = scans.load_scan(img)
+        vol = scans.conform(img, grid, spacing_mm, normalise=True)
     except Exception as exc:  # noqa: BLE001 - one broken scan never stops the run
         msg = str(exc) if isinstance(exc, scans.ScanError) else f"{path}: {type(exc).__name__}: {exc}"
-        return None, msg
+        if msg.startswith(scans.IN_MEMORY):  # conform of the array read above
+            msg = path + msg[len(scans.IN_MEMORY):]
+        return None, msg, {}
+    return vol, "", _measure(img) if checks else {}
 
 
-def _conform_in_worker(fspath: str, path: str, grid, spacing_mm) -> tuple:
+def _conform_in_worker(fspath: str, path: str, grid, spacing_mm, checks: bool) -> tuple:
     from mriqc_nb._workers import Stopped
 
     try:
-        return _conform_one(fspath, path, grid, spacing_mm)
+        return _conform_one(fspath, path, grid, spacing_mm, checks)
     except Stopped as stop:  # SIGTERM: the pool would wait for more work; exit instead
         os._exit(stop.code)
 
@@ -171,8 +202,8 @@ class _Conformer:
     """Conformed volumes of ``todo`` in input order, made ahead by a pool of ``workers``
     processes (in this process if 0), at most ``window`` at a time (bounded memory)."""
 
-    def __init__(self, todo, grid, spacing_mm, workers: int, window: int):
-        self.todo, self.grid, self.spacing = list(todo), grid, spacing_mm
+    def __init__(self, todo, grid, spacing_mm, workers: int, window: int, checks: bool = False):
+        self.todo, self.grid, self.spacing, self.checks = list(todo), grid, spacing_mm, checks
         self.pool, self.queue, self.next = None, deque(), 0
         self.window = max(1, window)
         if workers > 0 and sum(s.ok for s in self.todo) > 1:
@@ -188,7 +219,7 @@ class _Conformer:
             fut = None
             if src.ok and self.pool is not None:
                 fut = self.pool.submit(_conform_in_worker, src.fspath, src.path, self.grid,
-                                       self.spacing)
+                                       self.spacing, self.checks)
             self.queue.append((src, fut))
 
     def __iter__(self):
@@ -196,9 +227,9 @@ class _Conformer:
         while self.queue:
             src, fut = self.queue.popleft()
             if not src.ok:
-                out = (None, src.problem)
+                out = (None, src.problem, {})
             elif fut is None:
-                out = _conform_one(src.fspath, src.path, self.grid, self.spacing)
+                out = _conform_one(src.fspath, src.path, self.grid, self.spacing, self.checks)
             else:
                 out = fut.result()
             self._fill()
@@ -235,15 +266,32 @@ def _predict_rows(bundle, volumes: list, seed: int) -> list[dict]:
     return rows
 
 
+def _apply_checks(rec: dict, measures: dict, thresholds: dict) -> None:
+    """Add the checks' columns to a policy row; a check that calls an artifact makes the
+    decision ``artifact`` (a person looks) and ``p_artifact`` 1."""
+    from mriqc_nb import native
+
+    calls = native.called(measures, thresholds)
+    rec.update(measures, p_network=rec["p_artifact"], check=",".join(calls))
+    if calls:
+        rec.update(p_artifact=1.0, predicted=1, referred=False, needs_person=True,
+                   decision=ARTIFACT)
+
+
 def _rows_for_batch(batch, bundle, seed: int) -> list[dict]:
-    """One row per (source, volume, error) of ``batch``, in order."""
-    ok = [i for i, (_, vol, _) in enumerate(batch) if vol is not None]
-    rows = [_error_row(err) if vol is None else None for _, vol, err in batch]
+    """One row per (source, volume, error, measures) of ``batch``, in order."""
+    ok = [i for i, (_, vol, _, _) in enumerate(batch) if vol is not None]
+    rows = [_error_row(err) if vol is None else None for _, vol, err, _ in batch]
+    thresholds = (getattr(bundle, "info", None) or {}).get("checks")
     if ok:
         for i, rec in zip(ok, _predict_rows(bundle, [batch[i][1] for i in ok], seed)):
-            rows[i] = rec if math.isfinite(rec["p_artifact"]) else _error_row(
-                f"{batch[i][0].path}: the model's output is not finite")
-    for (src, _, _), rec in zip(batch, rows):
+            if not math.isfinite(rec["p_artifact"]):
+                rows[i] = _error_row(f"{batch[i][0].path}: the model's output is not finite")
+                continue
+            if thresholds is not None:
+                _apply_checks(rec, batch[i][3], thresholds)
+            rows[i] = rec
+    for (src, _, _, _), rec in zip(batch, rows):
         rec["path"] = src.path
         rec.update({c: src.entities.get(c, "") for c in ENTITY_COLUMNS})
     return rows
@@ -387,16 +435,21 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
     policy_measure = info["policy"]["measure"]
     out = Path(out_tsv)
     columns = list(COLUMNS) + ([policy_measure] if policy_measure not in COLUMNS else [])
+    checks = info.get("checks") is not None
+    if checks:
+        columns += list(CHECK_COLUMNS)
     meta = {"GeneratedBy": _GENERATOR, "Version": _version(), "BundleFingerprint": fp,
             "Seed": int(seed), "Bundle": str(folder), "MCSamples": int(info["mc_samples"]),
             "Started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "Warnings": list(warns), "Columns": columns}
+            "Warnings": list(warns), "Columns": columns,
+            **({"Checks": dict(info["checks"])} if checks else {})}
     _writable(out)
     done = _prepare(out, columns, meta)
     todo = [s for s in found if s.path not in done]
     batch_size = max(1, int(batch_size))
     n_workers = _workers(workers)
-    conformer = _Conformer(todo, grid, spacing, n_workers, window=2 * batch_size + 2 * n_workers)
+    conformer = _Conformer(todo, grid, spacing, n_workers, window=2 * batch_size + 2 * n_workers,
+                           checks=checks)
     views, max_views = {}, 0
     if report_html is not None:
         from mriqc_nb.report import MAX_VIEWS as max_views
@@ -431,7 +484,7 @@ def _write_batch(fh, batch, bundle, seed, columns, views: dict, max_views: int) 
     """Predict one batch and append its rows in one write, flushed and synced."""
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    for (src, vol, _), rec in zip(batch, _rows_for_batch(batch, bundle, seed)):
+    for (src, vol, _, _), rec in zip(batch, _rows_for_batch(batch, bundle, seed)):
         writer.writerow([_cell(rec.get(c)) for c in columns])
         if rec["decision"] in (ARTIFACT, REFER) and len(views) < max_views:
             views[src.path] = vol.astype(np.float16)  # for the report: half the memory

@@ -487,3 +487,67 @@ def test_cli_screen_bids_derivative_with_entities_and_report(bundle_dir, tmp_pat
     assert df["subject"].tolist() == ["01", "02"] and (df["session"] == "pre").all()
     assert (df["run"] == "1").all() and (df["suffix"] == "T1w").all()
     assert (deriv / "screening.json").is_file() and (tmp_path / "report.html").is_file()
+
+
+# ------------------------------------------------------------- checks at the own resolution
+def _spiked(path, seed, amplitude=0.3):
+    """A head of :func:`_head` with one bad k-space sample, or with strong white noise."""
+    img = nib.load(_head(path, seed))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if amplitude:
+        from mriqc_nb import artifacts
+
+        data = artifacts.apply(data, {"kind": "spike", "spikes": [
+            {"k_position": [0.4, -0.3, 0.2], "amplitude": amplitude}]}, spacing_mm=(5, 5.5, 4))
+    else:
+        data = data + np.random.default_rng(seed).normal(0, 40, data.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, img.affine), str(path))
+    return str(path)
+
+
+def test_a_bundle_with_checks_calls_spikes_and_noise_at_the_files_own_resolution(
+        bundle_dir, bundle, tmp_path):
+    from mriqc_nb import native
+
+    _, model, policy = bundle_dir
+    checked = save_bundle(tmp_path / "checked", model, grid=GRID, spacing_mm=SPACING,
+                          policy=policy, mc_samples=T, checks=native.THRESHOLDS,
+                          validation={"auc": 0.95, "n_scans": 10, "n_artifact": 2})
+    assert bundles.read_info(checked)[1]["checks"] == native.THRESHOLDS
+    assert bundles.fingerprint(checked) != bundles.fingerprint(bundle_dir[0])
+    d = tmp_path / "scans"
+    d.mkdir()
+    files = [_head(d / "clean.nii.gz", 0), _spiked(d / "spike.nii.gz", 1, amplitude=0.1),
+             _spiked(d / "noise.nii.gz", 2, amplitude=0), str(d / "missing.nii.gz")]
+    df = screen.screen(files, checked, tmp_path / "checked.tsv", batch_size=2, seed=3,
+                       workers=0, progress=False)
+    assert list(df.columns) == list(screen.COLUMNS) + list(screen.CHECK_COLUMNS)
+    assert json.loads(screen.sidecar_path(tmp_path / "checked.tsv").read_text())["Checks"] \
+        == native.THRESHOLDS
+    assert df["check"].tolist() == ["", "spike", "noise", ""]
+    called = df.iloc[1:3]
+    assert (called["decision"] == "artifact").all() and (called["p_artifact"] == 1).all()
+    assert called["needs_person"].all() and not called["referred"].any()
+    assert df["kspace_peak"].iloc[1] > 1 > df["kspace_peak"].iloc[0]
+    assert df["noise"].iloc[2] > -2.5 > df["noise"].iloc[0]
+    assert df.iloc[3]["status"] == "error" and np.isnan(df.iloc[3]["kspace_peak"])
+    # the network's own numbers are those of the same bundle without checks
+    plain = screen.screen(files[:3], bundle, tmp_path / "plain.tsv", batch_size=2, seed=3,
+                          workers=0, progress=False)
+    np.testing.assert_allclose(df["p_network"].iloc[:3], plain["p_artifact"], atol=1e-6)
+    assert df["p_artifact"].iloc[0] == pytest.approx(plain["p_artifact"].iloc[0], abs=1e-6)
+    assert df["decision"].iloc[0] == plain["decision"].iloc[0]
+    # with worker processes: the same table
+    again = screen.screen(files, checked, tmp_path / "workers.tsv", batch_size=2, seed=3,
+                          workers=2, progress=False, report_html=tmp_path / "report.html")
+    pd.testing.assert_frame_equal(again.drop(columns="error"), df.drop(columns="error"))
+    page = (tmp_path / "report.html").read_text()
+    assert "<th>check</th>" in page and page.count("called by the check") == 2
+
+
+def test_a_bundle_with_an_unknown_check_is_refused(bundle_dir, tmp_path):
+    _, model, policy = bundle_dir
+    with pytest.raises(BundleError, match="unknown check 'motion'"):
+        save_bundle(tmp_path / "b", model, grid=GRID, spacing_mm=SPACING, policy=policy,
+                    mc_samples=T, checks={"motion": 1.0})
+    assert not (tmp_path / "b" / "bundle.json").exists()

@@ -1,0 +1,192 @@
+"""Checks at the scan's own resolution: what the network's grid averages away.
+
+The network sees every scan conformed to its grid (laptop: 4 x 4 x 6 mm, with anti-aliasing),
+and some artifacts of a finer acquisition do not survive that trip (``experiments/NOTES.md``
+section 13: a spike made at 1 mm is a stripe pattern above the grid's Nyquist limit, and
+white noise at 1 mm is averaged over 96 voxels). No training can find what is not in the
+input. Two artifacts have a signature at the scan's own voxel size that needs no learning,
+and screening measures them on the file as it was read, before it is conformed:
+
+``kspace_peak`` (spikes)
+    A spike is one bad k-space sample, so the Fourier transform of the magnitude image has a
+    peak far above the k-space around it; anatomy has no such peaks. The measure is
+    ``log |F(k)|`` minus the largest ``log |F|`` at Chebyshev distance 2-3 from ``k`` (the
+    nearest neighbours are left out: the head's outline spreads a spike over them), maximised
+    over ``k`` outside the central tenth of k-space and off the three axis planes (where the
+    box edges and any zero padding put their lines). A sharp edge in k-space (truncated or
+    zero-filled k-space, ringing) is not a peak: the ring around it holds values as high.
+``noise``
+    The standard deviation of white noise at the scan's own voxel size, Donoho's estimate from
+    the finest 3-D Haar detail (median absolute coefficient / 0.6745) over the head, relative
+    to the head's median intensity (natural log). Anatomy adds little to the finest detail's
+    median; blur lowers it.
+
+A check *calls* an artifact when its measure is above its threshold (:data:`THRESHOLDS`, chosen
+on validation anatomy before anything else was looked at: ``experiments/NOTES.md`` section
+20). A bundle carries the thresholds it screens with (``bundle.json``: ``checks``); a bundle
+without them screens with the network alone. Motion has no such check: its fine-scale part
+is a mixture of poses, not a pattern that a threshold recognises.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["THRESHOLDS", "CALLS", "haar_noise", "noise_level", "kspace_peak", "measure",
+           "called", "validate_thresholds"]
+
+#: Threshold of each check (``experiments/NOTES.md`` section 20): ``kspace_peak`` > 1.0 (a
+#: k-space sample e = 2.7 times the largest one 2-3 samples away), ``noise`` > -2.5 (noise SD
+#: above 8.2% of the head's median intensity).
+THRESHOLDS = {"kspace_peak": 1.0, "noise": -2.5}
+#: The artifact each check calls.
+CALLS = {"kspace_peak": "spike", "noise": "noise"}
+_CENTRE = 0.1  # radius (fraction of the k-space half-width) left out around the centre
+
+
+def _as_array(volume) -> np.ndarray:
+    x = np.asarray(volume, dtype=np.float32)
+    if x.ndim != 3 or min(x.shape) < 8:
+        raise ValueError(f"a check needs a 3-D volume at least 8 voxels a side, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("a check needs finite intensities")
+    return x
+
+
+def haar_noise(volume, mask=None) -> float:
+    """Noise standard deviation from the finest 3-D Haar detail (Donoho's MAD estimate).
+
+    Parameters
+    ----------
+    volume : array_like, shape (X, Y, Z)
+    mask : array_like of bool, optional
+        Where to estimate (a 2 x 2 x 2 block counts when its first voxel is inside); the
+        whole volume when omitted.
+
+    Returns
+    -------
+    float
+        ``median |d| / 0.6745``, ``d`` the orthonormal HHH coefficients: the SD of white
+        Gaussian noise, whatever its mean.
+    """
+    x = _as_array(volume)
+    n = [s - s % 2 for s in x.shape]
+    x = x[:n[0], :n[1], :n[2]]
+    d = np.zeros([s // 2 for s in n], dtype=np.float32)
+    for i in (0, 1):
+        for j in (0, 1):
+            for k in (0, 1):
+                if (i + j + k) % 2:
+                    d -= x[i::2, j::2, k::2]
+                else:
+                    d += x[i::2, j::2, k::2]
+    d /= np.float32(math.sqrt(8.0))
+    if mask is not None:
+        d = d[np.asarray(mask, dtype=bool)[:n[0]:2, :n[1]:2, :n[2]:2]]
+    if d.size == 0:
+        return float("nan")
+    return float(np.median(np.abs(d)) / 0.6745)
+
+
+def noise_level(volume, mask=None) -> float:
+    """``log(noise SD / median intensity of the head)`` at the volume's own voxel size.
+
+    ``mask`` defaults to :func:`mriqc_nb.scans.grid.head_mask`. NaN when the head is empty or
+    its median is not positive.
+    """
+    from mriqc_nb.scans.grid import head_mask
+
+    x = _as_array(volume)
+    x = x - x.min()  # a stored offset (z-scored or signed data) is not signal
+    m = head_mask(x) if mask is None else np.asarray(mask, dtype=bool)
+    if not m.any():
+        return float("nan")
+    level = float(np.median(x[m]))
+    sd = haar_noise(x, m)
+    if not level > 0 or not sd > 0:
+        return float("nan") if not level > 0 else float("-inf")
+    return math.log(sd / level)
+
+
+def _ring_max(values: np.ndarray, inner: int = 1, outer: int = 3) -> np.ndarray:
+    """Maximum over the voxels at Chebyshev distance ``inner + 1`` to ``outer`` (periodic)."""
+    width = 2 * outer + 1
+    out = None
+    for axis in range(3):
+        ring = np.ones(width, dtype=bool)
+        ring[outer - inner:outer + inner + 1] = False
+        shape = [1, 1, 1]
+        shape[axis] = width
+        m = ndimage.maximum_filter(values, footprint=ring.reshape(shape), mode="wrap")
+        size = [width] * 3
+        size[axis] = 1
+        m = ndimage.maximum_filter(m, size=size, mode="wrap")
+        out = m if out is None else np.maximum(out, m, out=out)
+    return out
+
+
+def kspace_peak(volume) -> float:
+    """How far the strongest isolated k-space peak stands above the k-space around it.
+
+    Returns
+    -------
+    float
+        ``max_k [log |F(k)| - max log |F|`` at Chebyshev distance 2-3 ``]`` over ``k``
+        outside the central tenth of k-space (radius, in fractions of the half-width) and at
+        least 2 samples off each axis plane; ``F`` the Fourier transform of the volume minus
+        its mean. Around 0.2-0.7 for clean scans (more voxels: a little higher), above 1 for
+        a spike.
+    """
+    from scipy import fft
+
+    x = _as_array(volume)
+    spectrum = np.abs(fft.fftshift(fft.fftn(x - x.mean(), workers=-1)))
+    floor = np.float32(1e-7 * max(float(spectrum.max()), 1e-30))
+    logs = np.log(spectrum.astype(np.float32) + floor)
+    del spectrum
+    excess = logs - _ring_max(logs)
+    keep = np.ones(x.shape, dtype=bool)
+    radius = np.zeros(x.shape, dtype=np.float32)
+    for axis, n in enumerate(x.shape):
+        g = (np.abs(np.arange(n) - n // 2) / (n / 2)).astype(np.float32)
+        g = g.reshape([-1 if a == axis else 1 for a in range(3)])
+        radius = radius + g**2
+        keep &= g > 1.5 / (n / 2)
+    keep &= radius > _CENTRE**2
+    if not keep.any():
+        return float("nan")
+    return float(excess[keep].max())
+
+
+def measure(volume) -> dict:
+    """Every check's measure of one volume: ``{"kspace_peak": float, "noise": float}``."""
+    x = _as_array(volume)
+    return {"kspace_peak": kspace_peak(x), "noise": noise_level(x)}
+
+
+def validate_thresholds(thresholds) -> dict:
+    """``thresholds`` as ``{check: float}``; ``ValueError`` naming an unknown check or a value
+    that is not a finite number."""
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"checks must be a JSON object of thresholds, got {thresholds!r}")
+    out = {}
+    for name, value in thresholds.items():
+        if name not in CALLS:
+            raise ValueError(f"unknown check {name!r}; known: {', '.join(CALLS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"the threshold of check {name!r} must be a finite number, "
+                             f"got {value!r}")
+        out[name] = float(value)
+    return out
+
+
+def called(measures: dict, thresholds=None) -> list[str]:
+    """The artifacts that the checks call (``CALLS`` of each measure above its threshold), in
+    the order of ``thresholds``; a NaN measure calls nothing."""
+    thresholds = THRESHOLDS if thresholds is None else thresholds
+    return [CALLS[name] for name, cut in thresholds.items()
+            if measures.get(name) is not None and measures[name] > cut]

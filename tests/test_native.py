@@ -1,0 +1,86 @@
+"""Checks at the scan's own resolution (``mriqc_nb.native``): a k-space peak calls a spike,
+the finest Haar detail measures white noise, and neither fires on a clean head, on a sharp
+edge in k-space (truncation, ringing) or on blur."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mriqc_nb import artifacts, native, synth
+
+GRID, SPACING = (80, 80, 60), (3.0, 3.0, 3.0)
+
+
+@pytest.fixture(scope="module")
+def head():
+    img = synth.make_scan(synth.sample_anatomy(11), synth.sample_acquisition(12, "T1w"),
+                          GRID, SPACING)
+    return np.asarray(img.dataobj, dtype=np.float32)
+
+
+def _apply(vol, kind, **params):
+    return artifacts.apply(vol, {"kind": kind, **params}, spacing_mm=SPACING)
+
+
+def test_a_spike_stands_out_in_kspace_and_a_clean_head_does_not(head):
+    clean = native.kspace_peak(head)
+    assert clean < 0.8  # well under the threshold of 1
+    for position, amplitude in (([0.3, -0.55, 0.1], 0.2), ([-0.5, 0.2, -0.2], 0.03)):
+        spiked = _apply(head, "spike", spikes=[{"k_position": position, "amplitude": amplitude}])
+        assert native.kspace_peak(spiked) > native.THRESHOLDS["kspace_peak"] + 0.3, position
+        assert native.called(native.measure(spiked)) == ["spike"]
+    assert native.called(native.measure(head)) == []
+
+
+def test_edges_in_kspace_and_blur_are_not_peaks(head):
+    # truncated k-space (ringing) has a sharp edge, not a peak; blur removes detail
+    ringing = _apply(head, "ringing", keep_fraction=0.3, axes=[0, 1])
+    blurred = _apply(head, "blur", fwhm_mm=[9.0, 9.0, 9.0])
+    for vol in (ringing, blurred):
+        assert native.kspace_peak(vol) < native.THRESHOLDS["kspace_peak"]
+    # a lone peak is invariant to where the head sits (a shift changes only phases)
+    shifted = np.roll(head, (7, -5, 3), axis=(0, 1, 2))
+    assert native.kspace_peak(shifted) == pytest.approx(native.kspace_peak(head), abs=0.05)
+
+
+def test_haar_noise_recovers_the_sd_of_white_noise_whatever_the_offset():
+    rng = np.random.default_rng(0)
+    for sd in (0.5, 2.0):
+        x = 100.0 + rng.normal(0.0, sd, (64, 64, 48))
+        assert native.haar_noise(x) == pytest.approx(sd, rel=0.03)
+    # odd sizes: the last plane is left out, not wrapped
+    assert native.haar_noise(rng.normal(0, 1.0, (33, 35, 31))) == pytest.approx(1.0, rel=0.05)
+    mask = np.zeros((64, 64, 48), dtype=bool)
+    assert math.isnan(native.haar_noise(rng.normal(0, 1.0, (64, 64, 48)), mask))
+
+
+def test_noise_level_rises_with_noise_falls_with_blur_and_calls_prominent_noise(head):
+    clean = native.noise_level(head)
+    subtle = native.noise_level(_apply(head, "noise", sigma_fraction=0.03, noise_seed=1))
+    prominent = native.noise_level(_apply(head, "noise", sigma_fraction=0.12, noise_seed=1))
+    blurred = native.noise_level(_apply(head, "blur", fwhm_mm=[9.0, 9.0, 9.0]))
+    assert blurred < clean < subtle < native.THRESHOLDS["noise"] < prominent
+    # relative to the head: the same scan scaled and offset has the same level
+    assert native.noise_level(3.0 * head + 50.0) == pytest.approx(clean, abs=1e-3)
+    assert "noise" in native.called(native.measure(
+        _apply(head, "noise", sigma_fraction=0.12, noise_seed=1)))
+
+
+def test_thresholds_are_validated_and_nan_calls_nothing():
+    assert native.validate_thresholds({"kspace_peak": 1}) == {"kspace_peak": 1.0}
+    with pytest.raises(ValueError, match="unknown check 'motion'"):
+        native.validate_thresholds({"motion": 1.0})
+    for bad in (float("nan"), "1", True, None):
+        with pytest.raises(ValueError, match="kspace_peak"):
+            native.validate_thresholds({"kspace_peak": bad})
+    with pytest.raises(ValueError, match="JSON object"):
+        native.validate_thresholds([1.0])
+    assert native.called({"kspace_peak": float("nan"), "noise": float("nan")}) == []
+    assert native.called({"kspace_peak": 2.0, "noise": -1.0}, {"noise": -2.5}) == ["noise"]
+    with pytest.raises(ValueError, match="3-D"):
+        native.measure(np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="finite"):
+        native.kspace_peak(np.full((10, 10, 10), np.nan))
