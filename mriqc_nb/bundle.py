@@ -355,7 +355,7 @@ def load_bundle(path=None, *, warn: bool = True) -> Bundle:
 
 def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profile=None,
                     progress: bool = False, max_referred: float = 0.5,
-                    checks: dict | None = None) -> Path:
+                    checks: dict | None = native.THRESHOLDS) -> Path:
     """Bundle a trained run: its last weights and a referral policy chosen on validation.
 
     The policy is :func:`mriqc_nb.referral.select_operating_point` on the run's MC-dropout
@@ -382,9 +382,10 @@ def bundle_from_run(run, out_dir, *, measure: str = "mutual_information", profil
         human workload; ``select_operating_point(min_retained=1 - max_referred)``). Youden's
         J on the kept scans can nearly always be raised by referring more, so this bound,
         not the criterion, sets how many scans a person reviews.
-    checks : dict, optional
+    checks : dict or None
         Thresholds of the checks at the scan's own resolution that screening applies
-        (e.g. :data:`mriqc_nb.native.THRESHOLDS`); None: the network alone.
+        (default :data:`mriqc_nb.native.THRESHOLDS`, adopted by the rule of
+        ``experiments/NOTES.md`` section 20); None: the network alone.
 
     Returns
     -------

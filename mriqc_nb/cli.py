@@ -156,7 +156,8 @@ def _cmd_bundle(args) -> int:
     try:
         run = train_stage(args.stage, args.profile, progress=not args.quiet)
         out = bundle_from_run(run, args.out, measure=args.measure, profile=args.profile,
-                              progress=not args.quiet)
+                              progress=not args.quiet,
+                              **({"checks": None} if args.no_checks else {}))
     except ValueError as err:
         print(f"mriqc-nb bundle: error: {err}", file=sys.stderr)
         return 2
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--measure", default="mutual_information",
                     choices=["mutual_information", "entropy", "variance"],
                     help="uncertainty measure that refers scans (default: mutual_information)")
+    bd.add_argument("--no-checks", action="store_true",
+                    help="screen with the network alone: no checks at the scan's own "
+                         "resolution (spikes, noise; mriqc_nb.native)")
     bd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     bd.set_defaults(func=_cmd_bundle)
 

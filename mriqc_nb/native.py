@@ -128,6 +128,14 @@ def _ring_max(values: np.ndarray, inner: int = 1, outer: int = 3) -> np.ndarray:
     return out
 
 
+def _negate(a: np.ndarray, axes=(0, 1)) -> np.ndarray:
+    """``a`` at the negated frequency along ``axes`` (centred indices, ``n // 2`` is 0)."""
+    for axis in axes:
+        n = a.shape[axis]
+        a = np.take(a, (2 * (n // 2) - np.arange(n)) % n, axis=axis)
+    return a
+
+
 def kspace_peak(volume) -> float:
     """How far the strongest isolated k-space peak stands above the k-space around it.
 
@@ -139,20 +147,34 @@ def kspace_peak(volume) -> float:
         least 2 samples off each axis plane; ``F`` the Fourier transform of the volume minus
         its mean. Around 0.2-0.7 for clean scans (more voxels: a little higher), above 1 for
         a spike.
+
+    Notes
+    -----
+    The image is real, so ``|F(k)| = |F(-k)|`` and the measure is the same on either half of
+    k-space: it is computed on the half that ``rfftn`` returns, extended by the three planes
+    on each side that the ring around its points reaches (taken from the other half).
     """
     from scipy import fft
 
     x = _as_array(volume)
-    spectrum = np.abs(fft.fftshift(fft.fftn(x - x.mean(), workers=-1)))
-    floor = np.float32(1e-7 * max(float(spectrum.max()), 1e-30))
-    logs = np.log(spectrum.astype(np.float32) + floor)
-    del spectrum
-    excess = logs - _ring_max(logs)
-    keep = np.ones(x.shape, dtype=bool)
-    radius = np.zeros(x.shape, dtype=np.float32)
-    for axis, n in enumerate(x.shape):
-        g = (np.abs(np.arange(n) - n // 2) / (n / 2)).astype(np.float32)
-        g = g.reshape([-1 if a == axis else 1 for a in range(3)])
+    n0, n1, n2 = x.shape
+    half = np.abs(fft.fftshift(fft.rfftn(x - x.mean(), workers=-1), axes=(0, 1)))
+    m = n2 // 2  # the last axis holds the frequencies 0..m
+    floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
+    pad = 3  # the ring's reach
+    before = [_negate(half[:, :, j]) for j in range(pad, 0, -1)]        # -3, -2, -1
+    after = [_negate(half[:, :, n2 - m - j]) for j in range(1, pad + 1)]  # m+1 .. m+3
+    ext = np.concatenate([np.stack(before, axis=2), half, np.stack(after, axis=2)], axis=2)
+    del half
+    logs = np.log(ext.astype(np.float32) + floor)
+    del ext
+    excess = (logs - _ring_max(logs))[:, :, pad + 2:pad + m + 1]  # frequencies 2..m
+    f = [np.abs(np.arange(n) - n // 2) / (n / 2) for n in (n0, n1)]
+    f.append(np.arange(2, m + 1) / (n2 / 2))
+    keep = np.ones(excess.shape, dtype=bool)
+    radius = np.zeros(excess.shape, dtype=np.float32)
+    for axis, (g, n) in enumerate(zip(f, x.shape)):
+        g = g.astype(np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
         radius = radius + g**2
         keep &= g > 1.5 / (n / 2)
     keep &= radius > _CENTRE**2

@@ -41,6 +41,17 @@ def test_edges_in_kspace_and_blur_are_not_peaks(head):
     blurred = _apply(head, "blur", fwhm_mm=[9.0, 9.0, 9.0])
     for vol in (ringing, blurred):
         assert native.kspace_peak(vol) < native.THRESHOLDS["kspace_peak"]
+    # computed on half of k-space: the same as on all of it, for even and odd sizes
+    rng = np.random.default_rng(3)
+    for shape in ((20, 24, 18), (21, 25, 19)):
+        x = np.abs(rng.normal(5.0, 1.0, shape)).astype(np.float32)
+        full = np.log(np.abs(np.fft.fftshift(np.fft.fftn(x - x.mean()))) + 1e-7 * np.abs(
+            np.fft.fftn(x - x.mean())).max())
+        excess = full - native._ring_max(full.astype(np.float32))
+        g = np.meshgrid(*[np.abs(np.arange(n) - n // 2) / (n / 2) for n in shape], indexing="ij")
+        keep = (sum(a**2 for a in g) > 0.01) & np.logical_and.reduce(
+            [a > 1.5 / (n / 2) for a, n in zip(g, shape)])
+        assert native.kspace_peak(x) == pytest.approx(float(excess[keep].max()), abs=1e-4)
     # a lone peak is invariant to where the head sits (a shift changes only phases)
     shifted = np.roll(head, (7, -5, 3), axis=(0, 1, 2))
     assert native.kspace_peak(shifted) == pytest.approx(native.kspace_peak(head), abs=0.05)

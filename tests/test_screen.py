@@ -394,6 +394,13 @@ def test_bundle_from_run_chooses_policy_on_validation(bundle_dir, tmp_path, monk
     assert (prov["profile"], prov["stage"], prov["seed"], prov["epoch"]) == ("smoke", "ramp", 5, 3)
     assert prov["policy_max_referred"] == 0.5
     assert "recipe" not in prov  # a paper stage has no recipe settings
+    from mriqc_nb import native
+
+    assert b.info["checks"] == native.THRESHOLDS  # the checks of NOTES 20, unless refused
+    assert main(["bundle", "--stage", "ramp", "--profile", "smoke", "--out",
+                 str(tmp_path / "plain"), "-q", "--no-checks"]) == 0
+    plain = load_bundle(tmp_path / "plain")
+    assert "checks" not in plain.info and plain.fingerprint != b.fingerprint
 
 
 def test_bundle_from_run_bounds_the_share_it_refers(bundle_dir, tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # run from a source checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from mriqc_nb import bundle as bundles  # noqa: E402
-from mriqc_nb import predict, referral  # noqa: E402
+from mriqc_nb import native, predict, referral  # noqa: E402
 from mriqc_nb.artifacts import ARTIFACTS  # noqa: E402
 from mriqc_nb._atomic import write_text  # noqa: E402
 from mriqc_nb.comparison import method_metrics  # noqa: E402
@@ -120,6 +120,13 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         f"`{pol.measure}` at eta = {pol.eta:.3g} (scaled to the validation range), threshold "
         f"p(artifact) >= {pol.threshold:.3g}; both chosen on the validation split, referring "
         f"at most {info['provenance'].get('policy_max_referred', 0.5):.0%} of its scans.",
+        *([f"- Checks at the scan's own resolution, before it is conformed "
+           f"(`mriqc_nb.native`; thresholds chosen on validation anatomy, "
+           f"`experiments/NOTES.md` section 20): "
+           + ", ".join(f"`{k}` > {v:g} calls {native.CALLS[k]}" for k, v in info["checks"].items())
+           + ". A called scan is decided artifact (p(artifact) 1); the network's own "
+           "probability stays in the column `p_network`. The numbers below are the network's, "
+           "on volumes at the grid."] if info.get("checks") else []),
         f"- Fingerprint `{fp}` (weights and description; recorded in every screening table).",
         "", "## Training data and recipe", "",
         f"- Profile `{profile.name}`: {profile.description}",
@@ -174,7 +181,9 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         "there: subtle ringing, slight blur, a movement that touches only the edge of k-space, "
         "the white noise of a 1-mm scan, a k-space spike far from the centre. Of TorchIO's "
         "motion, noise and spikes made at 1 mm, little reaches this grid (chapter 5b, section "
-        "5b.6); the subtle set above shows the same for this package's own artifacts.",
+        "5b.6); the subtle set above shows the same for this package's own artifacts."
+        + (" The checks above measure spikes and white noise at the scan's own resolution; "
+           "nothing does so for motion." if info.get("checks") else ""),
         "- It knows only the simulated kinds; an artifact of another kind (metal, RF "
         "interference patterns, susceptibility, wrong contrast or sequence, a non-brain "
         "image) may be called clean.",
