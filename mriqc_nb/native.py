@@ -18,8 +18,8 @@ and screening measures them on the file as it was read, before it is conformed:
 ``noise``
     The standard deviation of white noise at the scan's own voxel size, Donoho's estimate from
     the finest 3-D Haar detail (median absolute coefficient / 0.6745) over the head, relative
-    to the head's median intensity (natural log). Anatomy adds little to the finest detail's
-    median; blur lowers it.
+    to the head's level: its median intensity above the background's (natural log). Anatomy
+    adds little to the finest detail's median; blur lowers it.
 
 A check *calls* an artifact when its measure is above its threshold (:data:`THRESHOLDS`, chosen
 on validation anatomy before anything else was looked at: ``experiments/NOTES.md`` section
@@ -92,22 +92,28 @@ def haar_noise(volume, mask=None) -> float:
 
 
 def noise_level(volume, mask=None) -> float:
-    """``log(noise SD / median intensity of the head)`` at the volume's own voxel size.
+    """``log(noise SD / head level)`` at the volume's own voxel size.
 
-    ``mask`` defaults to :func:`mriqc_nb.scans.grid.head_mask`. NaN when the head is empty or
-    its median is not positive.
+    The head level is the median intensity inside ``mask`` (default
+    :func:`mriqc_nb.scans.grid.head_mask`) above the median outside it (the background: zero
+    for a magnitude image without noise, a little above for Rician noise, anywhere for data
+    stored with an offset or z-scored); above the minimum when less than 1% of the volume is
+    outside the head. NaN when the head is empty or its level is not positive.
     """
     from mriqc_nb.scans.grid import head_mask
 
     x = _as_array(volume)
-    x = x - x.min()  # a stored offset (z-scored or signed data) is not signal
     m = head_mask(x) if mask is None else np.asarray(mask, dtype=bool)
     if not m.any():
         return float("nan")
-    level = float(np.median(x[m]))
+    outside = ~m
+    zero = float(np.median(x[outside])) if outside.mean() >= 0.01 else float(x.min())
+    level = float(np.median(x[m])) - zero
     sd = haar_noise(x, m)
-    if not level > 0 or not sd > 0:
-        return float("nan") if not level > 0 else float("-inf")
+    if not level > 0:
+        return float("nan")
+    if not sd > 0:
+        return float("-inf")
     return math.log(sd / level)
 
 

@@ -76,6 +76,17 @@ def test_noise_level_rises_with_noise_falls_with_blur_and_calls_prominent_noise(
     assert blurred < clean < subtle < native.THRESHOLDS["noise"] < prominent
     # relative to the head: the same scan scaled and offset has the same level
     assert native.noise_level(3.0 * head + 50.0) == pytest.approx(clean, abs=1e-3)
+    # the level is measured from the background, not from the lowest voxel: one outlier, or
+    # signed noise (an additive Gaussian, not the magnitude's Rician), does not move it
+    outlier = head.copy()
+    outlier[0, 0, 0] = -10.0 * head.max()
+    # (the head mask's histogram is coarser with the outlier: a small change, where
+    # subtracting the minimum would lower the measure by log 11 = 2.4)
+    assert native.noise_level(outlier) == pytest.approx(clean, abs=0.05)
+    sd = 0.1 * float(np.percentile(head, 99))
+    signed = head + np.random.default_rng(2).normal(0, sd, head.shape).astype(np.float32)
+    level = np.median(head[head > 0.3 * head.max()])
+    assert native.noise_level(signed) == pytest.approx(math.log(sd / level), abs=0.35)
     assert "noise" in native.called(native.measure(
         _apply(head, "noise", sigma_fraction=0.12, noise_seed=1)))
 
