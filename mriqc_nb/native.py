@@ -40,7 +40,7 @@ __all__ = ["THRESHOLDS", "CALLS", "haar_noise", "noise_level", "kspace_peak", "m
 
 #: Threshold of each check (``experiments/NOTES.md`` section 20): ``kspace_peak`` > 1.0 (a
 #: k-space sample e = 2.7 times the largest one 2-3 samples away), ``noise`` > -2.5 (noise SD
-#: above 8.2% of the head's median intensity).
+#: above 8.2% of the head's level: its median intensity above the background's).
 THRESHOLDS = {"kspace_peak": 1.0, "noise": -2.5}
 #: The artifact each check calls.
 CALLS = {"kspace_peak": "spike", "noise": "noise"}
@@ -164,7 +164,8 @@ def kspace_peak(volume) -> float:
 
     x = _as_array(volume)
     n0, n1, n2 = x.shape
-    half = np.abs(fft.fftshift(fft.rfftn(x - x.mean(), workers=-1), axes=(0, 1)))
+    # one thread: screening measures in several worker processes at once
+    half = np.abs(fft.fftshift(fft.rfftn(x - x.mean()), axes=(0, 1)))
     m = n2 // 2  # the last axis holds the frequencies 0..m
     floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
     pad = 3  # the ring's reach
