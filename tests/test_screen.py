@@ -550,6 +550,16 @@ def test_a_bundle_with_checks_calls_spikes_and_noise_at_the_files_own_resolution
     pd.testing.assert_frame_equal(again.drop(columns="error"), df.drop(columns="error"))
     page = (tmp_path / "report.html").read_text()
     assert "<th>check</th>" in page and page.count("called by the check") == 2
+    # the checks switched off at screening time: the network alone, the plain columns; a
+    # table begun with the checks is not continued without them
+    main(["screen", *files[:3], "--bundle", str(checked), "--out", str(tmp_path / "off.tsv"),
+          "--no-checks", "-q", "--workers", "0", "--seed", "3"])
+    off = screen.read_results(tmp_path / "off.tsv")
+    assert list(off.columns) == list(screen.COLUMNS)
+    np.testing.assert_allclose(off["p_artifact"], plain["p_artifact"], atol=1e-6)
+    with pytest.raises(screen.ScreenError, match="other columns"):
+        screen.screen(files[:3], checked, tmp_path / "checked.tsv", checks=False,
+                      progress=False, workers=0)
 
 
 def test_a_bundle_with_an_unknown_check_is_refused(bundle_dir, tmp_path):
