@@ -562,6 +562,25 @@ def test_a_bundle_with_checks_calls_spikes_and_noise_at_the_files_own_resolution
                       progress=False, workers=0)
 
 
+def test_a_check_that_fails_calls_nothing_and_the_scan_is_screened(bundle_dir, tmp_path,
+                                                                   monkeypatch):
+    from mriqc_nb import native
+
+    _, model, policy = bundle_dir
+    checked = save_bundle(tmp_path / "checked", model, grid=GRID, spacing_mm=SPACING,
+                          policy=policy, mc_samples=T, checks=native.THRESHOLDS)
+
+    def broken(volume):
+        raise FloatingPointError("a measure that breaks")
+
+    monkeypatch.setattr(native, "measure", broken)
+    df = screen.screen([_head(tmp_path / "a.nii.gz", 0)], checked, tmp_path / "t.tsv",
+                       workers=0, progress=False)
+    assert df["status"].tolist() == ["ok"] and df["check"].tolist() == [""]
+    assert np.isnan(df["kspace_peak"].iloc[0]) and np.isnan(df["noise"].iloc[0])
+    assert df["p_artifact"].iloc[0] == df["p_network"].iloc[0]
+
+
 def test_a_bundle_with_an_unknown_check_is_refused(bundle_dir, tmp_path):
     _, model, policy = bundle_dir
     with pytest.raises(BundleError, match="unknown check 'motion'"):
