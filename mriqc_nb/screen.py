@@ -282,17 +282,17 @@ def _apply_checks(rec: dict, measures: dict, thresholds: dict) -> None:
                    decision=ARTIFACT)
 
 
-def _rows_for_batch(batch, bundle, seed: int) -> list[dict]:
-    """One row per (source, volume, error, measures) of ``batch``, in order."""
+def _rows_for_batch(batch, bundle, seed: int, thresholds: dict | None = None) -> list[dict]:
+    """One row per (source, volume, error, measures) of ``batch``, in order; ``thresholds``:
+    the checks applied (None: the network alone)."""
     ok = [i for i, (_, vol, _, _) in enumerate(batch) if vol is not None]
     rows = [_error_row(err) if vol is None else None for _, vol, err, _ in batch]
-    thresholds = (getattr(bundle, "info", None) or {}).get("checks")
     if ok:
         for i, rec in zip(ok, _predict_rows(bundle, [batch[i][1] for i in ok], seed)):
             if not math.isfinite(rec["p_artifact"]):
                 rows[i] = _error_row(f"{batch[i][0].path}: the model's output is not finite")
                 continue
-            if thresholds is not None and batch[i][3]:  # measured: the checks are on
+            if thresholds is not None:
                 _apply_checks(rec, batch[i][3], thresholds)
             rows[i] = rec
     for (src, _, _, _), rec in zip(batch, rows):
@@ -443,14 +443,15 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
     policy_measure = info["policy"]["measure"]
     out = Path(out_tsv)
     columns = list(COLUMNS) + ([policy_measure] if policy_measure not in COLUMNS else [])
-    checks = bool(checks) and info.get("checks") is not None
+    thresholds = dict(info["checks"]) if checks and info.get("checks") is not None else None
+    checks = thresholds is not None
     if checks:
         columns += list(CHECK_COLUMNS)
     meta = {"GeneratedBy": _GENERATOR, "Version": _version(), "BundleFingerprint": fp,
             "Seed": int(seed), "Bundle": str(folder), "MCSamples": int(info["mc_samples"]),
             "Started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "Warnings": list(warns), "Columns": columns,
-            **({"Checks": dict(info["checks"])} if checks else {})}
+            **({"Checks": thresholds} if checks else {})}
     _writable(out)
     done = _prepare(out, columns, meta)
     todo = [s for s in found if s.path not in done]
@@ -470,7 +471,8 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
             for item in conformer:
                 batch.append(item)
                 if len(batch) == batch_size or n_done + len(batch) == len(todo):
-                    _write_batch(fh, batch, bundle, seed, columns, views, max_views)
+                    _write_batch(fh, batch, bundle, seed, columns, views, max_views,
+                                 thresholds)
                     n_done += len(batch)
                     bar.update(len(batch))
                     batch = []
@@ -488,11 +490,12 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
     return table
 
 
-def _write_batch(fh, batch, bundle, seed, columns, views: dict, max_views: int) -> None:
+def _write_batch(fh, batch, bundle, seed, columns, views: dict, max_views: int,
+                 thresholds: dict | None = None) -> None:
     """Predict one batch and append its rows in one write, flushed and synced."""
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    for (src, vol, _, _), rec in zip(batch, _rows_for_batch(batch, bundle, seed)):
+    for (src, vol, _, _), rec in zip(batch, _rows_for_batch(batch, bundle, seed, thresholds)):
         writer.writerow([_cell(rec.get(c)) for c in columns])
         if rec["decision"] in (ARTIFACT, REFER) and len(views) < max_views:
             views[src.path] = vol.astype(np.float16)  # for the report: half the memory

@@ -358,17 +358,16 @@ def train_stage(
     table = _database(p, progress)  # first: it can fork workers while TF is unloaded
     ident = database_id(table)
     _set_aside_if_stale(run_dir, ident)
+    cfg = recipe_config(p, **overrides) if stage == "recipe" else None
+    diff = stored_difference(run_dir, cfg) if cfg is not None and default_dir else {}
+    if diff:  # the profile's recipe changed since this run: never answer with the old one
+        _set_aside(run_dir, f"holds a recipe run of another configuration ((stored, "
+                            f"now): {diff})")
+    Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
-        cfg = recipe_config(p, **overrides)
-        diff = stored_difference(run_dir, cfg) if default_dir else {}
-        if diff:  # the profile's recipe changed since this run: never answer with the old one
-            _set_aside(run_dir, f"holds a recipe run of another configuration ((stored, "
-                                f"now): {diff})")
-        Run(run_dir).write_database(ident)
         train_recipe(p, run_dir, config=cfg, progress=progress,
                      table=table, stop_after_round=stop_after_epoch)
         return Run(run_dir)
-    Run(run_dir).write_database(ident)
     run = Run(run_dir)
     if (run_dir / CONFIG_FILE).exists():
         diff = run.config.differences(config)
