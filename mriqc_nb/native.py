@@ -118,20 +118,45 @@ def noise_level(volume, mask=None) -> float:
 
 
 def _ring_max(values: np.ndarray, inner: int = 1, outer: int = 3) -> np.ndarray:
-    """Maximum over the voxels at Chebyshev distance ``inner + 1`` to ``outer`` (periodic)."""
-    width = 2 * outer + 1
-    out = None
-    for axis in range(3):
-        ring = np.ones(width, dtype=bool)
-        ring[outer - inner:outer + inner + 1] = False
-        shape = [1, 1, 1]
-        shape[axis] = width
-        m = ndimage.maximum_filter(values, footprint=ring.reshape(shape), mode="wrap")
-        size = [width] * 3
-        size[axis] = 1
-        m = ndimage.maximum_filter(m, size=size, mode="wrap")
-        out = m if out is None else np.maximum(out, m, out=out)
-    return out
+    """Maximum over the voxels at Chebyshev distance ``inner + 1`` to ``outer`` (periodic).
+
+    That shell is the union, over the three axes, of "offset ``inner + 1`` to ``outer`` along
+    this axis, at most ``outer`` along the other two": per axis, a box maximum over the other
+    two axes (separable 1-D passes, shared between axes) followed by the maximum of the
+    shifts along this one. The maximum is exact, so this is the shell's maximum itself.
+    """
+    def cut(a, axis, lo, hi):
+        return a[(slice(None),) * axis + (slice(lo, hi),)]
+
+    def wrapped(a, axis):  # a with ``outer`` periodic values added on each side along axis
+        n = a.shape[axis]
+        return np.concatenate([cut(a, axis, n - outer, n), a, cut(a, axis, 0, outer)],
+                              axis=axis)
+
+    def box(a, axis):  # max over offsets -outer .. outer along axis
+        p = wrapped(a, axis)
+        span = 1  # p[i] holds the max of span values from i on; doubled up to 2 * outer + 1
+        while span < 2 * outer + 1:
+            step = min(span, 2 * outer + 1 - span)
+            m = p.shape[axis] - step
+            p = np.maximum(cut(p, axis, 0, m), cut(p, axis, step, step + m))
+            span += step
+        return p
+
+    def shell(a, axis):  # max over offsets +-(inner + 1 .. outer) along axis
+        p, n = wrapped(a, axis), a.shape[axis]
+        out = None
+        for d in range(inner + 1, outer + 1):
+            for o in (outer - d, outer + d):
+                v = cut(p, axis, o, o + n)
+                out = v.copy() if out is None else np.maximum(out, v, out=out)
+        return out
+
+    b2 = box(values, 2)
+    out = shell(box(b2, 1), 0)
+    np.maximum(out, shell(box(b2, 0), 1), out=out)
+    del b2
+    return np.maximum(out, shell(box(box(values, 0), 1), 2), out=out)
 
 
 def _negate(a: np.ndarray, axes=(0, 1)) -> np.ndarray:

@@ -57,6 +57,19 @@ def test_edges_in_kspace_and_blur_are_not_peaks(head):
     assert native.kspace_peak(shifted) == pytest.approx(native.kspace_peak(head), abs=0.05)
 
 
+def test_ring_max_is_the_maximum_over_the_chebyshev_shell():
+    # separable passes give exactly the shell's maximum, periodic at the edges
+    rng = np.random.default_rng(8)
+    for shape in ((9, 11, 8), (20, 24, 18), (21, 25, 19)):
+        v = rng.normal(size=shape).astype(np.float32)
+        brute = np.full(shape, -np.inf, dtype=np.float32)
+        r = range(-3, 4)
+        for offset in ((a, b, c) for a in r for b in r for c in r):
+            if max(map(abs, offset)) >= 2:
+                brute = np.maximum(brute, np.roll(v, offset, axis=(0, 1, 2)))
+        assert np.array_equal(native._ring_max(v), brute), shape
+
+
 def test_haar_noise_recovers_the_sd_of_white_noise_whatever_the_offset():
     rng = np.random.default_rng(0)
     for sd in (0.5, 2.0):
