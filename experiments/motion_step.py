@@ -1,0 +1,142 @@
+"""A candidate motion check at the scan's own resolution: the step in k-space energy at a
+pose boundary (``experiments/NOTES.md`` section 22; **not adopted**: it calls 1.5% of the
+clean validation scans at the laptop grid, against the rule's 0.5%).
+
+    python experiments/motion_step.py grid valid         # every validation scan at the grid
+    python experiments/motion_step.py own 10 1.5         # own heads at 1.5 mm, every kind
+    python experiments/motion_step.py train 40 1.5       # training anatomies: clean, late motion
+
+Physics: rigid motion between phase-encoding lines fills one part of k-space from one pose
+and the rest from another. The spectrum of a magnitude (or real-part) image is, to first
+order, the average of ``F(k)`` and its mirror ``F(-k)``; beyond a boundary plane the two come
+from different poses, their phases disagree, and the average loses energy (for fully
+disagreeing phases the mean log-magnitude drops by log 2). Anatomy's spectrum falls smoothly.
+
+Measure: for each axis, the mean ``log |F|`` over each plane of k-space (``+-k`` averaged),
+the drop from each plane to the next one out minus the running median of the drops over 9
+planes, maximum over the planes between a tenth and 95% of the way out, maximum over axes.
+Writes ``/tmp/motion_step_<what>.tsv`` (measurements, not results of the book).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT, ROOT / "tools"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+THRESHOLD = 0.15  # fixed before the rule was applied (NOTES 22)
+
+
+def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95) -> float:
+    """The largest sudden drop of mean log |F| from one k-space plane to the next."""
+    from scipy import fft
+
+    x = np.asarray(volume, dtype=np.float32)
+    half = np.abs(fft.fftshift(fft.rfftn(x - x.mean()), axes=(0, 1)))  # first two centred
+    floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
+    logs = np.log(half.astype(np.float32) + floor)
+    best = float("nan")
+    for axis, n in enumerate(x.shape):
+        p = logs.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
+        h = n // 2
+        if axis < 2:  # centred: frequency k at index n // 2 + k; +-k averaged
+            k = np.arange(h + 1)
+            p = (p[(n // 2 + k) % n] + p[(n // 2 - k) % n]) / 2
+        drops = p[:-1] - p[1:]
+        excess = drops - ndimage.median_filter(drops, size=window, mode="nearest")
+        between = np.arange(len(drops)) + 0.5
+        keep = (between > inner * h) & (between < outer * h)
+        if keep.any():
+            top = float(excess[keep].max())
+            if math.isnan(best) or top > best:
+                best = top
+    return best
+
+
+def _grid(split: str) -> pd.DataFrame:
+    from checks_on_benchmark import raw_image
+
+    from mriqc_nb.data import profile_database
+    from mriqc_nb.data.table import split_rows
+    from mriqc_nb.profiles import get_profile
+
+    prof = get_profile("laptop")
+    rows = []
+    for rec in split_rows(profile_database(prof, progress=False), split).to_dict("records"):
+        img = raw_image(json.loads(rec["recipe"]), prof.grid, prof.spacing_mm)
+        rows.append(dict(scan_id=rec["scan_id"], label=rec["label"], kind=rec["artifact_kind"],
+                         step=kspace_step(np.asarray(img.dataobj, np.float32))))
+    return pd.DataFrame(rows)
+
+
+def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd.DataFrame:
+    """``n`` clean anatomies of ``split`` made at ``mm``: clean, two late movements of
+    prominent amplitude (the design set) and, with ``every_kind``, every kind at both
+    severities."""
+    from mriqc_nb import artifacts, synth
+    from mriqc_nb.data import profile_database
+    from mriqc_nb.data.table import split_rows
+    from mriqc_nb.profiles import get_profile
+
+    table = profile_database(get_profile("laptop"), progress=False)
+    g = tuple(int(round(f / mm)) for f in (256, 256, 192))
+    s = (mm,) * 3
+    rows_in = split_rows(table, split)
+    clean = rows_in[rows_in["label"].astype(str) == "clean"]
+    chosen = clean.iloc[np.sort(np.random.default_rng(5).choice(len(clean), size=n,
+                                                                  replace=False))]
+    rows = []
+    for i, src in enumerate(chosen.to_dict("records")):
+        r = json.loads(src["recipe"])
+        data = np.asarray(synth.make_scan(r["anatomy"], r["acquisition"], g, s).dataobj,
+                          np.float32)
+
+        def add(kind, sev, vol):
+            vol = synth.apply_release(vol, r["anatomy"], r["acquisition"], s)
+            rows.append(dict(head=i, kind=kind, severity=sev, step=kspace_step(vol)))
+
+        add("clean", "", data)
+        for sev in ("subtle", "prominent") if every_kind else ():
+            p = artifacts.sample_params("motion", sev, seed=[7, i, len(sev)], shape=g,
+                                        spacing_mm=s)
+            add("motion", sev, artifacts.apply(data, p, spacing_mm=s))
+        lr = np.random.default_rng([11, i])
+        for j in range(2):
+            t0 = float(lr.uniform(0.7, 0.95)) if lr.random() < 0.5 else float(lr.uniform(0.05, 0.3))
+            ev = [{"time": t0,
+                   "rotation_deg": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist(),
+                   "translation_mm": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist()}]
+            p = {"kind": "motion", "events": ev, "pe_axis": int(lr.integers(0, 3))}
+            add("motion", f"late{j}", artifacts.apply(data, p, spacing_mm=s))
+        for kind in sorted(artifacts.ARTIFACTS) if every_kind else ():
+            if kind == "motion":
+                continue
+            for sev in ("subtle", "prominent"):
+                p = artifacts.sample_params(kind, sev, seed=[8, i, len(kind), len(sev)],
+                                            shape=g, spacing_mm=s)
+                add(kind, sev, artifacts.apply(data, p, spacing_mm=s))
+        print(i, flush=True)
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    what = sys.argv[1]
+    if what == "grid":
+        df = _grid(sys.argv[2])
+    elif what == "own":
+        df = _own(int(sys.argv[2]), float(sys.argv[3]))
+    else:  # "train": the amendment's fresh anatomies (NOTES 22b)
+        df = _own(int(sys.argv[2]), float(sys.argv[3]), split="train", every_kind=False)
+    out = Path("/tmp") / f"motion_step_{'_'.join(sys.argv[1:])}.tsv"
+    df.to_csv(out, sep="\t", index=False)
+    print(f"wrote {out}")
