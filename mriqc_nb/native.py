@@ -122,9 +122,12 @@ def noise_level(volume, mask=None) -> float:
     Haar blocks counted (those whose first voxel is in the head). The estimates are the same
     in distribution, at about a sixth of the cost (``experiments/NOTES.md`` section 21).
     """
+    return _noise_level(_as_array(volume), mask)
+
+
+def _noise_level(x: np.ndarray, mask=None) -> float:
     from mriqc_nb.scans.grid import head_mask
 
-    x = _as_array(volume)
     xc = np.ascontiguousarray(x[::2, ::2, ::2])
     m = head_mask(xc, sigma_vox=0.5) if mask is None else \
         np.asarray(mask, dtype=bool)[::2, ::2, ::2]
@@ -212,10 +215,15 @@ def kspace_peak(volume) -> float:
     """
     from scipy import fft
 
-    x = _as_array(volume)
+    return _kspace_peak(_as_array(volume))
+
+
+def _kspace_peak(x: np.ndarray) -> float:
+    from scipy import fft
+
     n0, n1, n2 = x.shape
     # one thread: screening measures in several worker processes at once
-    half = np.abs(fft.fftshift(fft.rfftn(x - x.mean()), axes=(0, 1)))
+    half = fft.fftshift(np.abs(fft.rfftn(x - x.mean())), axes=(0, 1))
     m = n2 // 2  # the last axis holds the frequencies 0..m
     floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
     pad = 3  # the ring's reach
@@ -223,27 +231,36 @@ def kspace_peak(volume) -> float:
     after = [_negate(half[:, :, n2 - m - j]) for j in range(1, pad + 1)]  # m+1 .. m+3
     ext = np.concatenate([np.stack(before, axis=2), half, np.stack(after, axis=2)], axis=2)
     del half
-    logs = np.log(ext.astype(np.float32) + floor)
+    logs = np.log(ext.astype(np.float32, copy=False) + floor)
     del ext
-    excess = (logs - _ring_max(logs))[:, :, pad + 2:pad + m + 1]  # frequencies 2..m
-    f = [np.abs(np.arange(n) - n // 2) / (n / 2) for n in (n0, n1)]
-    f.append(np.arange(2, m + 1) / (n2 / 2))
-    keep = np.ones(excess.shape, dtype=bool)
-    radius = np.zeros(excess.shape, dtype=np.float32)
-    for axis, (g, n) in enumerate(zip(f, x.shape)):
-        g = g.astype(np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
-        radius = radius + g**2
-        keep &= g > 1.5 / (n / 2)
-    keep &= radius > _CENTRE**2
-    if not keep.any():
-        return float("nan")
-    return float(excess[keep].max())
+    inner = (slice(None), slice(None), slice(pad + 2, pad + m + 1))  # frequencies 2..m
+    excess = logs[inner] - _ring_max(logs)[inner]
+    # left out: within 1 sample of the two centred axes' zero planes (the last axis starts
+    # at frequency 2) ...
+    c0, c1 = n0 // 2, n1 // 2
+    excess[max(c0 - 1, 0):c0 + 2] = -np.inf
+    excess[:, max(c1 - 1, 0):c1 + 2] = -np.inf
+    # ... and the central tenth of k-space (radius in fractions of each half-width), for
+    # which only its bounding box needs the radius
+    r0, r1, r2 = (int(_CENTRE * n / 2) + 1 for n in (n0, n1, n2))
+    lo0, lo1 = max(c0 - r0, 0), max(c1 - r1, 0)
+    box = excess[lo0:c0 + r0 + 1, lo1:c1 + r1 + 1, :max(r2 - 1, 0)]
+    g = [np.abs(np.arange(lo0, lo0 + box.shape[0]) - c0) / (n0 / 2),
+         np.abs(np.arange(lo1, lo1 + box.shape[1]) - c1) / (n1 / 2),
+         np.arange(2, 2 + box.shape[2]) / (n2 / 2)]
+    radius = np.zeros(box.shape, dtype=np.float32)
+    for axis, ga in enumerate(g):
+        radius = radius + ga.astype(np.float32).reshape([-1 if a == axis else 1
+                                                          for a in range(3)])**2
+    box[radius <= _CENTRE**2] = -np.inf
+    top = float(excess.max()) if excess.size else -math.inf
+    return top if math.isfinite(top) else float("nan")
 
 
 def measure(volume) -> dict:
     """Every check's measure of one volume: ``{"kspace_peak": float, "noise": float}``."""
-    x = _as_array(volume)
-    return {"kspace_peak": kspace_peak(x), "noise": noise_level(x)}
+    x = _as_array(volume)  # validated once
+    return {"kspace_peak": _kspace_peak(x), "noise": _noise_level(x)}
 
 
 def validate_thresholds(thresholds) -> dict:
