@@ -78,7 +78,7 @@ least 2 where there are 2, at most 4) while this process loads the bundle and pr
 with their parent (Ctrl-C, a kill, a crash). Nothing heavy (TensorFlow, the bundle) is loaded
 before the inputs and the output table have been checked. The checks at the scan's own
 resolution add almost as much again as conforming and the network: on 2 cores of an Intel
-Xeon (AVX-512), 59 ms per 2-mm scan with them and 33 ms without, 2.2 and 1.3 times bare
+Xeon (AVX-512), 54 ms per 2-mm scan with them and 37 ms without, 2.2 and 1.45 times bare
 loading (``benchmarks/bench_screen.py`` with the built-in bundle and with a copy without
 checks, 2026-12-05; 105 ms with the checks before they were made cheaper,
 ``experiments/NOTES.md`` section 21); ``checks=False`` (``--no-checks``) screens with the

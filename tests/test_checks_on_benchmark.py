@@ -101,3 +101,18 @@ def test_committed_table_is_what_its_measures_and_predictions_give(repo_root):
         net = mine[mine["screen"] == "network"].iloc[0]
         for c in cols:
             assert net[c] == pytest.approx(ref.loc[seed, c], abs=1e-5), (seed, c)
+
+
+def test_with_checks_marks_called_scans_as_screening_decides_them():
+    preds = _preds("test", seed=4)
+    ids = preds["scan_id"].tolist()
+    meas = _measures(preds, ids[:2] + ids[-3:], kind="noise")
+    out = cob.with_checks(preds, meas)
+    assert out["called"].tolist() == [i in ids[:2] + ids[-3:] for i in ids]
+    called = out["called"].to_numpy()
+    assert (out.loc[called, "p_artifact"] == 1.0).all()
+    assert (out.loc[called, "mutual_information"] == 0.0).all()  # kept, not referred
+    pd.testing.assert_frame_equal(out.loc[~called, preds.columns], preds.loc[~called])
+    assert not cob.with_checks(preds, meas, thresholds={"kspace_peak": 1.0})["called"].any()
+    with pytest.raises(ValueError, match="have no measures"):
+        cob.with_checks(preds, meas.iloc[3:])

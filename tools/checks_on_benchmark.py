@@ -104,6 +104,42 @@ def measure_splits(profile, workers: int, progress: bool = True) -> pd.DataFrame
     return pd.DataFrame(out)
 
 
+def load_measures(profile, workers: int | None = None, remeasure: bool = False) -> pd.DataFrame:
+    """The per-scan measures of ``results/<profile>-scans/checks.tsv.gz``, measured (and
+    written) first when the file is missing or ``remeasure``."""
+    from mriqc_nb._workers import default_workers
+
+    p = get_profile(profile)
+    mfile = ROOT / "results" / f"{p.name}-scans" / "checks.tsv.gz"
+    if mfile.exists() and not remeasure:
+        return pd.read_csv(mfile, sep="\t")
+    measures = measure_splits(p, default_workers() if workers is None else max(1, workers))
+    mfile.parent.mkdir(parents=True, exist_ok=True)
+    measures.to_csv(mfile, sep="\t", index=False, float_format="%.6g")
+    return measures
+
+
+def with_checks(table: pd.DataFrame, measures: pd.DataFrame, thresholds=None) -> pd.DataFrame:
+    """``table`` (per-scan predictions with ``scan_id``) as screening with the checks sees
+    it: a scan that a check calls gets ``p_artifact`` 1 and ``mutual_information`` 0 (kept,
+    not referred: ``mriqc-nb screen`` decides it ``artifact``), and a column ``called``.
+    ``ValueError`` when a scan has no measures."""
+    thresholds = native.THRESHOLDS if thresholds is None else thresholds
+    m = measures.drop_duplicates("scan_id").set_index("scan_id")
+    missing = ~table["scan_id"].isin(m.index)
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} scans have no measures "
+                         f"(first: {table.loc[missing, 'scan_id'].iloc[0]}); measure again")
+    rows = m.loc[table["scan_id"], list(native.CALLS)].to_dict("records")
+    called = np.asarray([bool(native.called(r, thresholds)) for r in rows])
+    out = table.copy()
+    out["called"] = called
+    out.loc[called, "p_artifact"] = 1.0
+    if "mutual_information" in out:
+        out.loc[called, "mutual_information"] = 0.0
+    return out
+
+
 def seed_rows(predictions: pd.DataFrame, measures: pd.DataFrame, seed: int,
               thresholds=None) -> list[dict]:
     """The ``network`` and ``network+checks`` rows of one seed.
@@ -152,21 +188,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--remeasure", action="store_true")
     args = ap.parse_args(argv)
-    from mriqc_nb._workers import default_workers
-
     p = get_profile(args.profile)
     scans = ROOT / "results" / f"{p.name}-scans"
     mfile = scans / "checks.tsv.gz"
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     t0 = time.perf_counter()
-    if mfile.exists() and not args.remeasure:
-        measures = pd.read_csv(mfile, sep="\t")
-        print(f"measures from {mfile.relative_to(ROOT)} ({len(measures)} scans)")
-    else:
-        workers = default_workers() if args.workers is None else max(1, args.workers)
-        measures = measure_splits(p, workers)
-        scans.mkdir(parents=True, exist_ok=True)
-        measures.to_csv(mfile, sep="\t", index=False, float_format="%.6g")
+    measures = load_measures(p, args.workers, args.remeasure)
+    print(f"measures from {mfile.relative_to(ROOT)} ({len(measures)} scans)")
     rows = []
     for seed in args.seeds:
         f = scans / f"recipe_seed-{seed}.tsv.gz"

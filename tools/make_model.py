@@ -40,6 +40,9 @@ from mriqc_nb.metrics import bootstrap_ci, safe_auc  # noqa: E402
 from mriqc_nb.model.runs import STAGES  # noqa: E402
 from mriqc_nb.profiles import PROFILES, get_profile  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tools"))
+import checks_on_benchmark as cob  # noqa: E402
+
 DEFAULT_OUT = ROOT / "mriqc_nb" / Path(*bundles.DEFAULT_BUNDLE)
 CARD_FILE = "MODEL_CARD.md"
 #: The built-in model refers at most this share of the validation scans to a person. The
@@ -55,21 +58,28 @@ def _ci(point, low, high, digits=3) -> str:
     return f"{fmt.format(point)} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
-def _per_kind(policy, table) -> list[str]:
+def _per_kind(policy, table, checked=None) -> list[str]:
     """Markdown rows: per artifact kind, the share called artifact and the share that reaches
-    a person (called artifact or referred), with counts."""
-    applied = referral.apply_policy(policy, table)
+    a person (called artifact or referred), with counts; with ``checked`` (the same scans as
+    screening with the checks sees them: :func:`checks_on_benchmark.with_checks`), the share
+    called artifact with the checks too."""
+    def shares(t):
+        applied = referral.apply_policy(policy, t)
+        kind = applied["artifact_kind"].astype(str).where(applied["y"] == 1, "")
+        return {k: ((g["decision"] == "artifact").mean(), g["needs_person"].mean(), len(g))
+                for k, g in applied.groupby(kind)}
+
+    net = shares(table)
+    chk = shares(checked) if checked is not None else {}
     rows = []
-    arts = applied[applied["y"] == 1]
-    for kind, g in sorted(arts.groupby(arts["artifact_kind"].astype(str))):
-        called = int((g["decision"] == "artifact").sum())
-        person = int(g["needs_person"].sum())
-        rows.append(f"| {kind} | {len(g)} | {called / len(g):.2f} | {person / len(g):.2f} |")
-    clean = applied[applied["y"] == 0]
-    if len(clean):
-        rows.append(f"| (clean scans: share flagged) | {len(clean)} | "
-                    f"{(clean['decision'] == 'artifact').mean():.2f} | "
-                    f"{clean['needs_person'].mean():.2f} |")
+    for kind in sorted(k for k in net if k):
+        called, person, n = net[kind]
+        extra = f" {chk[kind][0]:.2f} |" if chk else ""
+        rows.append(f"| {kind} | {n} | {called:.2f} | {person:.2f} |{extra}")
+    if "" in net:
+        called, person, n = net[""]
+        extra = f" {chk[''][0]:.2f} |" if chk else ""
+        rows.append(f"| (clean scans: share flagged) | {n} | {called:.2f} | {person:.2f} |{extra}")
     return rows
 
 
@@ -84,6 +94,23 @@ def measure(run, bundle_dir: Path, profile, n_boot: int) -> dict:
            "auc": bootstrap_ci(safe_auc, y, p, n_boot=n_boot, seed=0),
            "test": method_metrics(policy, test, n_boot=n_boot, seed=0),
            "per_kind": _per_kind(policy, test)}
+    checks = info.get("checks")
+    checked = None
+    if checks:  # the same test scans measured before conforming (tools/checks_on_benchmark.py)
+        try:
+            measures = cob.load_measures(profile)
+            checked = cob.with_checks(test, measures, checks)
+        except (ValueError, KeyError) as err:
+            print(f"WARNING: no test numbers with the checks: {err}", file=sys.stderr)
+    if checked is not None:
+        clean = checked["y"].to_numpy() == 0
+        out["checks"] = {
+            "auc": bootstrap_ci(safe_auc, y, checked["p_artifact"].to_numpy(), n_boot=n_boot,
+                                seed=0),
+            "test": method_metrics(policy, checked, n_boot=n_boot, seed=0),
+            "called": int(checked["called"].sum()),
+            "clean_called": int((checked["called"].to_numpy() & clean).sum())}
+        out["per_kind"] = _per_kind(policy, test, checked)
     try:
         subtle, _ = predict.run_predictions(run, "subtle", "mc", T=T, seed=0, profile=profile)
     except ValueError:  # a profile without a subtle set
@@ -91,10 +118,42 @@ def measure(run, bundle_dir: Path, profile, n_boot: int) -> dict:
     if subtle is not None and len(subtle):
         applied = referral.apply_policy(policy, subtle)
         art = applied[applied["y"] == 1]
+        sub_checked = None
+        if checked is not None:
+            try:
+                sub_checked = cob.with_checks(subtle, measures, checks)
+            except ValueError as err:
+                print(f"WARNING: no subtle numbers with the checks: {err}", file=sys.stderr)
         out["subtle"] = {"n": len(art), "called": float((art["decision"] == "artifact").mean()),
                          "person": float(art["needs_person"].mean()),
-                         "per_kind": _per_kind(policy, subtle)}
+                         "per_kind": _per_kind(policy, subtle, sub_checked)}
+        if sub_checked is not None:
+            sa = referral.apply_policy(policy, sub_checked)
+            out["subtle"]["called_checks"] = float(
+                (sa.loc[sa["y"] == 1, "decision"] == "artifact").mean())
     return out
+
+
+def _metric_table(m: dict) -> list[str]:
+    """The test metrics as Markdown rows: the network, and with the checks when measured."""
+    t, c = m["test"], m.get("checks")
+    rows = ["| metric | value [95% interval] |" + (" with the checks |" if c else ""),
+            "|---|---|" + ("---|" if c else "")]
+
+    def row(name, net, chk):
+        rows.append(f"| {name} | {net} |" + (f" {chk} |" if c else ""))
+
+    row("ROC AUC (all scans)", _ci(*m["auc"]), _ci(*c["auc"]) if c else "")
+    for k in ("accuracy", "f1", "sensitivity", "specificity"):
+        row(f"{k} (retained scans)", _ci(t[k], t[k + "_low"], t[k + "_high"]),
+            _ci(c["test"][k], c["test"][k + "_low"], c["test"][k + "_high"]) if c else "")
+    row("referred to a person", f"{t['referred_fraction']:.3f}",
+        f"{c['test']['referred_fraction']:.3f}" if c else "")
+    row("artifacts missed (retained, called clean)", f"{t['missed_artifact_fraction']:.3f}",
+        f"{c['test']['missed_artifact_fraction']:.3f}" if c else "")
+    if c:
+        row("scans a check calls (clean among them)", "", f"{c['called']} ({c['clean_called']})")
+    return rows
 
 
 def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
@@ -125,8 +184,10 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
            f"`experiments/NOTES.md` section 20): "
            + ", ".join(f"`{k}` > {v:g} calls {native.CALLS[k]}" for k, v in info["checks"].items())
            + ". A called scan is decided artifact (p(artifact) 1); the network's own "
-           "probability stays in the column `p_network`. The numbers below are the network's, "
-           "on volumes at the grid."] if info.get("checks") else []),
+           "probability stays in the column `p_network`. Below, the network's numbers are on "
+           "volumes at the grid; *with the checks* adds the checks' calls, measured on the "
+           "same test scans made again before conforming (`tools/checks_on_benchmark.py`)."]
+          if info.get("checks") else []),
         f"- Fingerprint `{fp}` (weights and description; recorded in every screening table).",
         "", "## Training data and recipe", "",
         f"- Profile `{profile.name}`: {profile.description}",
@@ -147,21 +208,22 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         f"Test split ({m['test_n']} scans, {m['test_artifacts']} with an artifact; the policy "
         "frozen before the test scans were seen; 95% bootstrap intervals, "
         "stratified):", "",
-        "| metric | value [95% interval] |", "|---|---|",
-        f"| ROC AUC (all scans) | {_ci(*m['auc'])} |",
-        *[f"| {k} (retained scans) | {_ci(t[k], t[k + '_low'], t[k + '_high'])} |"
-          for k in ("accuracy", "f1", "sensitivity", "specificity")],
-        f"| referred to a person | {t['referred_fraction']:.3f} |",
-        f"| artifacts missed (retained, called clean) | {t['missed_artifact_fraction']:.3f} |",
-        "", "Per artifact kind on the test split (prominent artifacts):", "",
-        "| kind | scans | called artifact | reaches a person (artifact or referred) |",
-        "|---|---|---|---|", *m["per_kind"], "",
+        *_metric_table(m), "",
+        "Per artifact kind on the test split (prominent artifacts):", "",
+        "| kind | scans | called artifact | reaches a person (artifact or referred) |"
+        + (" called artifact, with the checks |" if m.get("checks") else ""),
+        "|---|---|---|---|" + ("---|" if m.get("checks") else ""), *m["per_kind"], "",
     ]
     sub = m.get("subtle")
     if sub:
+        with_checks = (f"; with the checks {sub['called_checks']:.2f} called artifact"
+                       if "called_checks" in sub else "")
         lines += [f"Subtle set ({sub['n']} scans with a subtle artifact, kept out of training): "
-                  f"{sub['called']:.2f} called artifact, {sub['person']:.2f} reach a person.", "",
-                  "| kind | scans | called artifact | reaches a person |", "|---|---|---|---|",
+                  f"{sub['called']:.2f} called artifact, {sub['person']:.2f} reach a person"
+                  f"{with_checks}.", "",
+                  "| kind | scans | called artifact | reaches a person |"
+                  + (" called artifact, with the checks |" if with_checks else ""),
+                  "|---|---|---|---|" + ("---|" if with_checks else ""),
                   *sub["per_kind"], ""]
     lines += [
         "## Intended use", "",
