@@ -53,9 +53,12 @@ model: $(STAMP)
 
 # Every method for three seeds on the laptop profile -> results/laptop.tsv (+ .json sidecar);
 # resumable. Hours on a laptop CPU (tools/experiments.py prints the time of each method).
+# Then the recipe's rows with the checks at the scan's own resolution ->
+# results/laptop-checks.tsv (the scans' measures are kept: a few minutes the first time).
 SEEDS ?= 0 1 2
 experiments: $(STAMP)
 	$(BIN)/python tools/experiments.py --profile laptop --seeds $(SEEDS)
+	$(BIN)/python tools/checks_on_benchmark.py --profile laptop --seeds $(SEEDS)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
