@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["THRESHOLDS", "CALLS", "haar_noise", "noise_level", "kspace_peak", "measure",
            "called", "validate_thresholds"]
@@ -213,8 +212,6 @@ def kspace_peak(volume) -> float:
     k-space: it is computed on the half that ``rfftn`` returns, extended by the three planes
     on each side that the ring around its points reaches (taken from the other half).
     """
-    from scipy import fft
-
     return _kspace_peak(_as_array(volume))
 
 
