@@ -116,3 +116,27 @@ def test_with_checks_marks_called_scans_as_screening_decides_them():
     assert not cob.with_checks(preds, meas, thresholds={"kspace_peak": 1.0})["called"].any()
     with pytest.raises(ValueError, match="have no measures"):
         cob.with_checks(preds, meas.iloc[3:])
+
+
+def test_measures_are_reused_only_for_the_same_database_and_code(tmp_path, monkeypatch):
+    stamp, made = {"database_id": "a", "native_sha256": "x"}, []
+
+    def fake_measure(profile, workers, progress=True):
+        made.append(dict(stamp))
+        return pd.DataFrame({"scan_id": ["s1"], "split": ["test"], "kspace_peak": [0.5],
+                             "noise": [float(len(made))]})
+
+    monkeypatch.setattr(cob, "ROOT", tmp_path)
+    monkeypatch.setattr(cob, "measures_stamp", lambda profile: dict(stamp))
+    monkeypatch.setattr(cob, "measure_splits", fake_measure)
+    first = cob.load_measures("smoke")
+    assert len(made) == 1 and (tmp_path / "results" / "smoke-scans" / "checks.json").exists()
+    pd.testing.assert_frame_equal(cob.load_measures("smoke"), first, check_dtype=False)  # reused
+    assert len(made) == 1
+    stamp["database_id"] = "b"  # another database: measured again
+    assert cob.load_measures("smoke")["noise"].iloc[0] == 2.0 and len(made) == 2
+    stamp["native_sha256"] = "y"  # another version of the checks' code
+    cob.load_measures("smoke")
+    assert len(made) == 3
+    cob.load_measures("smoke", remeasure=True)
+    assert len(made) == 4

@@ -104,18 +104,41 @@ def measure_splits(profile, workers: int, progress: bool = True) -> pd.DataFrame
     return pd.DataFrame(out)
 
 
+def measures_stamp(profile) -> dict:
+    """What the per-scan measures depend on: the profile database's identity
+    (:func:`mriqc_nb.data.cache.database_id`) and the source of :mod:`mriqc_nb.native`."""
+    import hashlib
+
+    from mriqc_nb.data import profile_database
+    from mriqc_nb.data.cache import database_id
+
+    table = profile_database(get_profile(profile), progress=False)
+    source = Path(native.__file__).read_bytes()
+    return {"database_id": database_id(table),
+            "native_sha256": hashlib.sha256(source).hexdigest()[:16]}
+
+
 def load_measures(profile, workers: int | None = None, remeasure: bool = False) -> pd.DataFrame:
-    """The per-scan measures of ``results/<profile>-scans/checks.tsv.gz``, measured (and
-    written) first when the file is missing or ``remeasure``."""
+    """The per-scan measures of ``results/<profile>-scans/checks.tsv.gz``; measured (and
+    written, with the stamp :func:`measures_stamp` beside them in ``checks.json``) first when
+    the file is missing, its stamp differs (another database or another version of the
+    checks' code), or ``remeasure``."""
     from mriqc_nb._workers import default_workers
 
     p = get_profile(profile)
     mfile = ROOT / "results" / f"{p.name}-scans" / "checks.tsv.gz"
+    sfile = mfile.with_name("checks.json")
+    stamp = measures_stamp(p)
     if mfile.exists() and not remeasure:
-        return pd.read_csv(mfile, sep="\t")
+        stored = json.loads(sfile.read_text()) if sfile.exists() else {}
+        if stored == stamp:
+            return pd.read_csv(mfile, sep="\t")
+        print(f"{mfile.relative_to(ROOT)} was measured on {stored or 'an unknown version'}, "
+              f"not {stamp}: measuring again", file=sys.stderr)
     measures = measure_splits(p, default_workers() if workers is None else max(1, workers))
     mfile.parent.mkdir(parents=True, exist_ok=True)
     measures.to_csv(mfile, sep="\t", index=False, float_format="%.6g")
+    write_json(sfile, stamp)
     return measures
 
 
