@@ -112,7 +112,8 @@ def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd
             add("motion", sev, artifacts.apply(data, p, spacing_mm=s))
         lr = np.random.default_rng([11, i])
         for j in range(2):
-            t0 = float(lr.uniform(0.7, 0.95)) if lr.random() < 0.5 else float(lr.uniform(0.05, 0.3))
+            late = lr.random() < 0.5
+            t0 = float(lr.uniform(0.7, 0.95) if late else lr.uniform(0.05, 0.3))
             ev = [{"time": t0,
                    "rotation_deg": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist(),
                    "translation_mm": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist()}]
