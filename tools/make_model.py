@@ -137,7 +137,8 @@ def measure(run, bundle_dir: Path, profile, n_boot: int) -> dict:
 def _metric_table(m: dict) -> list[str]:
     """The test metrics as Markdown rows: the network, and with the checks when measured."""
     t, c = m["test"], m.get("checks")
-    rows = ["| metric | value [95% interval] |" + (" with the checks |" if c else ""),
+    rows = [("| metric | the network alone [95% interval] | with the checks |" if c else
+             "| metric | value [95% interval] |"),
             "|---|---|" + ("---|" if c else "")]
 
     def row(name, net, chk):
