@@ -141,3 +141,13 @@ def test_measures_are_reused_only_for_the_same_database_and_code(tmp_path, monke
     assert len(made) == 3
     cob.load_measures("smoke", remeasure=True)
     assert len(made) == 4
+
+
+def test_measures_can_be_made_without_writing_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(cob, "ROOT", tmp_path)
+    monkeypatch.setattr(cob, "measures_stamp", lambda profile: {"database_id": "a"})
+    monkeypatch.setattr(cob, "measure_splits", lambda profile, workers, progress=True:
+                        pd.DataFrame({"scan_id": ["s1"], "split": ["test"],
+                                      "kspace_peak": [0.5], "noise": [-4.0]}))
+    assert len(cob.load_measures("smoke", write=False)) == 1
+    assert not (tmp_path / "results").exists()

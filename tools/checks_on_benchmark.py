@@ -118,11 +118,12 @@ def measures_stamp(profile) -> dict:
             "native_sha256": hashlib.sha256(source).hexdigest()[:16]}
 
 
-def load_measures(profile, workers: int | None = None, remeasure: bool = False) -> pd.DataFrame:
-    """The per-scan measures of ``results/<profile>-scans/checks.tsv.gz``; measured (and
-    written, with the stamp :func:`measures_stamp` beside them in ``checks.json``) first when
-    the file is missing, its stamp differs (another database or another version of the
-    checks' code), or ``remeasure``."""
+def load_measures(profile, workers: int | None = None, remeasure: bool = False,
+                  write: bool = True) -> pd.DataFrame:
+    """The per-scan measures of ``results/<profile>-scans/checks.tsv.gz``; measured (and,
+    with ``write``, written with the stamp :func:`measures_stamp` beside them in
+    ``checks.json``) first when the file is missing, its stamp differs (another database or
+    another version of the checks' code), or ``remeasure``."""
     from mriqc_nb._workers import default_workers
 
     p = get_profile(profile)
@@ -136,9 +137,10 @@ def load_measures(profile, workers: int | None = None, remeasure: bool = False) 
         print(f"{mfile.relative_to(ROOT)} was measured on {stored or 'an unknown version'}, "
               f"not {stamp}: measuring again", file=sys.stderr)
     measures = measure_splits(p, default_workers() if workers is None else max(1, workers))
-    mfile.parent.mkdir(parents=True, exist_ok=True)
-    measures.to_csv(mfile, sep="\t", index=False, float_format="%.6g")
-    write_json(sfile, stamp)
+    if write:
+        mfile.parent.mkdir(parents=True, exist_ok=True)
+        measures.to_csv(mfile, sep="\t", index=False, float_format="%.6g")
+        write_json(sfile, stamp)
     return measures
 
 

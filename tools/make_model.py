@@ -83,8 +83,10 @@ def _per_kind(policy, table, checked=None) -> list[str]:
     return rows
 
 
-def measure(run, bundle_dir: Path, profile, n_boot: int) -> dict:
-    """Test and subtle-set numbers of the frozen bundle (policy from its bundle.json)."""
+def measure(run, bundle_dir: Path, profile, n_boot: int, keep_measures: bool = False) -> dict:
+    """Test and subtle-set numbers of the frozen bundle (policy from its bundle.json); with
+    the checks, the scans' measures come from (and with ``keep_measures`` go to)
+    ``results/<profile>-scans/checks.tsv.gz``."""
     info = json.loads((bundle_dir / bundles.BUNDLE_FILE).read_text())
     policy = referral.ReferralPolicy.from_dict(info["policy"])
     T = int(info["mc_samples"])
@@ -98,7 +100,7 @@ def measure(run, bundle_dir: Path, profile, n_boot: int) -> dict:
     checked = None
     if checks:  # the same test scans measured before conforming (tools/checks_on_benchmark.py)
         try:
-            measures = cob.load_measures(profile)
+            measures = cob.load_measures(profile, write=keep_measures)
             checked = cob.with_checks(test, measures, checks)
         except (ValueError, KeyError) as err:
             print(f"WARNING: no test numbers with the checks: {err}", file=sys.stderr)
@@ -281,7 +283,9 @@ def main(argv=None) -> int:
                                   progress=not args.quiet, max_referred=args.max_referred)
     folder, info = bundles.read_info(out)
     fp = bundles.fingerprint(folder, info)
-    m = measure(run, folder, profile, args.n_boot)
+    # the repository's measures are written only when the built-in model is made
+    m = measure(run, folder, profile, args.n_boot,
+                keep_measures=Path(args.out).resolve() == DEFAULT_OUT.resolve())
     card = folder / CARD_FILE
     write_text(card, model_card(info, fp, m, profile, args.stage))
     for f in folder.iterdir():  # package data: readable by every user of an installation
