@@ -1,6 +1,7 @@
-"""A candidate motion check at the scan's own resolution: the step in k-space energy at a
-pose boundary (``experiments/NOTES.md`` section 22; **not adopted**: it calls 1.5% of the
-clean validation scans at the laptop grid, against the rule's 0.5%).
+"""Candidate checks at the scan's own resolution from the k-space energy of each plane: the
+step at a pose boundary (motion, ``experiments/NOTES.md`` section 22; **not adopted**: it
+failed both rules written for it) and the comb of periodic ghosting (section 23: a first
+look, no rule yet).
 
     python experiments/motion_step.py grid valid         # every validation scan at the grid
     python experiments/motion_step.py own 10 1.5         # own heads at 1.5 mm, every kind
@@ -37,21 +38,30 @@ for p in (ROOT, ROOT / "tools"):
 THRESHOLD = 0.15  # fixed before the rule was applied (NOTES 22)
 
 
-def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95) -> float:
-    """The largest sudden drop of mean log |F| from one k-space plane to the next."""
+def plane_profiles(volume) -> list[np.ndarray]:
+    """Per axis, the mean ``log |F|`` over each plane of k-space, ``+-k`` averaged:
+    ``p[k]`` for ``k = 0 .. n // 2``."""
     from scipy import fft
 
     x = np.asarray(volume, dtype=np.float32)
     half = np.abs(fft.fftshift(fft.rfftn(x - x.mean()), axes=(0, 1)))  # first two centred
     floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
     logs = np.log(half.astype(np.float32) + floor)
-    best = float("nan")
+    out = []
     for axis, n in enumerate(x.shape):
         p = logs.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
-        h = n // 2
         if axis < 2:  # centred: frequency k at index n // 2 + k; +-k averaged
-            k = np.arange(h + 1)
+            k = np.arange(n // 2 + 1)
             p = (p[(n // 2 + k) % n] + p[(n // 2 - k) % n]) / 2
+        out.append(p)
+    return out
+
+
+def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95) -> float:
+    """The largest sudden drop of mean log |F| from one k-space plane to the next."""
+    best = float("nan")
+    for p in plane_profiles(volume):
+        h = len(p) - 1
         drops = p[:-1] - p[1:]
         excess = drops - ndimage.median_filter(drops, size=window, mode="nearest")
         between = np.arange(len(drops)) + 0.5
@@ -60,6 +70,24 @@ def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95
             top = float(excess[keep].max())
             if math.isnan(best) or top > best:
                 best = top
+    return best
+
+
+def kspace_comb(volume, periods=range(2, 9), window: int = 9, inner: float = 0.1,
+                outer: float = 0.95) -> float:
+    """Periodic ghosting (NOTES 23, a first look only): the largest mean deficit of every
+    n-th plane's detrended ``log |F|`` (n = 2..8, any phase) against the other planes."""
+    best = -math.inf
+    for p in plane_profiles(volume):
+        h = len(p) - 1
+        r = p - ndimage.median_filter(p, size=window, mode="nearest")
+        k = np.arange(len(r))
+        keep = (k > inner * h) & (k < outer * h)
+        for per in periods:
+            for phase in range(per):
+                sel = keep & (k % per == phase)
+                if sel.sum() >= 3 and (keep & ~sel).any():
+                    best = max(best, float(r[keep & ~sel].mean() - r[sel].mean()))
     return best
 
 
@@ -74,8 +102,9 @@ def _grid(split: str) -> pd.DataFrame:
     rows = []
     for rec in split_rows(profile_database(prof, progress=False), split).to_dict("records"):
         img = raw_image(json.loads(rec["recipe"]), prof.grid, prof.spacing_mm)
+        x = np.asarray(img.dataobj, np.float32)
         rows.append(dict(scan_id=rec["scan_id"], label=rec["label"], kind=rec["artifact_kind"],
-                         step=kspace_step(np.asarray(img.dataobj, np.float32))))
+                         step=kspace_step(x), comb=kspace_comb(x)))
     return pd.DataFrame(rows)
 
 
@@ -103,7 +132,8 @@ def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd
 
         def add(kind, sev, vol):
             vol = synth.apply_release(vol, r["anatomy"], r["acquisition"], s)
-            rows.append(dict(head=i, kind=kind, severity=sev, step=kspace_step(vol)))
+            rows.append(dict(head=i, kind=kind, severity=sev, step=kspace_step(vol),
+                             comb=kspace_comb(vol)))
 
         add("clean", "", data)
         for sev in ("subtle", "prominent") if every_kind else ():
