@@ -161,6 +161,8 @@ def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("grid", "own", "train"):
+        sys.exit(__doc__.split("\n\n")[1])
     what = sys.argv[1]
     if what == "grid":
         df = _grid(sys.argv[2])
