@@ -171,38 +171,27 @@ def seed_rows(predictions: pd.DataFrame, measures: pd.DataFrame, seed: int,
 
     ``predictions``: the per-scan table of ``results/<profile>-scans`` (``scan_id``,
     ``split``, ``artifact_kind``, ``y``, ``p_artifact``, ``mutual_information``);
-    ``measures``: :func:`measure_splits`'s. Raises ``ValueError`` when a scan has no measures.
+    ``measures``: :func:`measure_splits`'s; each split is overridden by :func:`with_checks`.
+    Raises ``ValueError`` when a scan has no measures.
     """
     from mriqc_nb.comparison import method_row
 
-    thresholds = native.THRESHOLDS if thresholds is None else thresholds
-    d = predictions.merge(measures, on=["scan_id", "split"], how="left", validate="1:1")
-    missing = d[list(native.CALLS)].isna().all(axis=1)
-    if missing.any():
-        raise ValueError(f"{int(missing.sum())} scans have no measures "
-                         f"(first: {d.loc[missing, 'scan_id'].iloc[0]}); measure again")
-    d["kind"] = d["artifact_kind"]
+    d = predictions.assign(kind=predictions["artifact_kind"])
     split = {s: g.reset_index(drop=True) for s, g in d.groupby("split")}
-    called = {s: np.asarray([bool(native.called(m, thresholds)) for m in
-                             g[list(native.CALLS)].to_dict("records")]) for s, g in split.items()}
+    # as screening sees each split (the MI set to 0 there plays no part: no referral here)
+    checked = {s: with_checks(g, measures, thresholds) for s, g in split.items()}
+    called = checked["test"]["called"].to_numpy()
+    clean = checked["test"]["y"].to_numpy() == 0
     out = []
     for screen in SCREENS:
-        parts = {}
-        for s, g in split.items():
-            g = g.copy()
-            if screen == "network+checks":
-                g["p_artifact"] = np.where(called[s], 1.0, g["p_artifact"])
-            parts[s] = g
+        parts = checked if screen == "network+checks" else split
         # the threshold: the network's alone on validation, as in the bundle; the checks'
         # calls are 1 and land above it either way
         row = method_row(split["valid"], parts["test"], parts.get("subtle"))
-        t = row["threshold"]
-        test = parts["test"]
-        clean = test["y"].to_numpy() == 0
-        out.append({"seed": int(seed), "screen": screen, **row, "threshold": t,
-                    "test_called": int(called["test"].sum()) if screen != "network" else 0,
-                    "test_clean_called": int((called["test"] & clean).sum())
-                    if screen != "network" else 0})
+        with_calls = screen != "network"
+        out.append({"seed": int(seed), "screen": screen, **row,
+                    "test_called": int(called.sum()) if with_calls else 0,
+                    "test_clean_called": int((called & clean).sum()) if with_calls else 0})
     return out
 
 
