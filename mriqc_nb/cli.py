@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "cores, at most 4; 0: none)")
     sc.add_argument("--no-checks", action="store_true",
                     help="the network alone: skip the bundle's checks at each scan's own "
-                         "resolution (spikes, noise; about 3x faster on 2-mm scans)")
+                         "resolution (spikes, noise; about 1.5x faster on 2-mm scans)")
     sc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sc.set_defaults(func=_cmd_screen)
     return parser

@@ -410,7 +410,7 @@ def screen(sources, bundle, out_tsv, *, batch_size: int = 4, seed: int = 0,
         Show a progress bar.
     checks : bool
         Apply the bundle's checks at the scan's own resolution, if it has any (False: the
-        network alone, about three times faster on 2-mm scans; the table then has no check
+        network alone, about 1.5 times faster on 2-mm scans; the table then has no check
         columns, so it cannot continue a table begun with them, nor the reverse).
 
     Returns
