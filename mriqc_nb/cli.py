@@ -139,7 +139,7 @@ def _cmd_train(args) -> int:
 
     try:
         run = train_stage(args.stage, args.profile, force=args.force, progress=not args.quiet,
-                          strategy=args.strategy, model=args.model)
+                          strategy=args.strategy, model=args.model, shipped=False)
     except ValueError as err:
         print(f"mriqc-nb train: error: {err}", file=sys.stderr)
         return 2

@@ -297,7 +297,8 @@ def artifact_ce_by_epoch(run, table: pd.DataFrame, epochs=None, *, root=None) ->
     table : pandas.DataFrame
         The built scan table the run was trained on.
     epochs : sequence of int, optional
-        Default: every saved epoch after 0.
+        Default: every saved epoch after 0 (for a finished run that keeps only its last
+        weights, a shipped run, every epoch of its ``artifact_ce.csv``).
     root : path-like, optional
         Database directory (default ``table.attrs["root"]``).
 
@@ -306,14 +307,32 @@ def artifact_ce_by_epoch(run, table: pd.DataFrame, epochs=None, *, root=None) ->
     pandas.DataFrame
         ``epoch``, ``train_ce_artifact``, ``val_ce_artifact`` (nats), ``n_train_artifacts``,
         ``n_valid_artifacts``.
+
+    Notes
+    -----
+    A finished run keeps the result in ``artifact_ce.csv`` (its weights no longer change, and
+    training stops the run being reused on another database), which later calls return; a
+    shipped run (:mod:`mriqc_nb.model.shipped`) carries the one measured on every epoch of the
+    full run. An epoch neither saved nor in that file is a :class:`FileNotFoundError`.
     """
+    from mriqc_nb._atomic import write_text
     from mriqc_nb.data.cache import load_arrays
     from mriqc_nb.model.runs import Run
     from mriqc_nb.predict import predict_samples
 
     run = run if hasattr(run, "dir") else Run(run)
+    saved = [int(p.stem.split("-")[1]) for p in run.checkpoints][1:]
+    stored_file = run.dir / "artifact_ce.csv"
+    stored = pd.read_csv(stored_file) if run.done and stored_file.is_file() else None
     if epochs is None:
-        epochs = [int(p.stem.split("-")[1]) for p in run.checkpoints][1:]
+        epochs = sorted(set(saved) | (set(stored["epoch"]) if stored is not None else set()))
+    epochs = [int(e) for e in epochs]
+    if stored is not None and set(epochs) <= set(stored["epoch"]):
+        return stored.set_index("epoch").loc[epochs].reset_index()
+    missing = [e for e in epochs if e not in saved]
+    if missing:
+        raise FileNotFoundError(f"{run.dir}: no weights saved for epoch(s) {missing} (a shipped "
+                                "run keeps only its last; its artifact_ce.csv has the others)")
     art = table[table["label"].astype(str) == ARTIFACT]
     xs = {s: load_arrays(art, art.loc[art["split"].astype(str) == s, "scan_id"], root=root)[0]
           for s in ("train", "valid")}
@@ -325,7 +344,10 @@ def artifact_ce_by_epoch(run, table: pd.DataFrame, epochs=None, *, root=None) ->
         rows.append(dict(epoch=int(e), train_ce_artifact=ce["train"],
                          val_ce_artifact=ce["valid"], n_train_artifacts=len(xs["train"]),
                          n_valid_artifacts=len(xs["valid"])))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if run.done and epochs == saved:  # the whole finished run: keep it
+        write_text(stored_file, out.to_csv(index=False))
+    return out
 
 
 def per_kind_sensitivity(summary: pd.DataFrame, threshold: float) -> pd.DataFrame:

@@ -85,6 +85,23 @@ def test_training_note_sums_the_stages_and_says_about():
         notes.training_note(["no-such-stage"], get_profile("laptop"))
 
 
+def test_training_note_says_loaded_where_the_book_ships_the_runs(tmp_path, monkeypatch):
+    from mriqc_nb import notes
+    from mriqc_nb.profiles import get_profile
+
+    laptop = get_profile("laptop")
+    monkeypatch.setenv("MRIQC_NB_SHIPPED_DIR", str(tmp_path))
+    monkeypatch.delenv("MRIQC_NB_TRAIN_HERE", raising=False)
+    (tmp_path / "laptop-runs" / "baseline").mkdir(parents=True)
+    (tmp_path / "laptop-runs" / "baseline" / "SHIPPED.json").write_text("{}")
+    text = notes.training_note(["baseline"], laptop).data
+    assert "loads `baseline`" in text and "train_here = True" in text
+    # one stage of the cell not shipped: the cell trains, and the note says so
+    assert "trains `baseline`, `focal`" in notes.training_note(["baseline", "focal"], laptop).data
+    monkeypatch.setenv("MRIQC_NB_TRAIN_HERE", "1")
+    assert "trains `baseline`" in notes.training_note(["baseline"], laptop).data
+
+
 def test_readable_rounds_makes_integers_and_spells_missing_values():
     import numpy as np
     import pandas as pd

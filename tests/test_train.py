@@ -309,7 +309,7 @@ def test_cli_train_calls_train_stage(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(training, "train_stage", fake)
     assert main(["train", "--stage", "ramp", "--profile", "smoke", "-q"]) == 0
     assert calls == [("ramp", "smoke", dict(force=False, progress=False, strategy="default",
-                                            model="nn008"))]
+                                            model="nn008", shipped=False))]
     assert "val_accuracy 0.900" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["train", "--stage", "warmup"])
@@ -354,3 +354,133 @@ def test_watching_fewer_validation_scans_changes_no_weight(home, baseline, tmp_p
         np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
     np.testing.assert_allclose(baseline.history["loss"], run.history["loss"], rtol=1e-5)
     assert not np.allclose(baseline.history["val_loss"], run.history["val_loss"])  # 4 scans
+
+
+# --------------------------------------------------------------------------- shipped runs
+
+
+@pytest.fixture
+def shipped(home, baseline, tiny_recipe, tmp_path, monkeypatch):
+    """The tiny baseline and recipe exported as shipped runs; an empty runs folder; training
+    forbidden (a test that expects training patches ``_train`` itself)."""
+    from mriqc_nb.model import shipped as ship
+
+    table = training._database(TINY, False)
+    root = tmp_path / "ship"
+    for run in (baseline, tiny_recipe):
+        ship.export(run.dir, root / "tiny-runs" / run.config.stage, table=table, note="test")
+    monkeypatch.setenv(ship.SHIPPED_DIR_ENV, str(root))
+    monkeypatch.delenv(ship.TRAIN_HERE_ENV, raising=False)
+    monkeypatch.setattr(training, "runs_dir", lambda p: tmp_path / "runs")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although a shipped run matches")
+
+    monkeypatch.setattr(training, "_train", no_training)
+    return root / "tiny-runs"
+
+
+def test_a_shipped_run_is_loaded_instead_of_trained_with_the_same_weights(shipped, baseline,
+                                                                         tiny_recipe, tmp_path):
+    from mriqc_nb import diagnostics
+    from mriqc_nb.model import shipped as ship
+
+    meta = json.loads((shipped / "baseline" / ship.SHIPPED_FILE).read_text())
+    assert meta["epoch"] == 3 and meta["seed"] == TINY.seed and meta["note"] == "test"
+    assert sorted(meta["files"]) == sorted([
+        "DONE", "artifact_ce.csv", "checkpoints/epoch-003.npz", "config.json",
+        "database.txt", "history.csv", "run.json"])
+    run = train_stage("baseline", TINY, progress=False)
+    assert run.dir == tmp_path / "runs" / "baseline" and run.done
+    assert [p.name for p in run.checkpoints] == ["epoch-003.npz"]  # nor any optimizer state
+    assert run.last_epoch == run.selected_epoch == 3
+    for a, b in zip(_weights(run.model()), _weights(baseline.model())):
+        np.testing.assert_array_equal(a, b)
+    assert run.history.equals(baseline.history) and run.config == baseline.config
+    assert "loaded" in ship.describe(run.dir) and "this version's" in ship.describe(run.dir)
+    assert "trained here" in ship.describe(baseline.dir)
+    # the per-epoch memorisation the book reads comes with it, measured on every epoch
+    table = training._database(TINY, False)
+    full = diagnostics.artifact_ce_by_epoch(baseline, table)
+    assert list(full.epoch) == [1, 2, 3]
+    pd_equal = diagnostics.artifact_ce_by_epoch(run, table)
+    assert pd_equal.equals(full)
+    with pytest.raises(FileNotFoundError, match="epoch"):
+        diagnostics.artifact_ce_by_epoch(run, table, epochs=[4])
+    # a second call finds it done: nothing is copied again
+    stamp = (run.dir / "DONE").stat().st_mtime_ns
+    assert train_stage("baseline", TINY, progress=False).dir == run.dir
+    assert (run.dir / "DONE").stat().st_mtime_ns == stamp
+    # the recipe: the round it chose on validation
+    rec = train_stage("recipe", TINY, progress=False)
+    assert rec.selected_epoch == tiny_recipe.selected_epoch and len(rec.checkpoints) == 1
+    for a, b in zip(_weights(rec.model()), _weights(tiny_recipe.model())):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_shipped_run_is_not_used_for_another_database_configuration_or_on_request(
+        shipped, monkeypatch, tmp_path):
+    trained = []
+    monkeypatch.setattr(training, "_train", lambda run, *a, **k: trained.append(run) or run)
+    monkeypatch.setattr(training, "database_id", lambda table: "another-version")
+    with pytest.warns(UserWarning, match="another version of the tiny database"):
+        train_stage("baseline", TINY, progress=False)
+    assert len(trained) == 1 and not (tmp_path / "runs" / "baseline" / "SHIPPED.json").exists()
+    monkeypatch.undo()  # the real database id, the real runs folder... set the rest again
+    monkeypatch.setenv("MRIQC_NB_SHIPPED_DIR", str(shipped.parent))
+    monkeypatch.setattr(training, "runs_dir", lambda p: tmp_path / "runs2")
+    monkeypatch.setattr(training, "_train", lambda run, *a, **k: trained.append(run) or run)
+    with pytest.warns(UserWarning, match="another configuration"):
+        train_stage("baseline", replace(TINY, epochs_baseline=4), progress=False)
+    assert len(trained) == 2
+    train_stage("baseline", TINY, epochs=2, progress=False)  # an override: never shipped
+    assert len(trained) == 3
+    monkeypatch.setenv("MRIQC_NB_TRAIN_HERE", "1")  # a chapter's train_here = True
+    train_stage("baseline", TINY, progress=False)
+    assert len(trained) == 4
+    assert not list((tmp_path / "runs2").glob("*/SHIPPED.json"))
+
+
+def test_a_damaged_shipped_run_is_an_error_that_names_the_file(shipped, tmp_path):
+    weights = shipped / "baseline" / "checkpoints" / "epoch-003.npz"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="epoch-003.npz: its SHA-256"):
+        train_stage("baseline", TINY, progress=False)
+    weights.unlink()
+    with pytest.raises(ValueError, match="epoch-003.npz: missing"):
+        train_stage("baseline", TINY, progress=False)
+    assert not (tmp_path / "runs" / "baseline" / "DONE").exists()
+
+
+def test_an_unfinished_run_is_moved_aside_not_deleted_for_a_shipped_one(shipped, tmp_path):
+    r = tmp_path / "runs" / "baseline"
+    (r / "checkpoints").mkdir(parents=True)
+    (r / "checkpoints" / "epoch-000.npz").write_bytes(b"an interrupted run's start")
+    Run(r).write_database(training.database_id(training._database(TINY, False)))
+    with pytest.warns(UserWarning, match="unfinished run"):
+        run = train_stage("baseline", TINY, progress=False)
+    assert run.done and (run.dir / "SHIPPED.json").exists()
+    (aside,) = (tmp_path / "runs").glob("baseline.unfinished-*")
+    assert (aside / "checkpoints" / "epoch-000.npz").read_bytes() == b"an interrupted run's start"
+
+
+def test_export_refuses_an_unfinished_run(home, tmp_path):
+    from mriqc_nb.model import shipped as ship
+
+    run = train_stage("baseline", TINY, run_dir=tmp_path / "b", stop_after_epoch=0,
+                      progress=False)
+    with pytest.raises(ValueError, match="not a finished run"):
+        ship.export(run.dir, tmp_path / "out" / "tiny-runs" / "baseline")
+
+
+def test_ship_runs_refuses_a_run_the_book_would_not_load(home, baseline, tmp_path):
+    import ship_runs
+
+    ident = training.database_id(training._database(TINY, False))
+    assert ship_runs.problem(baseline, "baseline", TINY, ident) is None
+    assert "another database" in ship_runs.problem(baseline, "baseline", TINY, "x")
+    assert "configuration" in ship_runs.problem(baseline, "baseline",
+                                                replace(TINY, epochs_baseline=4), ident)
+    assert ship_runs.problem(Run(tmp_path), "baseline", TINY, ident) == "not finished"

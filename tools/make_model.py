@@ -278,7 +278,7 @@ def main(argv=None) -> int:
     from mriqc_nb.model.training import train_stage
 
     profile = get_profile(args.profile)
-    run = train_stage(args.stage, profile, progress=not args.quiet)
+    run = train_stage(args.stage, profile, progress=not args.quiet, shipped=False)
     out = bundles.bundle_from_run(run, args.out, measure=args.measure, profile=profile,
                                   progress=not args.quiet, max_referred=args.max_referred)
     folder, info = bundles.read_info(out)

@@ -219,9 +219,16 @@ class Run:
 
     @property
     def last_epoch(self) -> int | None:
-        """Last finished epoch (0: set up, not trained yet), or None before set-up."""
+        """Last finished epoch (0: set up, not trained yet), or None before set-up.
+
+        A finished run without an optimizer state (a shipped run, :mod:`mriqc_nb.model.shipped`)
+        answers with its last weights file."""
         states = sorted((self.dir / CKPT_DIR).glob("state-[0-9][0-9][0-9].keras"))
-        return int(states[-1].stem.split("-")[1]) if states else None
+        if states:
+            return int(states[-1].stem.split("-")[1])
+        if self.done and self.checkpoints:
+            return int(self.checkpoints[-1].stem.split("-")[1])
+        return None
 
     @property
     def done(self) -> bool:

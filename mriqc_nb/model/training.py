@@ -67,6 +67,8 @@ from mriqc_nb.labels import ARTIFACT, class_weights
 from mriqc_nb.model.runs import (CONFIG_FILE, METRIC_COLUMNS, PER_EPOCH, STAGES, Run, RunConfig,
                                  run_name)
 from mriqc_nb.model.recipe import recipe_config, recipe_run_config, stored_difference, train_recipe
+from mriqc_nb.model.shipped import install as install_shipped
+from mriqc_nb.model.shipped import train_here
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
 
@@ -305,9 +307,10 @@ def train_stage(
     progress: bool = True,
     strategy=None,
     stop_after_epoch: int | None = None,
+    shipped: bool | None = None,
     **overrides,
 ) -> Run:
-    """Train a stage, or resume it, or return it if it is done.
+    """Train a stage, or resume it, or return it if it is done (or load its shipped run).
 
     Parameters
     ----------
@@ -327,6 +330,12 @@ def train_stage(
     stop_after_epoch : int, optional
         Stop after this epoch is saved (0: set up and save the initial model only);
         simulates an interruption. The next call resumes.
+    shipped : bool, optional
+        Where the project's checkout ships this stage's finished run for the profile
+        (:mod:`mriqc_nb.model.shipped`: ``results/<profile>-runs/<stage>``), trained with this
+        configuration on this database, copy it into the default ``run_dir`` instead of
+        training (only there, and only without overrides). Default: True unless
+        ``$MRIQC_NB_TRAIN_HERE`` is set (a chapter's ``train_here = True``).
     **overrides
         Fields of :class:`RunConfig` that differ from :func:`stage_config`.
 
@@ -363,6 +372,11 @@ def train_stage(
     if diff:  # the profile's recipe changed since this run: never answer with the old one
         _set_aside(run_dir, f"holds a recipe run of another configuration ((stored, "
                             f"now): {diff})")
+    if shipped is None:
+        shipped = not train_here()
+    if (shipped and default_dir and not overrides and not force
+            and stop_after_epoch is None and not Run(run_dir).done):
+        install_shipped(stage, p, run_dir, ident, config, cfg)
     Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
         train_recipe(p, run_dir, config=cfg, progress=progress,

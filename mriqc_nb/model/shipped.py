@@ -1,0 +1,293 @@
+"""Trained runs committed with the book: load a profile's networks instead of training them.
+
+The ``laptop`` book uses six trained networks (:data:`~mriqc_nb.model.runs.STAGES`). Training
+them takes about two hours on a recent 2-core CPU and more than three on an older one, so the
+book loads the runs committed in the project's checkout instead, when they are the runs the
+reader would train::
+
+    results/<profile>-runs/<stage>/
+        SHIPPED.json                 provenance (CPU, dates, training time, code) and the
+                                     SHA-256 of every file below
+        config.json, run.json, history.csv, database.txt, DONE
+        recipe.json                  the recipe's choice of round (``recipe`` only)
+        artifact_ce.csv              the cross-entropy of the stored training and the
+                                     validation artifacts after every epoch, measured on the
+                                     full run (:func:`mriqc_nb.diagnostics.artifact_ce_by_epoch`)
+        checkpoints/epoch-NNN.npz    the weights the run answers with: its last epoch, or the
+                                     round the recipe chose on validation
+
+Only those weights are shipped (3.8 MB per network at the ``laptop`` grid), not every epoch's
+nor the optimizer's state, so a shipped run cannot be resumed or trained further; everything
+the book computes from a trained run (predictions, uncertainty, referral, screening) is
+computed again by the reader's build.
+
+:func:`install` copies a shipped run into the run directory :func:`train_stage
+<mriqc_nb.model.training.train_stage>` would train, only when
+
+- the stage's configuration (:func:`~mriqc_nb.model.training.stage_config`, the recipe's too)
+  is the one the run stored, and
+- the reader's database is the one it was trained on (:func:`~mriqc_nb.data.cache.database_id`:
+  the scan table and the simulators' code),
+
+and every file has its recorded SHA-256 (else a :class:`ValueError` names the file). Otherwise
+the stage is trained as usual. ``MRIQC_NB_TRAIN_HERE=1`` (a chapter's ``train_here = True``)
+trains every stage instead; ``tools/ship_runs.py`` makes the folders from finished runs
+(:func:`export`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["TRAIN_HERE_ENV", "SHIPPED_DIR_ENV", "SHIPPED_FILE", "train_here", "set_train_here",
+           "shipped_dir",
+           "export", "install", "provenance", "describe"]
+
+#: Environment variable: ``1`` trains every stage here instead of loading shipped runs.
+TRAIN_HERE_ENV = "MRIQC_NB_TRAIN_HERE"
+#: Environment variable: a folder holding ``<profile>-runs/`` (default: the checkout's
+#: ``results/``).
+SHIPPED_DIR_ENV = "MRIQC_NB_SHIPPED_DIR"
+SHIPPED_FILE = "SHIPPED.json"
+#: The files a shipped run holds besides its weights (those present in the trained run).
+RUN_FILES = ("config.json", "run.json", "history.csv", "database.txt", "DONE", "recipe.json",
+             "artifact_ce.csv")
+#: The package files whose code trains a network (recorded, and compared in :func:`describe`).
+TRAINING_CODE = ("model/training.py", "model/recipe.py", "model/networks.py", "model/losses.py",
+                 "model/schedules.py", "data/augment.py", "data/pipeline.py", "data/ramp.py")
+
+
+def train_here() -> bool:
+    """True when ``$MRIQC_NB_TRAIN_HERE`` asks to train every stage instead of loading."""
+    return os.environ.get(TRAIN_HERE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_train_here(flag: bool | None) -> None:
+    """Train every stage here (True) or load the shipped runs that match (False), for this
+    process and the ones it starts; None leaves ``$MRIQC_NB_TRAIN_HERE`` as it is. A chapter
+    calls it with its ``train_here`` parameter."""
+    if flag is not None:
+        os.environ[TRAIN_HERE_ENV] = "1" if flag else "0"
+
+
+def _profile_name(profile) -> str:
+    return getattr(profile, "name", None) or str(profile)
+
+
+def shipped_dir(profile, stage: str) -> Path | None:
+    """The shipped run of ``stage`` under ``profile``, or None where there is none."""
+    name = _profile_name(profile)
+    root = os.environ.get(SHIPPED_DIR_ENV)
+    if root:
+        path = Path(root).expanduser() / f"{name}-runs" / stage / SHIPPED_FILE
+        return path.parent if path.is_file() else None
+    from mriqc_nb.paths import checkout_file
+
+    path = checkout_file("results", f"{name}-runs", stage, SHIPPED_FILE)
+    return path.parent if path is not None else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def training_code_hash() -> str:
+    """SHA-256 (16 hex digits) of the package files that train a network (:data:`TRAINING_CODE`)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in TRAINING_CODE:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def export(run_dir, dest, *, table=None, note: str = "") -> Path:
+    """Copy the finished run in ``run_dir`` to ``dest`` as a shipped run (see the module notes).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A finished run (``DONE``), with every epoch's weights when ``artifact_ce.csv`` is to be
+        measured.
+    dest : path-like
+        ``<folder>/<profile>-runs/<stage>``; replaced.
+    table : pandas.DataFrame, optional
+        The run's built scan table: measures ``artifact_ce.csv`` on every saved epoch (not for
+        the ``recipe``, whose history holds it already).
+    note : str
+        Recorded in ``SHIPPED.json`` (how the run was made).
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+    """
+    from mriqc_nb import __version__
+    from mriqc_nb.model.runs import CKPT_DIR, Run
+
+    run = Run(run_dir)
+    if not run.done:
+        raise ValueError(f"{run.dir}: not a finished run (no DONE marker); finish it first")
+    epoch = run.selected_epoch
+    weights = run.checkpoint(epoch)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: the weights of the run's epoch {epoch} are missing")
+    if table is not None and run.config.stage != "recipe":
+        from mriqc_nb.diagnostics import artifact_ce_by_epoch
+
+        artifact_ce_by_epoch(run, table)  # written into the run (finished runs keep it)
+    dest = Path(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent if dest.parent.exists()
+                                else None))
+    try:
+        (tmp / CKPT_DIR).mkdir()
+        files = [f for f in RUN_FILES if (run.dir / f).is_file()]
+        for f in files:
+            shutil.copy2(run.dir / f, tmp / f)
+        rel_w = f"{CKPT_DIR}/{weights.name}"
+        shutil.copy2(weights, tmp / rel_w)
+        history = run.history
+        meta = dict(
+            stage=run.config.stage, profile=run.config.profile, seed=run.config.seed,
+            epoch=int(epoch), epochs=int(run.config.epochs),
+            training_seconds=float(history["seconds"].sum()) if len(history) else None,
+            trained_until=(run.dir / "DONE").read_text().strip(),
+            exported=time.strftime("%Y-%m-%d %H:%M:%S"), cpu=_cpu(), n_cpus=os.cpu_count(),
+            package_version=__version__, training_code=training_code_hash(), note=note,
+            files={f: _sha256(tmp / f) for f in [*files, rel_w]})
+        (tmp / SHIPPED_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
+def provenance(run_dir) -> dict | None:
+    """``SHIPPED.json`` of a run that was installed from a shipped run, else None."""
+    path = Path(run_dir) / SHIPPED_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def describe(run_dir) -> str:
+    """One sentence on where a run's weights come from (shipped or trained here)."""
+    meta = provenance(run_dir)
+    if meta is None:
+        return f"{Path(run_dir).name}: trained here"
+    minutes = (meta.get("training_seconds") or 0) / 60
+    same = meta.get("training_code") == training_code_hash()
+    return (f"{Path(run_dir).name}: loaded, trained by this project on {meta['trained_until'][:10]}"
+            f" ({minutes:.0f} min on {meta['n_cpus']} cores of an {meta['cpu']}; seed "
+            f"{meta['seed']}, epoch {meta['epoch']} of {meta['epochs']}); the training code "
+            + ("is this version's" if same else "has changed since (retrain: train_here)"))
+
+
+def _verify(src: Path, meta: dict) -> None:
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ValueError(f"{src / SHIPPED_FILE}: no file list; the shipped run is damaged")
+    for rel, digest in files.items():
+        path = src / rel
+        if not path.is_file():
+            raise ValueError(f"{path}: missing from the shipped run (listed in {SHIPPED_FILE}); "
+                             "restore it from the repository, or train here (train_here)")
+        if _sha256(path) != digest:
+            raise ValueError(f"{path}: its SHA-256 is not the one recorded in {SHIPPED_FILE} "
+                             "(changed or damaged; a Git LFS pointer?); restore it from the "
+                             "repository, or train here (train_here)")
+
+
+def install(stage: str, profile, run_dir, database: str, config, recipe=None) -> bool:
+    """Copy the shipped run of ``stage`` into ``run_dir`` when it is the run the reader would
+    train; return whether it did.
+
+    Parameters
+    ----------
+    stage : str
+    profile : str or Profile
+    run_dir : path-like
+        Where :func:`~mriqc_nb.model.training.train_stage` trains it (empty or absent; an
+        unfinished run there is moved aside to ``<run_dir>.unfinished-<time>``, with a
+        warning).
+    database : str
+        :func:`~mriqc_nb.data.cache.database_id` of the reader's scan table.
+    config : RunConfig
+        The configuration the stage would train with.
+    recipe : RecipeConfig, optional
+        The recipe it would train with (``recipe`` only).
+
+    Raises
+    ------
+    ValueError
+        If a matching shipped run's file is missing or does not have its recorded SHA-256.
+    """
+    from mriqc_nb.model.runs import CONFIG_FILE, DATABASE_FILE, RunConfig
+
+    src = shipped_dir(profile, stage)
+    if src is None:
+        return False
+    try:
+        meta = json.loads((src / SHIPPED_FILE).read_text())
+        stored = RunConfig.from_json((src / CONFIG_FILE).read_text())
+        trained_on = (src / DATABASE_FILE).read_text().strip()
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{src}: a shipped run that cannot be read ({exc}); restore it from the "
+                         "repository, or train here (train_here)") from exc
+    diff = stored.differences(config)
+    if recipe is not None and not diff:
+        from mriqc_nb.model.recipe import stored_difference
+
+        diff = stored_difference(src, recipe)
+    if diff:
+        warnings.warn(f"{src} was trained with another configuration (shipped, now): {diff}; "
+                      f"training {stage} here", stacklevel=3)
+        return False
+    if trained_on != database:
+        warnings.warn(f"{src} was trained on another version of the {stored.profile} database "
+                      f"({trained_on}, yours is {database}); training {stage} here",
+                      stacklevel=3)
+        return False
+    _verify(src, meta)
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(p.name != DATABASE_FILE for p in run_dir.iterdir()):
+        aside = run_dir.with_name(f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        warnings.warn(f"{run_dir} held an unfinished run: moved to {aside}; the shipped run is "
+                      "used instead (train_here trains it)", stacklevel=3)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    try:
+        for rel in [*meta["files"], SHIPPED_FILE]:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, tmp / rel)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return True
