@@ -99,10 +99,11 @@ def training_note(stages: Iterable[str], profile: Profile) -> "IPython.display.M
         body = (f"The next cell loads {names} as trained with this book, by this code and seed "
                 f"(`results/{profile.name}-runs/`; each run's `SHIPPED.json` says on which "
                 "CPU and how long), when your database is the one they were trained on; "
-                "everything computed from them below is computed here. Trained here, they "
-                f"took about {_round_minutes(minutes)} minutes, measured stage by stage by "
-                f"`make experiments` on {LAPTOP_MINUTES_CPU}: set `train_here = True` in the "
-                "parameters cell (or `MRIQC_NB_TRAIN_HERE=1`) to train them here.")
+                "everything computed from them below is computed here. Training them on the "
+                f"`laptop` profile took about {_round_minutes(minutes)} minutes, measured "
+                f"stage by stage by `make experiments` on {LAPTOP_MINUTES_CPU}. To train "
+                "them here, set `train_here = True` in the parameters cell (or "
+                "`MRIQC_NB_TRAIN_HERE=1`).")
         return Markdown(_admonition("note", "Training: loaded, not repeated", body))
     body = (f"The next cell trains {names}. On the `laptop` profile that took about "
             f"{_round_minutes(minutes)} minutes, measured stage by stage by `make experiments` "

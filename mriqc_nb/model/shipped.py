@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -112,16 +111,6 @@ def training_code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def export(run_dir, dest, *, table=None, note: str = "") -> Path:
     """Copy the finished run in ``run_dir`` to ``dest`` as a shipped run (see the module notes).
 
@@ -144,6 +133,7 @@ def export(run_dir, dest, *, table=None, note: str = "") -> Path:
         ``dest``.
     """
     from mriqc_nb import __version__
+    from mriqc_nb.machine import cpu_model
     from mriqc_nb.model.runs import CKPT_DIR, Run
 
     run = Run(run_dir)
@@ -173,7 +163,7 @@ def export(run_dir, dest, *, table=None, note: str = "") -> Path:
             epoch=int(epoch), epochs=int(run.config.epochs),
             training_seconds=float(history["seconds"].sum()) if len(history) else None,
             trained_until=(run.dir / "DONE").read_text().strip(),
-            exported=time.strftime("%Y-%m-%d %H:%M:%S"), cpu=_cpu(), n_cpus=os.cpu_count(),
+            exported=time.strftime("%Y-%m-%d %H:%M:%S"), cpu=cpu_model(), n_cpus=os.cpu_count(),
             package_version=__version__, training_code=training_code_hash(), note=note,
             files={f: _sha256(tmp / f) for f in [*files, rel_w]})
         (tmp / SHIPPED_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -199,9 +189,10 @@ def describe(run_dir) -> str:
     if meta is None:
         return f"{Path(run_dir).name}: trained here"
     minutes = (meta.get("training_seconds") or 0) / 60
+    took = f"{minutes:.0f} min" if minutes >= 1 else "under a minute"
     same = meta.get("training_code") == training_code_hash()
     return (f"{Path(run_dir).name}: loaded, trained by this project on {meta['trained_until'][:10]}"
-            f" ({minutes:.0f} min on {meta['n_cpus']} cores of an {meta['cpu']}; seed "
+            f" ({took} on {meta['n_cpus']} cores of an {meta['cpu']}; seed "
             f"{meta['seed']}, epoch {meta['epoch']} of {meta['epochs']}); the training code "
             + ("is this version's" if same else "has changed since (retrain: train_here)"))
 
