@@ -39,3 +39,31 @@ def test_the_check_fails_on_an_edited_row(tmp_path):
     df.loc[df.index[0], "auc"] += 0.01
     df.to_csv(tsv, sep="\t", index=False)
     assert not adopt_rounds.check(tmp_path / "results", "laptop")
+
+
+def test_the_laptop_book_loads_every_network_it_ships():
+    """Every stage of the ``laptop`` profile is shipped (``results/laptop-runs/``), trained
+    with the stage's configuration on the database this code builds, and every file has its
+    recorded SHA-256. Otherwise ``make book`` would train it again, for hours. After a change
+    to the simulators, the table or a stage: train the runs again and export them with
+    ``python tools/ship_runs.py --profile laptop`` (docs/ARCHITECTURE.md)."""
+    import json
+
+    import ship_runs
+
+    from mriqc_nb.data.cache import database_id
+    from mriqc_nb.data.synthetic import make_table
+    from mriqc_nb.model import shipped
+    from mriqc_nb.model.runs import STAGES, Run
+    from mriqc_nb.profiles import get_profile
+
+    laptop = get_profile("laptop")
+    ident = database_id(make_table(laptop))  # the table alone: no volume is made
+    for stage in STAGES:
+        src = shipped.shipped_dir(laptop, stage)
+        assert src == RESULTS / "laptop-runs" / stage, f"{stage}: not shipped"
+        why = ship_runs.problem(Run(src), stage, laptop, ident)
+        assert why is None, f"results/laptop-runs/{stage}: {why}; see this test's docstring"
+        meta = json.loads((src / shipped.SHIPPED_FILE).read_text())
+        shipped._verify(src, meta)
+        assert meta["seed"] == laptop.seed and meta["profile"] == "laptop"
