@@ -484,3 +484,26 @@ def test_ship_runs_refuses_a_run_the_book_would_not_load(home, baseline, tmp_pat
     assert "configuration" in ship_runs.problem(baseline, "baseline",
                                                 replace(TINY, epochs_baseline=4), ident)
     assert ship_runs.problem(Run(tmp_path), "baseline", TINY, ident) == "not finished"
+
+
+def test_a_run_trained_here_is_kept_and_an_older_shipped_run_is_replaced(shipped, baseline,
+                                                                         tmp_path):
+    from mriqc_nb.model import shipped as ship
+
+    here = tmp_path / "runs" / "baseline"
+    import shutil
+
+    shutil.copytree(baseline.dir, here)  # trained here: never replaced by a shipped run
+    assert "trained here" in ship.describe(train_stage("baseline", TINY, progress=False).dir)
+    shutil.rmtree(here)
+    first = train_stage("baseline", TINY, progress=False)
+    (first.dir / "predictions").mkdir()
+    # the shipped run is made again (new provenance): the copy and its predictions go aside
+    table = training._database(TINY, False)
+    ship.export(baseline.dir, shipped / "baseline", table=table, note="second")
+    with pytest.warns(UserWarning, match="earlier version of the shipped run"):
+        again = train_stage("baseline", TINY, progress=False)
+    assert ship.provenance(again.dir)["note"] == "second"
+    assert not (again.dir / "predictions").exists()
+    (aside,) = (tmp_path / "runs").glob("baseline.replaced-*")
+    assert (aside / "predictions").is_dir()

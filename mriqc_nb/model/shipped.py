@@ -221,9 +221,11 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
     stage : str
     profile : str or Profile
     run_dir : path-like
-        Where :func:`~mriqc_nb.model.training.train_stage` trains it (empty or absent; an
-        unfinished run there is moved aside to ``<run_dir>.unfinished-<time>``, with a
-        warning).
+        Where :func:`~mriqc_nb.model.training.train_stage` trains it. A finished run trained
+        there is kept (nothing is installed); an unfinished one, or an earlier version of the
+        shipped run (another ``SHIPPED.json``), is moved aside to
+        ``<run_dir>.unfinished-<time>`` or ``<run_dir>.replaced-<time>``, with a warning,
+        predictions and all.
     database : str
         :func:`~mriqc_nb.data.cache.database_id` of the reader's scan table.
     config : RunConfig
@@ -262,13 +264,20 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
                       f"({trained_on}, yours is {database}); training {stage} here",
                       stacklevel=3)
         return False
-    _verify(src, meta)
     run_dir = Path(run_dir)
+    if (run_dir / "DONE").exists():
+        installed = provenance(run_dir)
+        if installed is None or installed == meta:  # trained here, or this very shipped run
+            return False
+    _verify(src, meta)
     if run_dir.exists() and any(p.name != DATABASE_FILE for p in run_dir.iterdir()):
-        aside = run_dir.with_name(f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+        older = (run_dir / "DONE").exists()  # an earlier shipped run, with its predictions
+        label = "replaced" if older else "unfinished"
+        aside = run_dir.with_name(f"{run_dir.name}.{label}-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(aside)
-        warnings.warn(f"{run_dir} held an unfinished run: moved to {aside}; the shipped run is "
-                      "used instead (train_here trains it)", stacklevel=3)
+        what = ("an earlier version of the shipped run" if older else "an unfinished run")
+        warnings.warn(f"{run_dir} held {what}: moved to {aside}; the shipped run is used "
+                      "instead (train_here trains it)", stacklevel=3)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     try:

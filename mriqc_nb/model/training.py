@@ -374,9 +374,8 @@ def train_stage(
                             f"now): {diff})")
     if shipped is None:
         shipped = not train_here()
-    if (shipped and default_dir and not overrides and not force
-            and stop_after_epoch is None and not Run(run_dir).done):
-        install_shipped(stage, p, run_dir, ident, config, cfg)
+    if shipped and default_dir and not overrides and not force and stop_after_epoch is None:
+        install_shipped(stage, p, run_dir, ident, config, cfg)  # keeps a run trained here
     Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
         train_recipe(p, run_dir, config=cfg, progress=progress,
