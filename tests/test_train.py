@@ -439,6 +439,19 @@ def test_a_shipped_run_is_not_used_for_another_database_configuration_or_on_requ
     train_stage("baseline", TINY, progress=False)
     assert len(trained) == 4
     assert not list((tmp_path / "runs2").glob("*/SHIPPED.json"))
+    # a shipped run installed by an earlier build is not taken for one trained here
+    monkeypatch.delenv("MRIQC_NB_TRAIN_HERE")
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs2" / "baseline")
+    monkeypatch.setattr(training, "_train", lambda run, *a, **k: run)
+    assert (train_stage("baseline", TINY, progress=False).dir / "SHIPPED.json").exists()
+    monkeypatch.setattr(training, "_train", lambda run, *a, **k: trained.append(run) or run)
+    monkeypatch.setenv("MRIQC_NB_TRAIN_HERE", "1")
+    with pytest.warns(UserWarning, match="holds a shipped run"):
+        train_stage("baseline", TINY, progress=False)
+    assert len(trained) == 5
+    assert len(list((tmp_path / "runs2").glob("baseline.stale-*/SHIPPED.json"))) == 1
 
 
 def test_a_damaged_shipped_run_is_an_error_that_names_the_file(shipped, tmp_path):

@@ -68,6 +68,7 @@ from mriqc_nb.model.runs import (CONFIG_FILE, METRIC_COLUMNS, PER_EPOCH, STAGES,
                                  run_name)
 from mriqc_nb.model.recipe import recipe_config, recipe_run_config, stored_difference, train_recipe
 from mriqc_nb.model.shipped import install as install_shipped
+from mriqc_nb.model.shipped import provenance as shipped_provenance
 from mriqc_nb.model.shipped import train_here
 from mriqc_nb.paths import runs_dir
 from mriqc_nb.profiles import Profile, get_profile
@@ -335,7 +336,8 @@ def train_stage(
         (:mod:`mriqc_nb.model.shipped`: ``results/<profile>-runs/<stage>``), trained with this
         configuration on this database, copy it into the default ``run_dir`` instead of
         training (only there, and only without overrides). Default: True unless
-        ``$MRIQC_NB_TRAIN_HERE`` is set (a chapter's ``train_here = True``).
+        ``$MRIQC_NB_TRAIN_HERE`` is set (a chapter's ``train_here = True``). False also moves
+        a shipped run found in ``run_dir`` aside (``<run_dir>.stale-<time>``) and trains.
     **overrides
         Fields of :class:`RunConfig` that differ from :func:`stage_config`.
 
@@ -376,6 +378,8 @@ def train_stage(
         shipped = not train_here()
     if shipped and default_dir and not overrides and not force and stop_after_epoch is None:
         install_shipped(stage, p, run_dir, ident, config, cfg)  # keeps a run trained here
+    elif not shipped and shipped_provenance(run_dir) is not None:
+        _set_aside(run_dir, "holds a shipped run, and training here was asked for")
     Run(run_dir).write_database(ident)
     if stage == "recipe":  # the book's own recipe has its own loop (mriqc_nb.model.recipe)
         train_recipe(p, run_dir, config=cfg, progress=progress,
