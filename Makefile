@@ -1,5 +1,6 @@
 # mriqc-nb: the two commands of the README, plus helpers.
-#   make book   -- set up .venv from the repo's own files and build the book (laptop profile)
+#   make book   -- set up .venv from the repo's own files and build the book (laptop profile;
+#                  it loads the networks in results/laptop-runs: MRIQC_NB_TRAIN_HERE=1 trains them)
 #   make test   -- set up .venv and run the whole test suite (unit tests + every chapter)
 #   make check  -- unit tests only (no chapters): the quick edit-test loop
 # Everything is installed into a local virtual environment from pyproject.toml, pinned by

@@ -8,10 +8,11 @@ magnitude of compute:
     Continuous integration: the whole book in minutes on 2 CPU cores, on a tiny grid. Its
     numbers test that the code runs; they are not results.
 ``laptop``
-    The default for building the book: about three and a half hours on 2 CPU cores (its six
-    trainings 150 min with a 30-round recipe, their predictions 11 and the database 6 on an
-    idle older 2-core AMD EPYC without AVX-512; the recipe now trains 60 rounds, about half an
-    hour more; README.md). 8,000 scans: the training split holds 3,000
+    The default for building the book, on 2 CPU cores. The book loads its six networks as
+    trained with it (``results/laptop-runs``, :mod:`mriqc_nb.model.shipped`); training them
+    here adds hours (150 min with a 30-round recipe on an idle older 2-core AMD EPYC without
+    AVX-512; the recipe now trains 60 rounds, about half an hour more; README.md). Their
+    predictions took 11 minutes and the database 6 on that machine. 8,000 scans: the training split holds 3,000
     (60 artifacts), validation 1,600 (32) and test 3,400 (68), so that test F1 and per-kind
     sensitivity rest on more than a handful of artifacts.
 ``colab``
@@ -157,7 +158,8 @@ PROFILES: dict[str, Profile] = {
             batch_size=8,
             mc_samples_valid=50,
             mc_samples_test=100,
-            description="the default: the whole book in about three and a half hours on 2 CPU cores",
+            description="the default, on 2 CPU cores: loads the networks trained with the book "
+                        "(results/laptop-runs); training them here adds hours",
             # the recipe of chapter 5b: 60 x 60 steps of 8 (59-69 min on 2 shared cores).
             # 12 rounds left it undertrained: validation AUC 0.887 against 0.982 for 30
             # (seed 2023, MC T = 100, all 1,600 validation scans; experiments/NOTES.md 10);
