@@ -397,7 +397,7 @@ def test_a_shipped_run_is_loaded_instead_of_trained_with_the_same_weights(shippe
     for a, b in zip(_weights(run.model()), _weights(baseline.model())):
         np.testing.assert_array_equal(a, b)
     assert run.history.equals(baseline.history) and run.config == baseline.config
-    assert "loaded" in ship.describe(run.dir) and "this version's" in ship.describe(run.dir)
+    assert "loaded" in ship.describe(run.dir) and "not changed" in ship.describe(run.dir)
     assert "trained here" in ship.describe(baseline.dir)
     # the per-epoch memorisation the book reads comes with it, measured on every epoch
     table = training._database(TINY, False)
@@ -424,8 +424,15 @@ def test_a_shipped_run_is_not_used_for_another_database_configuration_or_on_requ
     monkeypatch.setattr(training, "_train", lambda run, *a, **k: trained.append(run) or run)
     monkeypatch.setattr(training, "database_id", lambda table: "another-version")
     with pytest.warns(UserWarning, match="another version of the tiny database"):
-        train_stage("baseline", TINY, progress=False)
+        run = train_stage("baseline", TINY, progress=False)
     assert len(trained) == 1 and not (tmp_path / "runs" / "baseline" / "SHIPPED.json").exists()
+    run.finish()  # trained here: later calls load it without a word about the shipped run
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train_stage("baseline", TINY, progress=False).done
+    assert len(trained) == 1
     monkeypatch.undo()  # the real database id, the real runs folder... set the rest again
     monkeypatch.setenv("MRIQC_NB_SHIPPED_DIR", str(shipped.parent))
     monkeypatch.setattr(training, "runs_dir", lambda p: tmp_path / "runs2")

@@ -157,14 +157,14 @@ def export(run_dir, dest, *, table=None, note: str = "") -> Path:
             shutil.copy2(run.dir / f, tmp / f)
         rel_w = f"{CKPT_DIR}/{weights.name}"
         shutil.copy2(weights, tmp / rel_w)
-        history = run.history
         meta = dict(
             stage=run.config.stage, profile=run.config.profile, seed=run.config.seed,
             epoch=int(epoch), epochs=int(run.config.epochs),
-            training_seconds=float(history["seconds"].sum()) if len(history) else None,
+            training_seconds=_training_seconds(run),
             trained_until=(run.dir / "DONE").read_text().strip(),
             exported=time.strftime("%Y-%m-%d %H:%M:%S"), cpu=cpu_model(), n_cpus=os.cpu_count(),
-            package_version=__version__, training_code=training_code_hash(), note=note,
+            package_version=__version__, training_code=training_code_hash(),  # when shipped
+            note=note,
             files={f: _sha256(tmp / f) for f in [*files, rel_w]})
         (tmp / SHIPPED_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +175,19 @@ def export(run_dir, dest, *, table=None, note: str = "") -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
+
+
+def _training_seconds(run) -> float | None:
+    """Wall time of the run's training as its files record it: every epoch (or round) with its
+    validation, and the recipe's pool of redrawn artifacts."""
+    history = run.history
+    if not len(history):
+        return None
+    total = sum(float(history[c].sum()) for c in ("seconds", "seconds_valid") if c in history)
+    selection = run.dir / "recipe.json"
+    if selection.is_file():
+        total += float(json.loads(selection.read_text()).get("pool_seconds", 0.0))
+    return total
 
 
 def provenance(run_dir) -> dict | None:
@@ -194,7 +207,8 @@ def describe(run_dir) -> str:
     return (f"{Path(run_dir).name}: loaded, trained by this project on {meta['trained_until'][:10]}"
             f" ({took} on {meta['n_cpus']} cores of an {meta['cpu']}; seed "
             f"{meta['seed']}, epoch {meta['epoch']} of {meta['epochs']}); the training code "
-            + ("is this version's" if same else "has changed since (retrain: train_here)"))
+            + ("has not changed since it was shipped" if same
+               else "has changed since it was shipped (train_here trains it with this code)"))
 
 
 def _verify(src: Path, meta: dict) -> None:
@@ -241,7 +255,9 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
     from mriqc_nb.model.runs import CONFIG_FILE, DATABASE_FILE, RunConfig
 
     src = shipped_dir(profile, stage)
-    if src is None:
+    run_dir = Path(run_dir)
+    finished = (run_dir / "DONE").exists()
+    if src is None or (finished and provenance(run_dir) is None):  # none, or trained here
         return False
     try:
         meta = json.loads((src / SHIPPED_FILE).read_text())
@@ -264,11 +280,8 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
                       f"({trained_on}, yours is {database}); training {stage} here",
                       stacklevel=3)
         return False
-    run_dir = Path(run_dir)
-    if (run_dir / "DONE").exists():
-        installed = provenance(run_dir)
-        if installed is None or installed == meta:  # trained here, or this very shipped run
-            return False
+    if finished and provenance(run_dir) == meta:  # this very shipped run, installed before
+        return False
     _verify(src, meta)
     if run_dir.exists() and any(p.name != DATABASE_FILE for p in run_dir.iterdir()):
         older = (run_dir / "DONE").exists()  # an earlier shipped run, with its predictions
