@@ -37,6 +37,7 @@ trains every stage instead; ``tools/ship_runs.py`` makes the folders from finish
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -148,9 +149,7 @@ def export(run_dir, dest, *, table=None, note: str = "") -> Path:
 
         artifact_ce_by_epoch(run, table)  # written into the run (finished runs keep it)
     dest = Path(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent if dest.parent.exists()
-                                else None))
-    try:
+    with _staged(dest) as tmp:
         (tmp / CKPT_DIR).mkdir()
         files = [f for f in RUN_FILES if (run.dir / f).is_file()]
         for f in files:
@@ -167,14 +166,23 @@ def export(run_dir, dest, *, table=None, note: str = "") -> Path:
             note=note,
             files={f: _sha256(tmp / f) for f in [*files, rel_w]})
         (tmp / SHIPPED_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+@contextlib.contextmanager
+def _staged(dest: Path):
+    """A scratch folder beside ``dest`` that replaces it when the block ends without an error
+    (and is removed when it raises): a reader never sees a half-copied run."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return dest
 
 
 def _training_seconds(run) -> float | None:
@@ -291,16 +299,8 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
         what = ("an earlier version of the shipped run" if older else "an unfinished run")
         warnings.warn(f"{run_dir} held {what}: moved to {aside}; the shipped run is used "
                       "instead (train_here trains it)", stacklevel=3)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
-    try:
+    with _staged(run_dir) as tmp:
         for rel in [*meta["files"], SHIPPED_FILE]:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / rel, tmp / rel)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        os.replace(tmp, run_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return True
