@@ -321,7 +321,8 @@ def artifact_ce_by_epoch(run, table: pd.DataFrame, epochs=None, *, root=None) ->
     from mriqc_nb.predict import predict_samples
 
     run = run if hasattr(run, "dir") else Run(run)
-    saved = [int(p.stem.split("-")[1]) for p in run.checkpoints][1:]
+    on_disk = [int(p.stem.split("-")[1]) for p in run.checkpoints]  # 0: initial weights
+    saved = [e for e in on_disk if e > 0]
     stored_file = run.dir / "artifact_ce.csv"
     stored = pd.read_csv(stored_file) if run.done and stored_file.is_file() else None
     if epochs is None:
@@ -329,7 +330,7 @@ def artifact_ce_by_epoch(run, table: pd.DataFrame, epochs=None, *, root=None) ->
     epochs = [int(e) for e in epochs]
     if stored is not None and set(epochs) <= set(stored["epoch"]):
         return stored.set_index("epoch").loc[epochs].reset_index()
-    missing = [e for e in epochs if e not in saved]
+    missing = [e for e in epochs if e not in on_disk]
     if missing:
         raise FileNotFoundError(f"{run.dir}: no weights saved for epoch(s) {missing} (a shipped "
                                 "run keeps only its last; its artifact_ce.csv has the others)")
