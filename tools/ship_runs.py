@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:  # run from a source checkout without installing
 from mriqc_nb.data import profile_database  # noqa: E402
 from mriqc_nb.data.cache import database_id  # noqa: E402
 from mriqc_nb.model import shipped  # noqa: E402
-from mriqc_nb.model.recipe import recipe_config, stored_difference  # noqa: E402
+from mriqc_nb.model.recipe import recipe_config  # noqa: E402
 from mriqc_nb.model.runs import STAGES, Run  # noqa: E402
 from mriqc_nb.model.training import stage_config  # noqa: E402
 from mriqc_nb.paths import runs_dir  # noqa: E402
@@ -34,17 +34,12 @@ from mriqc_nb.profiles import get_profile  # noqa: E402
 
 
 def problem(run: Run, stage: str, profile, ident: str) -> str | None:
-    """Why the book would not load this run (None: it would)."""
+    """Why the book would not load this run (None: it would): the test
+    :func:`mriqc_nb.model.shipped.install` applies."""
     if not run.done:
         return "not finished"
-    if run.database != ident:
-        return f"trained on another database ({run.database}, now {ident})"
-    diff = run.config.differences(stage_config(stage, profile))
-    if not diff and stage == "recipe":
-        diff = stored_difference(run.dir, recipe_config(profile))
-    if diff:
-        return f"another configuration (run, profile): {diff}"
-    return None
+    recipe = recipe_config(profile) if stage == "recipe" else None
+    return shipped.mismatch(run.dir, stage_config(stage, profile), ident, recipe)
 
 
 def main(argv=None) -> int:

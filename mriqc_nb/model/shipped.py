@@ -49,7 +49,7 @@ from pathlib import Path
 
 __all__ = ["TRAIN_HERE_ENV", "SHIPPED_DIR_ENV", "SHIPPED_FILE", "train_here", "set_train_here",
            "shipped_dir",
-           "export", "install", "provenance", "describe"]
+           "export", "mismatch", "install", "provenance", "describe"]
 
 #: Environment variable: ``1`` trains every stage here instead of loading shipped runs.
 TRAIN_HERE_ENV = "MRIQC_NB_TRAIN_HERE"
@@ -78,19 +78,15 @@ def set_train_here(flag: bool | None) -> None:
         os.environ[TRAIN_HERE_ENV] = "1" if flag else "0"
 
 
-def _profile_name(profile) -> str:
-    return getattr(profile, "name", None) or str(profile)
-
-
 def shipped_dir(profile, stage: str) -> Path | None:
     """The shipped run of ``stage`` under ``profile``, or None where there is none."""
+    from mriqc_nb.paths import _profile_name, checkout_file
+
     name = _profile_name(profile)
     root = os.environ.get(SHIPPED_DIR_ENV)
     if root:
         path = Path(root).expanduser() / f"{name}-runs" / stage / SHIPPED_FILE
         return path.parent if path.is_file() else None
-    from mriqc_nb.paths import checkout_file
-
     path = checkout_file("results", f"{name}-runs", stage, SHIPPED_FILE)
     return path.parent if path is not None else None
 
@@ -234,6 +230,25 @@ def _verify(src: Path, meta: dict) -> None:
                              "repository, or train here (train_here)")
 
 
+def mismatch(run_dir, config, database: str, recipe=None) -> str | None:
+    """Why the finished run in ``run_dir`` is not the one ``config`` (and ``recipe``, for the
+    ``recipe`` stage) would train on the database ``database`` (None: it is). The one test of
+    :func:`install` and of ``tools/ship_runs.py``."""
+    from mriqc_nb.model.recipe import stored_difference
+    from mriqc_nb.model.runs import Run
+
+    run = Run(run_dir)
+    diff = run.config.differences(config)
+    if recipe is not None and not diff:
+        diff = stored_difference(run_dir, recipe)
+    if diff:
+        return f"trained with another configuration (run, now): {diff}"
+    if run.database != database:
+        return (f"trained on another database, another version of the {config.profile} "
+                f"database ({run.database}, yours is {database})")
+    return None
+
+
 def install(stage: str, profile, run_dir, database: str, config, recipe=None) -> bool:
     """Copy the shipped run of ``stage`` into ``run_dir`` when it is the run the reader would
     train; return whether it did.
@@ -260,7 +275,7 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
     ValueError
         If a matching shipped run's file is missing or does not have its recorded SHA-256.
     """
-    from mriqc_nb.model.runs import CONFIG_FILE, DATABASE_FILE, RunConfig
+    from mriqc_nb.model.runs import DATABASE_FILE
 
     src = shipped_dir(profile, stage)
     run_dir = Path(run_dir)
@@ -269,24 +284,14 @@ def install(stage: str, profile, run_dir, database: str, config, recipe=None) ->
         return False
     try:
         meta = json.loads((src / SHIPPED_FILE).read_text())
-        stored = RunConfig.from_json((src / CONFIG_FILE).read_text())
-        trained_on = (src / DATABASE_FILE).read_text().strip()
+        if not (src / DATABASE_FILE).is_file():
+            raise OSError(f"no {DATABASE_FILE}")
+        why = mismatch(src, config, database, recipe)
     except (OSError, ValueError, TypeError) as exc:
         raise ValueError(f"{src}: a shipped run that cannot be read ({exc}); restore it from the "
                          "repository, or train here (train_here)") from exc
-    diff = stored.differences(config)
-    if recipe is not None and not diff:
-        from mriqc_nb.model.recipe import stored_difference
-
-        diff = stored_difference(src, recipe)
-    if diff:
-        warnings.warn(f"{src} was trained with another configuration (shipped, now): {diff}; "
-                      f"training {stage} here", stacklevel=3)
-        return False
-    if trained_on != database:
-        warnings.warn(f"{src} was trained on another version of the {stored.profile} database "
-                      f"({trained_on}, yours is {database}); training {stage} here",
-                      stacklevel=3)
+    if why:
+        warnings.warn(f"{src} was {why}; training {stage} here", stacklevel=3)
         return False
     if finished and provenance(run_dir) == meta:  # this very shipped run, installed before
         return False
