@@ -6,6 +6,7 @@ look, no rule yet).
     python experiments/motion_step.py grid valid         # every validation scan at the grid
     python experiments/motion_step.py own 10 1.5         # own heads at 1.5 mm, every kind
     python experiments/motion_step.py train 40 1.5       # training anatomies: clean, late motion
+    python experiments/motion_step.py fresh 40 1.5       # NOTES 25's rule (unused subjects)
 
 Physics: rigid motion between phase-encoding lines fills one part of k-space from one pose
 and the rest from another. The spectrum of a magnitude (or real-part) image is, to first
@@ -57,8 +58,21 @@ def plane_profiles(volume) -> list[np.ndarray]:
     return out
 
 
-def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95) -> float:
-    """The largest sudden drop of mean log |F| from one k-space plane to the next."""
+CLIFF = 1.0  # NOTES 25: a larger excess drop is truncated or zero-filled k-space, not motion
+SCOPE_MM = 2.0  # NOTES 25: measured only on files whose largest voxel side is at most this
+SCOPE_LITRES = 2.5  # ... and whose non-zero voxels fill at least this (not skull-stripped)
+
+
+def in_scope(volume, spacing_mm) -> bool:
+    """NOTES 25's scope: fine voxels and more than a stripped brain's volume of non-zero."""
+    v = float(np.prod(spacing_mm)) / 1e6
+    return max(spacing_mm) <= SCOPE_MM and np.count_nonzero(volume) * v >= SCOPE_LITRES
+
+
+def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95,
+                cliff: float | None = None) -> float:
+    """The largest sudden drop of mean log |F| from one k-space plane to the next (with
+    ``cliff``, drops whose excess is above it are left out: NOTES 25)."""
     best = float("nan")
     for p in plane_profiles(volume):
         h = len(p) - 1
@@ -66,6 +80,8 @@ def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95
         excess = drops - ndimage.median_filter(drops, size=window, mode="nearest")
         between = np.arange(len(drops)) + 0.5
         keep = (between > inner * h) & (between < outer * h)
+        if cliff is not None:
+            keep &= excess <= cliff
         if keep.any():
             top = float(excess[keep].max())
             if math.isnan(best) or top > best:
@@ -105,6 +121,89 @@ def _grid(split: str) -> pd.DataFrame:
         x = np.asarray(img.dataobj, np.float32)
         rows.append(dict(scan_id=rec["scan_id"], label=rec["label"], kind=rec["artifact_kind"],
                          step=kspace_step(x), comb=kspace_comb(x)))
+    return pd.DataFrame(rows)
+
+
+def _zero_filled(x: np.ndarray, pf_axis: int | None = None) -> np.ndarray:
+    """A clean acquisition reconstructed with zero-filled k-space (NOTES 25): with
+    ``pf_axis`` None a 2x interpolated matrix (k-space beyond half the Nyquist frequency of
+    axes 0 and 1 set to zero), else partial Fourier (the first 2/8 of the lines along
+    ``pf_axis`` set to zero); the magnitude image."""
+    from scipy import fft
+
+    k = fft.fftn(x)
+    for axis in ((0, 1) if pf_axis is None else (pf_axis,)):
+        n = x.shape[axis]
+        f = fft.fftfreq(n)  # cycles per voxel, -0.5 .. 0.5
+        cut = np.abs(f) > 0.25 if pf_axis is None else f < -0.25
+        shape = [1, 1, 1]
+        shape[axis] = n
+        k = k * (~cut).reshape(shape)
+    return np.abs(fft.ifftn(k)).astype(np.float32)
+
+
+def _used_subjects() -> set:
+    """Subjects whose anatomies sections 22 and 22b drew (excluded by NOTES 25's rule)."""
+    from mriqc_nb.data import profile_database
+    from mriqc_nb.data.table import split_rows
+    from mriqc_nb.profiles import get_profile
+
+    table = profile_database(get_profile("laptop"), progress=False)
+    used = set()
+    for split in ("valid", "train"):
+        rows_in = split_rows(table, split)
+        clean = rows_in[rows_in["label"].astype(str) == "clean"]
+        for n in ((6, 10) if split == "valid" else (40, 20, 10)):
+            idx = np.random.default_rng(5).choice(len(clean), size=n, replace=False)
+            used |= {str(s).split("_")[0] for s in clean.iloc[idx]["scan_id"]}
+    return used
+
+
+def _fresh(n: int, mm: float) -> pd.DataFrame:
+    """NOTES 25's rule set: ``n`` training-split clean anatomies of subjects not used
+    before, one scan per subject (seed 6), with the release the database drew."""
+    from mriqc_nb import artifacts, synth
+    from mriqc_nb.data import profile_database
+    from mriqc_nb.data.table import split_rows
+    from mriqc_nb.profiles import get_profile
+
+    table = profile_database(get_profile("laptop"), progress=False)
+    rows_in = split_rows(table, "train")
+    clean = rows_in[rows_in["label"].astype(str) == "clean"].copy()
+    clean["subject"] = [str(s).split("_")[0] for s in clean["scan_id"]]
+    clean = clean[~clean["subject"].isin(_used_subjects())]
+    subjects = sorted(clean["subject"].unique())
+    pick = np.random.default_rng(6).choice(len(subjects), size=n, replace=False)
+    g = tuple(int(round(f / mm)) for f in (256, 256, 192))
+    s = (mm,) * 3
+    rows = []
+    for i, j in enumerate(np.sort(pick)):
+        cand = clean[clean["subject"] == subjects[j]]
+        src = cand.iloc[int(np.random.default_rng([6, int(j)]).integers(len(cand)))]
+        r = json.loads(src["recipe"])
+        release = r["acquisition"].get("release", "full")
+        data = np.asarray(synth.make_scan(r["anatomy"], r["acquisition"], g, s).dataobj,
+                          np.float32)
+
+        def add(kind, vol):
+            vol = synth.apply_release(vol, r["anatomy"], r["acquisition"], s)
+            rows.append(dict(head=i, scan_id=src["scan_id"], release=release, kind=kind,
+                             in_scope=in_scope(vol, s), step=kspace_step(vol, cliff=CLIFF),
+                             step_nocliff=kspace_step(vol)))
+
+        add("clean", data)
+        add("zero_filled", _zero_filled(data))
+        add("partial_fourier", _zero_filled(data, pf_axis=int(i % 3)))
+        lr = np.random.default_rng([11, i])
+        for _ in range(2):
+            late = lr.random() < 0.5
+            t0 = float(lr.uniform(0.7, 0.95) if late else lr.uniform(0.05, 0.3))
+            ev = [{"time": t0,
+                   "rotation_deg": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist(),
+                   "translation_mm": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist()}]
+            p = {"kind": "motion", "events": ev, "pe_axis": int(lr.integers(0, 3))}
+            add("late_motion", artifacts.apply(data, p, spacing_mm=s))
+        print(i, release, flush=True)
     return pd.DataFrame(rows)
 
 
@@ -161,13 +260,15 @@ def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("grid", "own", "train"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("grid", "own", "train", "fresh"):
         sys.exit(__doc__.split("\n\n")[1])
     what = sys.argv[1]
     if what == "grid":
         df = _grid(sys.argv[2])
     elif what == "own":
         df = _own(int(sys.argv[2]), float(sys.argv[3]))
+    elif what == "fresh":  # NOTES 25's rule
+        df = _fresh(int(sys.argv[2]), float(sys.argv[3]))
     else:  # "train": the amendment's fresh anatomies (NOTES 22b)
         df = _own(int(sys.argv[2]), float(sys.argv[3]), split="train", every_kind=False)
     out = Path("/tmp") / f"motion_step_{'_'.join(sys.argv[1:])}.tsv"
