@@ -43,6 +43,11 @@ Predictions of a split
   artifact; :mod:`mriqc_nb.labels`), artifact kind and class, plus every statistic of
   :func:`mriqc_nb.uncertainty.summarise`.
 
+``"mc_flips"`` passes each flip through the trunk once, and the head with dropout off on the
+same pass gives ``"flips"`` as well (:func:`predict_mc_and_flips`): with a cache, the flips are
+written beside it, and a later request for them reads that file (chapter 7 asks for both;
+``benchmarks/bench_flips.py`` times the two ways).
+
 The samples are cached as one ``.npz`` per (split, method, T, seed) in ``cache_dir``;
 :func:`run_predictions` caches them in a run directory's ``predictions/`` folder, so chapters 6,
 7 and 8 share one set of predictions. The volumes are read from the database cache in chunks,
@@ -62,8 +67,8 @@ from mriqc_nb._atomic import atomic_open
 from mriqc_nb.data.cache import load_arrays
 from mriqc_nb.labels import to_y
 
-__all__ = ["METHODS", "predict_mc_naive", "predict_mc_fast", "predict_samples", "predict_split",
-           "run_predictions", "scan_columns"]
+__all__ = ["METHODS", "predict_mc_naive", "predict_mc_fast", "predict_mc_and_flips",
+           "predict_samples", "predict_split", "run_predictions", "scan_columns"]
 
 #: Prediction methods: MC dropout (epistemic), test-time flips (aleatoric), both, one pass.
 METHODS = ("mc", "flips", "mc_flips", "deterministic")
@@ -134,15 +139,48 @@ def predict_mc_fast(model, x, T: int, seed: int | None = None, batch_size: int =
     TensorFlow functions kept with the model (traced once, never retraced: see
     :func:`_compiled`); a model's weights may change between calls.
     """
+    return _mc_fast(model, x, T, seed, batch_size)[0]
+
+
+def _mc_fast(model, x, T: int, seed, batch_size: int, deterministic: bool = False) -> tuple:
+    """(MC samples (T, N, 2), and with ``deterministic`` the head with dropout off on the
+    same trunk pass (N, 2), else None)."""
     trunk = _trunk_fn(model)
     head = _mc_head_fn(model, int(T), seed)
-    out = []
+    plain = _head_fn(model) if deterministic else None
+    out, det = [], []
     for xb in _batches(x, batch_size):
-        for f in _numpy(trunk(xb)).astype(np.float32, copy=False):  # float16 if mixed
+        feats = _numpy(trunk(xb)).astype(np.float32, copy=False)  # float16 if mixed
+        if plain is not None:
+            det.append(_numpy(plain(feats)))
+        for f in feats:
             out.append(_numpy(head(f[None])))
     if not out:
-        return np.zeros((int(T), 0, 2), "float32")
-    return np.stack(out, axis=1)
+        return np.zeros((int(T), 0, 2), "float32"), \
+            (np.zeros((0, 2), "float32") if deterministic else None)
+    return np.stack(out, axis=1), (np.concatenate(det) if deterministic else None)
+
+
+def predict_mc_and_flips(model, x, T: int, seed: int | None = None,
+                         batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``"mc_flips"`` and ``"flips"`` from one trunk pass per flip.
+
+    Returns
+    -------
+    mc_flips : ndarray, shape (8 T, N, 2)
+        As ``predict_samples(model, x, "mc_flips", T, seed)`` (flip-major).
+    flips : ndarray, shape (8, N, 2)
+        As ``predict_samples(model, x, "flips")``, within float tolerance: the head with
+        dropout off on the same trunk features, not a second pass of the whole network (the
+        work of ``"flips"`` is then almost free: chapter 7 asks for both).
+    """
+    mc, det = [], []
+    for f in uncertainty.FLIPS:
+        m, d = _mc_fast(model, uncertainty.flip_volume(x, f), T, seed, batch_size,
+                        deterministic=True)
+        mc.append(m)
+        det.append(d)
+    return np.concatenate(mc, axis=0), np.stack(det)
 
 
 # Compiled calls of a model, kept with it (weakly: they go when the model goes).
@@ -206,6 +244,19 @@ def _network_fn(model):
                             (None, *(int(n) for n in model.input.shape[1:])))
 
     return _compiled(model, ("network",), make)
+
+
+def _head_fn(model):
+    """The head, dropout off, compiled for any batch size: features (n, ...) -> (n, 2)."""
+    from mriqc_nb.model.networks import get_head
+
+    head = get_head(model)
+
+    def make():
+        return _tf_function(lambda f: head(f, training=False),
+                            (None, *(int(n) for n in head.input.shape[1:])))
+
+    return _compiled(model, ("head",), make)
 
 
 def _mc_head_fn(model, T: int, seed):
@@ -283,6 +334,11 @@ def scan_columns(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _cache_file(cache_dir, split: str, method: str, T: int, seed: int) -> Path:
+    t_tag = "" if method in ("flips", "deterministic") else f"_T{T}"
+    return Path(cache_dir) / f"{split}_{method}{t_tag}_seed{seed}.npz"
+
+
 def predict_split(model, table: pd.DataFrame, split: str, *, method: str = "mc", T: int = 50,
                   seed: int = 0, batch_size: int = 8, chunk: int = 64, cache_dir=None,
                   root=None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -318,21 +374,36 @@ def predict_split(model, table: pd.DataFrame, split: str, *, method: str = "mc",
     ids = rows["scan_id"].astype(str).tolist()
     cache = None
     if cache_dir is not None:
-        t_tag = "" if method in ("flips", "deterministic") else f"_T{T}"
-        cache = Path(cache_dir) / f"{split}_{method}{t_tag}_seed{seed}.npz"
+        cache = _cache_file(cache_dir, split, method, T, seed)
         if cache.exists():
             with np.load(cache, allow_pickle=False) as z:
                 if z["scan_id"].tolist() == ids:
                     samples = z["samples"]
                     return _summary(rows, samples), samples
-    parts = []
+    # "mc_flips" passes every flip through the trunk; the head with dropout off on the same
+    # pass gives "flips" too, cached beside it when no "flips" cache is there yet
+    partner = None
+    if method == "mc_flips" and cache is not None:
+        partner = _cache_file(cache_dir, split, "flips", T, seed)
+        if partner.exists():
+            partner = None
+    parts, flips = [], []
     for start in range(0, len(ids), chunk):
         x, _ = load_arrays(table, ids[start:start + chunk], root=root)
-        parts.append(predict_samples(model, x, method, T, seed, batch_size))
+        if partner is not None:
+            mcf, fl = predict_mc_and_flips(model, x, T, seed, batch_size)
+            parts.append(mcf)
+            flips.append(fl)
+        else:
+            parts.append(predict_samples(model, x, method, T, seed, batch_size))
     samples = np.concatenate(parts, axis=1).astype(np.float32)
     if cache is not None:
         with atomic_open(cache, "wb") as fh:
             np.savez_compressed(fh, samples=samples, scan_id=np.array(ids))
+    if partner is not None:
+        with atomic_open(partner, "wb") as fh:
+            np.savez_compressed(fh, samples=np.concatenate(flips, axis=1).astype(np.float32),
+                                scan_id=np.array(ids))
     return _summary(rows, samples), samples
 
 

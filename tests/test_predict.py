@@ -67,6 +67,34 @@ def test_flips_and_deterministic_agree(setup):
     assert both.shape[0] == 24
 
 
+def test_mc_flips_gives_the_flips_from_the_same_trunk_passes(setup, tmp_path):
+    # chapter 7 asks for both: "mc_flips" caches "flips" beside it (the head with dropout
+    # off on the same trunk features), equal to the whole network on each flip
+    import keras
+
+    from mriqc_nb.model.networks import build_nn008
+
+    table, _ = setup
+    keras.utils.set_random_seed(3)
+    model = build_nn008((*TINY.grid, 1))
+    both = predict.predict_split(model, table, "test", method="mc_flips", T=3, seed=4,
+                                 chunk=5, cache_dir=tmp_path)[1]
+    assert (tmp_path / "test_flips_seed4.npz").exists()
+    alone = predict.predict_split(model, table, "test", method="mc_flips", T=3, seed=4,
+                                  chunk=5)[1]  # no cache: the flips are not computed
+    np.testing.assert_allclose(both, alone, atol=1e-5)
+    cached = predict.predict_split(model, table, "test", method="flips", cache_dir=tmp_path)[1]
+    whole = predict.predict_split(model, table, "test", method="flips")[1]  # 8 network passes
+    assert cached.shape == whole.shape == (8, int((table.split == "test").sum()), 2)
+    assert whole[..., 1].std(axis=0).max() > 1e-4  # the flips do differ
+    np.testing.assert_allclose(cached, whole, atol=1e-5)
+    # a "flips" cache already there is kept, not rewritten
+    before = (tmp_path / "test_flips_seed4.npz").stat().st_mtime_ns
+    predict.predict_split(model, table, "test", method="mc_flips", T=2, seed=4,
+                          cache_dir=tmp_path)
+    assert (tmp_path / "test_flips_seed4.npz").stat().st_mtime_ns == before
+
+
 def test_unknown_method_and_empty_split(setup):
     table, model = setup
     with pytest.raises(ValueError, match="unknown prediction method"):
