@@ -7,6 +7,7 @@ look, no rule yet).
     python experiments/motion_step.py own 10 1.5         # own heads at 1.5 mm, every kind
     python experiments/motion_step.py train 40 1.5       # training anatomies: clean, late motion
     python experiments/motion_step.py fresh 40 1.5       # NOTES 25's rule (unused subjects)
+    python experiments/motion_step.py comb 40 1.5        # NOTES 26's rule (unused subjects)
 
 Physics: rigid motion between phase-encoding lines fills one part of k-space from one pose
 and the rest from another. The spectrum of a magnitude (or real-part) image is, to first
@@ -159,9 +160,19 @@ def _used_subjects() -> set:
     return used
 
 
-def _fresh(n: int, mm: float) -> pd.DataFrame:
-    """NOTES 25's rule set: ``n`` training-split clean anatomies of subjects not used
-    before, one scan per subject (seed 6), with the release the database drew."""
+COMB_THRESHOLD = 0.015  # NOTES 26, fixed before its rule
+
+
+def _fresh_subjects(clean: pd.DataFrame, n: int, seed: int) -> list:
+    subjects = sorted(clean["subject"].unique())
+    return [subjects[j] for j in np.random.default_rng(seed).choice(len(subjects), size=n,
+                                                                     replace=False)]
+
+
+def _fresh(n: int, mm: float, rule: int = 25) -> pd.DataFrame:
+    """NOTES 25's rule set (``rule=25``): ``n`` training-split clean anatomies of subjects
+    not used before, one scan per subject (seed 6), with the release the database drew; or
+    NOTES 26's (``rule=26``: seed 7, the subjects of rule 25 excluded too, ghosting copies)."""
     from mriqc_nb import artifacts, synth
     from mriqc_nb.data import profile_database
     from mriqc_nb.data.table import split_rows
@@ -171,15 +182,20 @@ def _fresh(n: int, mm: float) -> pd.DataFrame:
     rows_in = split_rows(table, "train")
     clean = rows_in[rows_in["label"].astype(str) == "clean"].copy()
     clean["subject"] = [str(s).split("_")[0] for s in clean["scan_id"]]
-    clean = clean[~clean["subject"].isin(_used_subjects())]
+    used = _used_subjects()
+    if rule == 26:
+        for n25 in (40, 20, 10):
+            used |= set(_fresh_subjects(clean[~clean["subject"].isin(_used_subjects())], n25, 6))
+    clean = clean[~clean["subject"].isin(used)]
     subjects = sorted(clean["subject"].unique())
-    pick = np.random.default_rng(6).choice(len(subjects), size=n, replace=False)
+    seed = 6 if rule == 25 else 7
+    pick = np.random.default_rng(seed).choice(len(subjects), size=n, replace=False)
     g = tuple(int(round(f / mm)) for f in (256, 256, 192))
     s = (mm,) * 3
     rows = []
     for i, j in enumerate(np.sort(pick)):
         cand = clean[clean["subject"] == subjects[j]]
-        src = cand.iloc[int(np.random.default_rng([6, int(j)]).integers(len(cand)))]
+        src = cand.iloc[int(np.random.default_rng([seed, int(j)]).integers(len(cand)))]
         r = json.loads(src["recipe"])
         release = r["acquisition"].get("release", "full")
         data = np.asarray(synth.make_scan(r["anatomy"], r["acquisition"], g, s).dataobj,
@@ -189,13 +205,18 @@ def _fresh(n: int, mm: float) -> pd.DataFrame:
             vol = synth.apply_release(vol, r["anatomy"], r["acquisition"], s)
             rows.append(dict(head=i, scan_id=src["scan_id"], release=release, kind=kind,
                              in_scope=in_scope(vol, s), step=kspace_step(vol, cliff=CLIFF),
-                             step_nocliff=kspace_step(vol)))
+                             step_nocliff=kspace_step(vol), comb=kspace_comb(vol)))
 
         add("clean", data)
         add("zero_filled", _zero_filled(data))
         add("partial_fourier", _zero_filled(data, pf_axis=int(i % 3)))
-        lr = np.random.default_rng([11, i])
-        for _ in range(2):
+        if rule == 26:
+            for j, sev in enumerate(("prominent", "prominent", "subtle")):
+                p = artifacts.sample_params("ghosting", sev, seed=[26, i, j], shape=g,
+                                            spacing_mm=s)
+                add(f"ghosting_{sev}", artifacts.apply(data, p, spacing_mm=s))
+        lr = np.random.default_rng([11 if rule == 25 else 26, i])
+        for _ in range(2 if rule == 25 else 1):
             late = lr.random() < 0.5
             t0 = float(lr.uniform(0.7, 0.95) if late else lr.uniform(0.05, 0.3))
             ev = [{"time": t0,
@@ -260,7 +281,7 @@ def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("grid", "own", "train", "fresh"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("grid", "own", "train", "fresh", "comb"):
         sys.exit(__doc__.split("\n\n")[1])
     what = sys.argv[1]
     if what == "grid":
@@ -269,6 +290,8 @@ if __name__ == "__main__":
         df = _own(int(sys.argv[2]), float(sys.argv[3]))
     elif what == "fresh":  # NOTES 25's rule
         df = _fresh(int(sys.argv[2]), float(sys.argv[3]))
+    elif what == "comb":  # NOTES 26's rule
+        df = _fresh(int(sys.argv[2]), float(sys.argv[3]), rule=26)
     else:  # "train": the amendment's fresh anatomies (NOTES 22b)
         df = _own(int(sys.argv[2]), float(sys.argv[3]), split="train", every_kind=False)
     out = Path("/tmp") / f"motion_step_{'_'.join(sys.argv[1:])}.tsv"

@@ -18,8 +18,9 @@ needs nothing else:
     bundle was made: a bundle below :data:`MIN_VALID_AUC` is warned about at every load);
     ``provenance`` (profile, stage, seed, date, package version); optionally ``checks``, the
     thresholds of the checks at the scan's own resolution that screening applies before
-    conforming (:mod:`mriqc_nb.native`: ``{"kspace_peak": 1.0, "noise": -2.5}``; absent: the
-    network alone).
+    conforming (:data:`mriqc_nb.native.THRESHOLDS`, e.g. ``{"kspace_peak": 1.0, "noise": -2.5,
+    "kspace_comb": 0.015}``; a check it does not name is measured but calls nothing; absent:
+    the network alone).
 
 :func:`save_bundle` writes one from any network (both files atomically), :func:`bundle_from_run`
 from a trained run directory, :func:`load_bundle` reads one back; :func:`validate_info` checks a

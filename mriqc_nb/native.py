@@ -4,7 +4,7 @@ The network sees every scan conformed to its grid (laptop: 4 x 4 x 6 mm, with an
 and some artifacts of a finer acquisition do not survive that trip (``experiments/NOTES.md``
 section 13: a spike made at 1 mm is a stripe pattern above the grid's Nyquist limit, and
 white noise at 1 mm is averaged over 96 voxels). No training can find what is not in the
-input. Two artifacts have a signature at the scan's own voxel size that needs no learning,
+input. Three artifacts have a signature at the scan's own voxel size that needs no learning,
 and screening measures them on the file as it was read, before it is conformed:
 
 ``kspace_peak`` (spikes)
@@ -22,11 +22,27 @@ and screening measures them on the file as it was read, before it is conformed:
     adds little to the finest detail's median; blur lowers it. The head mask and the medians
     are taken on every second voxel along each axis (the Haar detail at full resolution).
 
+``kspace_comb`` (periodic ghosting; ``experiments/NOTES.md`` sections 23 and 26)
+    A signal that changes periodically from one phase-encoding line to the next (flow,
+    breathing) scales every n-th line of k-space: a comb, which the spectrum of the magnitude
+    image keeps (the comb is even in k). The measure: per axis, the mean ``log |F|`` of each
+    plane of k-space (``+-k`` averaged) minus its running median over 9 planes; for every
+    period n = 2..8 and phase, the mean of the other planes minus the mean of every n-th
+    plane, over the planes between a tenth and 95% of the way out; the maximum. Clean heads,
+    and clean acquisitions reconstructed from zero-filled or partial k-space, have no comb.
+    It is measured only in its *scope*: a file whose largest voxel side is at most
+    :data:`SCOPE_MM` (at 4 mm the plane profile is too short and rough: section 23) and whose
+    non-zero voxels fill at least :data:`SCOPE_LITRES` (a skull-stripped release's hard brain
+    mask smears the comb); elsewhere it is NaN and calls nothing.
+
 A check *calls* an artifact when its measure is above its threshold (:data:`THRESHOLDS`, chosen
-on validation anatomy before anything else was looked at: ``experiments/NOTES.md`` section
-20). A bundle carries the thresholds it screens with (``bundle.json``: ``checks``); a bundle
-without them screens with the network alone. Motion has no such check: its fine-scale part
-is a mixture of poses, not a pattern that a threshold recognises.
+on validation anatomy before anything else was looked at, and adopted by a rule written
+before it was tested: ``experiments/NOTES.md`` sections 20 and 26). A bundle carries the
+thresholds it screens with (``bundle.json``: ``checks``); a bundle without them screens with
+the network alone.
+
+Motion has no check: at the scan's own resolution it leaves a step in the planes' energy,
+but so do partial-Fourier and zero-filled reconstructions of clean scans (section 25).
 """
 
 from __future__ import annotations
@@ -35,15 +51,21 @@ import math
 
 import numpy as np
 
-__all__ = ["THRESHOLDS", "CALLS", "haar_noise", "noise_level", "kspace_peak", "measure",
-           "called", "validate_thresholds"]
+__all__ = ["THRESHOLDS", "CALLS", "haar_noise", "noise_level", "kspace_peak", "kspace_comb",
+           "in_scope", "measure", "called", "validate_thresholds"]
 
 #: Threshold of each check (``experiments/NOTES.md`` section 20): ``kspace_peak`` > 1.0 (a
 #: k-space sample e = 2.7 times the largest one 2-3 samples away), ``noise`` > -2.5 (noise SD
 #: above 8.2% of the head's level: its median intensity above the background's).
-THRESHOLDS = {"kspace_peak": 1.0, "noise": -2.5}
+#: ``kspace_comb`` > 0.015 (section 26: about seven times a clean head's value, below the
+#: smallest prominent ghosting of the design look), adopted by the rule of section 26.
+THRESHOLDS = {"kspace_peak": 1.0, "noise": -2.5, "kspace_comb": 0.015}
 #: The artifact each check calls.
-CALLS = {"kspace_peak": "spike", "noise": "noise"}
+CALLS = {"kspace_peak": "spike", "noise": "noise", "kspace_comb": "ghosting"}
+#: ``kspace_comb``'s scope: the largest voxel side (mm) at most ...
+SCOPE_MM = 2.0
+#: ... and the non-zero voxels' volume (litres) at least this (a stripped brain is 1.1-1.8 L).
+SCOPE_LITRES = 2.5
 _CENTRE = 0.1  # radius (fraction of the k-space half-width) left out around the centre
 
 
@@ -215,21 +237,32 @@ def kspace_peak(volume) -> float:
     return _kspace_peak(_as_array(volume))
 
 
-def _kspace_peak(x: np.ndarray) -> float:
+_PAD = 3  # the ring's reach (kspace_peak)
+
+
+def _log_spectrum(x: np.ndarray) -> np.ndarray:
+    """``log |F|`` of ``x`` minus its mean on the half of k-space that ``rfftn`` returns
+    (axes 0 and 1 centred), extended by :data:`_PAD` planes on each side along the last axis
+    (taken from the other half); float32."""
     from scipy import fft
 
-    n0, n1, n2 = x.shape
+    n2 = x.shape[2]
     # one thread: screening measures in several worker processes at once
     half = fft.fftshift(np.abs(fft.rfftn(x - x.mean())), axes=(0, 1))
     m = n2 // 2  # the last axis holds the frequencies 0..m
     floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
-    pad = 3  # the ring's reach
-    before = [_negate(half[:, :, j]) for j in range(pad, 0, -1)]        # -3, -2, -1
-    after = [_negate(half[:, :, n2 - m - j]) for j in range(1, pad + 1)]  # m+1 .. m+3
+    before = [_negate(half[:, :, j]) for j in range(_PAD, 0, -1)]        # -3, -2, -1
+    after = [_negate(half[:, :, n2 - m - j]) for j in range(1, _PAD + 1)]  # m+1 .. m+3
     ext = np.concatenate([np.stack(before, axis=2), half, np.stack(after, axis=2)], axis=2)
     del half
-    logs = np.log(ext.astype(np.float32, copy=False) + floor)
-    del ext
+    return np.log(ext.astype(np.float32, copy=False) + floor)
+
+
+def _kspace_peak(x: np.ndarray, logs: np.ndarray | None = None) -> float:
+    n0, n1, n2 = x.shape
+    m = n2 // 2
+    pad = _PAD
+    logs = _log_spectrum(x) if logs is None else logs
     inner = (slice(None), slice(None), slice(pad + 2, pad + m + 1))  # frequencies 2..m
     excess = logs[inner] - _ring_max(logs)[inner]
     # left out: within 1 sample of the two centred axes' zero planes (the last axis starts
@@ -254,10 +287,77 @@ def _kspace_peak(x: np.ndarray) -> float:
     return top if math.isfinite(top) else float("nan")
 
 
-def measure(volume) -> dict:
-    """Every check's measure of one volume: ``{"kspace_peak": float, "noise": float}``."""
+def in_scope(volume, spacing_mm) -> bool:
+    """Whether ``kspace_comb`` measures a file: its largest voxel side (mm) at most
+    :data:`SCOPE_MM` and its non-zero voxels at least :data:`SCOPE_LITRES`."""
+    try:
+        spacing = [float(v) for v in spacing_mm]
+    except (TypeError, ValueError):
+        spacing = []
+    if len(spacing) != 3 or not all(math.isfinite(v) and v > 0 for v in spacing):
+        raise ValueError(f"spacing_mm must be three positive voxel sizes, got {spacing_mm!r}")
+    litres = np.count_nonzero(np.asarray(volume)) * math.prod(spacing) / 1e6
+    return max(spacing) <= SCOPE_MM and litres >= SCOPE_LITRES
+
+
+def _plane_profiles(logs: np.ndarray, shape) -> list:
+    """Per axis, the mean ``log |F|`` of each plane of k-space, ``+-k`` averaged: ``p[k]``
+    for ``k = 0 .. n // 2`` (``logs`` from :func:`_log_spectrum`)."""
+    m = shape[2] // 2
+    half = logs[:, :, _PAD:_PAD + m + 1]  # frequencies 0..m of the last axis
+    out = []
+    for axis, n in enumerate(shape):
+        p = half.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
+        if axis < 2:  # centred: frequency k at index n // 2 + k
+            k = np.arange(n // 2 + 1)
+            p = (p[(n // 2 + k) % n] + p[(n // 2 - k) % n]) / 2
+        out.append(p)
+    return out
+
+
+def kspace_comb(volume, spacing_mm=None) -> float:
+    """How far every n-th k-space plane (n = 2..8) falls below the others (periodic
+    ghosting; the module's notes), or NaN for a file out of scope. Without ``spacing_mm``
+    the scope is not checked.
+
+    Around 0.0003-0.005 for clean heads at 1-2 mm, 0.01-0.17 for prominent ghosting
+    (``experiments/NOTES.md`` section 26).
+    """
+    x = _as_array(volume)
+    if spacing_mm is not None and not in_scope(x, spacing_mm):
+        return float("nan")
+    return _kspace_comb(x)
+
+
+def _kspace_comb(x: np.ndarray, logs: np.ndarray | None = None, periods=range(2, 9),
+                 window: int = 9, inner: float = 0.1, outer: float = 0.95) -> float:
+    from scipy import ndimage
+
+    logs = _log_spectrum(x) if logs is None else logs
+    best = -math.inf
+    for p in _plane_profiles(logs, x.shape):
+        h = len(p) - 1
+        r = p - ndimage.median_filter(p, size=window, mode="nearest")
+        k = np.arange(len(r))
+        keep = (k > inner * h) & (k < outer * h)
+        for per in periods:
+            for phase in range(per):
+                sel = keep & (k % per == phase)
+                if sel.sum() >= 3 and (keep & ~sel).any():
+                    best = max(best, float(r[keep & ~sel].mean() - r[sel].mean()))
+    return best if math.isfinite(best) else float("nan")
+
+
+def measure(volume, spacing_mm=None) -> dict:
+    """Every check's measure of one volume: ``{"kspace_peak", "noise", "kspace_comb"}``
+    (floats). ``kspace_comb`` needs the voxel size (``spacing_mm``, for its scope): NaN
+    without it or out of scope."""
     x = _as_array(volume)  # validated once
-    return {"kspace_peak": _kspace_peak(x), "noise": _noise_level(x)}
+    logs = _log_spectrum(x)
+    comb = _kspace_comb(x, logs) if spacing_mm is not None and in_scope(x, spacing_mm) \
+        else float("nan")
+    return {"kspace_peak": _kspace_peak(x, logs), "noise": _noise_level(x),
+            "kspace_comb": comb}
 
 
 def validate_thresholds(thresholds) -> dict:

@@ -43,12 +43,15 @@ every file at its own resolution, before it is conformed, and adds the columns
 :data:`CHECK_COLUMNS` at the end:
 
 ``check``
-    The artifacts that a check calls (``spike``, ``noise``; comma-separated; empty if none).
+    The artifacts that a check calls (``spike``, ``noise``, ``ghosting``; comma-separated;
+    empty if none).
     A called scan is decided ``artifact`` (a person looks at it), and ``p_artifact`` is 1.
 ``p_network``
     The network's own mean probability (``p_artifact`` when no check calls).
-``kspace_peak``, ``noise``
-    The checks' measures (:func:`mriqc_nb.native.measure`; empty if one cannot be computed).
+``kspace_peak``, ``noise``, ``kspace_comb``
+    The checks' measures (:func:`mriqc_nb.native.measure`; empty if one cannot be computed,
+    and ``kspace_comb`` outside its scope: voxels coarser than 2 mm, or a skull-stripped
+    file).
 
 Beside the table, a JSON *sidecar* (``results.tsv`` -> ``results.json``, as BIDS pairs a TSV
 with its JSON) records the bundle's :func:`~mriqc_nb.bundle.fingerprint`, the seed, T and the
@@ -112,7 +115,7 @@ __all__ = ["COLUMNS", "CHECK_COLUMNS", "ScreenError", "screen", "read_results",
 COLUMNS = ("path", "status", "error", "decision", "p_artifact", "entropy", "mutual_information",
            "variance", "scaled_uncertainty", "referred", "needs_person", *ENTITY_COLUMNS)
 #: Columns added by a bundle with checks at the scan's own resolution (:mod:`mriqc_nb.native`).
-CHECK_COLUMNS = ("check", "p_network", "kspace_peak", "noise")
+CHECK_COLUMNS = ("check", "p_network", "kspace_peak", "noise", "kspace_comb")
 _TEXT = ("path", "status", "error", "decision", "check", *ENTITY_COLUMNS)
 _BOOL = ("referred", "needs_person")
 #: ``decision`` of a file that could not be screened.
@@ -162,7 +165,10 @@ def _measure(img) -> dict:
     from mriqc_nb import native
 
     try:
-        return native.measure(np.asarray(img.dataobj, dtype=np.float32))
+        from nibabel.affines import voxel_sizes
+
+        return native.measure(np.asarray(img.dataobj, dtype=np.float32),
+                              spacing_mm=voxel_sizes(img.affine))
     except Exception:  # noqa: BLE001 - a measure that fails calls nothing; the scan is screened
         return dict.fromkeys(native.CALLS, float("nan"))
 

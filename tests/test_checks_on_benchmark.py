@@ -33,7 +33,7 @@ def _preds(split, n_clean=300, n_art=24, seed=0):
 
 def _measures(preds, called_ids=(), kind="kspace_peak"):
     m = pd.DataFrame({"scan_id": preds["scan_id"], "split": preds["split"],
-                      "kspace_peak": 0.5, "noise": -4.0})
+                      "kspace_peak": 0.5, "noise": -4.0, "kspace_comb": np.nan})
     m.loc[m["scan_id"].isin(called_ids), kind] = 3.0
     return m
 
@@ -116,6 +116,9 @@ def test_with_checks_marks_called_scans_as_screening_decides_them():
     assert not cob.with_checks(preds, meas, thresholds={"kspace_peak": 1.0})["called"].any()
     with pytest.raises(ValueError, match="have no measures"):
         cob.with_checks(preds, meas.iloc[3:])
+    # measures of an older version of the checks (no column for a check now applied)
+    with pytest.raises(ValueError, match="no column kspace_comb"):
+        cob.with_checks(preds, meas.drop(columns="kspace_comb"))
 
 
 def test_measures_are_reused_only_for_the_same_database_and_code(tmp_path, monkeypatch):

@@ -133,3 +133,69 @@ def test_thresholds_are_validated_and_nan_calls_nothing():
         native.measure(np.zeros((10, 10)))
     with pytest.raises(ValueError, match="finite"):
         native.kspace_peak(np.full((10, 10, 10), np.nan))
+
+
+def _zero_filled(x, pf_axis=None):
+    """A clean acquisition reconstructed from zero-filled k-space: a 2x interpolated matrix
+    (k-space beyond half the Nyquist frequency of axes 0 and 1 zero), or with ``pf_axis``
+    partial Fourier (a quarter of the lines of that axis missing on one side)."""
+    k = np.fft.fftn(x)
+    for axis in ((0, 1) if pf_axis is None else (pf_axis,)):
+        f = np.fft.fftfreq(x.shape[axis])
+        keep = (np.abs(f) <= 0.25) if pf_axis is None else (f >= -0.25)
+        k = k * keep.reshape([-1 if a == axis else 1 for a in range(3)])
+    return np.abs(np.fft.ifftn(k)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fine():
+    """A head at 2 mm (the comb's scope: at most 2 mm) on a 200 x 220 x 180 mm box."""
+    img = synth.make_scan(synth.sample_anatomy(11), synth.sample_acquisition(12, "T1w"),
+                          (100, 110, 90), (2.0, 2.0, 2.0))
+    return np.asarray(img.dataobj, dtype=np.float32)
+
+
+def test_a_comb_in_kspace_calls_ghosting_and_nothing_else_makes_one(fine):
+    def apply(kind, **params):
+        return artifacts.apply(fine, {"kind": kind, **params}, spacing_mm=(2.0, 2.0, 2.0))
+
+    cut = native.THRESHOLDS["kspace_comb"]
+    # periodic ghosting scales every n-th phase-encoding line: a comb, on any axis
+    clean = native.kspace_comb(fine)
+    assert clean < cut / 2
+    for n, axis in ((2, 0), (3, 1), (4, 2)):
+        ghosted = apply("ghosting", n_ghosts=n, intensity=0.5, pe_axis=axis)
+        assert native.kspace_comb(ghosted) > 2 * cut, (n, axis)
+    # a step (partial Fourier, a movement late in the acquisition) or a cliff (a zero-filled
+    # 2x matrix, k-space truncated at half) is not a comb
+    moved = apply("motion", pe_axis=1, events=[
+        {"time": 0.8, "rotation_deg": [4, 2, 1], "translation_mm": [3, 2, 2]}])
+    truncated = apply("ringing", keep_fraction=0.5, axes=[0, 1])
+    for vol in (_zero_filled(fine), _zero_filled(fine, 1), _zero_filled(fine, 2), moved,
+                truncated):
+        assert native.kspace_comb(vol) < cut
+    # the same on any intensity scale
+    assert native.kspace_comb(5.0 * fine + 20.0) == pytest.approx(clean, abs=1e-3)
+
+
+def test_the_comb_is_measured_on_fine_whole_heads_only(fine):
+    head = fine
+    ghosted = artifacts.apply(fine, {"kind": "ghosting", "n_ghosts": 3, "intensity": 0.5,
+                                     "pe_axis": 1}, spacing_mm=(2.0, 2.0, 2.0))
+    inside = native.measure(ghosted, spacing_mm=(2.0, 2.0, 2.0))
+    assert inside["kspace_comb"] > native.THRESHOLDS["kspace_comb"]
+    assert native.called(inside) == ["ghosting"]
+    # coarser than 2 mm: the network's (the measure is not taken)
+    assert math.isnan(native.measure(ghosted, spacing_mm=(2.0, 2.0, 2.5))["kspace_comb"])
+    # no voxel size: no scope, no measure
+    assert math.isnan(native.measure(ghosted)["kspace_comb"])
+    # a skull-stripped file (only a brain's volume is non-zero) is out of scope
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in head.shape], indexing="ij"))
+    brain = np.sum(g**2, axis=0) < 0.5**2  # 7% of the 200 x 220 x 180 mm box: 0.5 L
+    assert native.in_scope(ghosted, (2.0, 2.0, 2.0))
+    assert not native.in_scope(np.where(brain, ghosted, 0), (2.0, 2.0, 2.0))
+    stripped = native.measure(np.where(brain, ghosted, 0), spacing_mm=(2.0, 2.0, 2.0))
+    assert math.isnan(stripped["kspace_comb"]) and "ghosting" not in native.called(stripped)
+    for bad in ((2.0, 2.0), (2.0, 0.0, 2.0), (2.0, float("nan"), 2.0), "2 mm"):
+        with pytest.raises(ValueError, match="spacing_mm"):
+            native.measure(head, spacing_mm=bad)

@@ -562,6 +562,42 @@ def test_a_bundle_with_checks_calls_spikes_and_noise_at_the_files_own_resolution
                       progress=False, workers=0)
 
 
+def test_the_comb_check_calls_ghosting_on_a_fine_whole_head_only(bundle_dir, tmp_path):
+    # the comb is measured on files of at most 2 mm that are not skull-stripped
+    # (NOTES 26); the voxel size comes from the file's affine
+    from mriqc_nb import artifacts, native, synth
+
+    _, model, policy = bundle_dir
+    checked = save_bundle(tmp_path / "checked", model, grid=GRID, spacing_mm=SPACING,
+                          policy=policy, mc_samples=T, checks=native.THRESHOLDS)
+    img = synth.make_scan(synth.sample_anatomy(3), synth.sample_acquisition(4, "T2w"),
+                          (90, 100, 80), (2.0, 2.0, 2.0))
+    clean = np.asarray(img.dataobj, dtype=np.float32)
+    ghosted = artifacts.apply(clean, {"kind": "ghosting", "n_ghosts": 3, "intensity": 0.5,
+                                      "pe_axis": 1}, spacing_mm=(2.0, 2.0, 2.0))
+    coarse = img.affine.copy()
+    coarse[:3, :3] = np.diag([2.0, 2.0, 2.5])  # the same voxels, declared 2.5 mm thick
+    files = []
+    for name, data, affine in (("clean", clean, img.affine), ("ghost", ghosted, img.affine),
+                               ("ghost_thick", ghosted, coarse)):
+        files.append(str(tmp_path / f"{name}.nii.gz"))
+        nib.save(nib.Nifti1Image(data, affine), files[-1])
+    df = screen.screen(files, checked, tmp_path / "t.tsv", workers=0, progress=False)
+    assert df["status"].tolist() == ["ok"] * 3
+    assert df["check"].tolist() == ["", "ghosting", ""]
+    assert df["kspace_comb"].iloc[1] > native.THRESHOLDS["kspace_comb"] > \
+        df["kspace_comb"].iloc[0]
+    assert np.isnan(df["kspace_comb"].iloc[2])  # out of scope: not measured
+    assert df["decision"].iloc[1] == "artifact" and df["p_artifact"].iloc[1] == 1
+    # a bundle with the two earlier checks only does not call it, but still measures it
+    older = save_bundle(tmp_path / "older", model, grid=GRID, spacing_mm=SPACING,
+                        policy=policy, mc_samples=T,
+                        checks={"kspace_peak": 1.0, "noise": -2.5})
+    df2 = screen.screen(files[1:2], older, tmp_path / "o.tsv", workers=0, progress=False)
+    assert df2["check"].tolist() == [""]
+    assert df2["kspace_comb"].iloc[0] == pytest.approx(df["kspace_comb"].iloc[1])
+
+
 def test_a_check_that_fails_calls_nothing_and_the_scan_is_screened(bundle_dir, tmp_path,
                                                                    monkeypatch):
     from mriqc_nb import native
@@ -570,14 +606,14 @@ def test_a_check_that_fails_calls_nothing_and_the_scan_is_screened(bundle_dir, t
     checked = save_bundle(tmp_path / "checked", model, grid=GRID, spacing_mm=SPACING,
                           policy=policy, mc_samples=T, checks=native.THRESHOLDS)
 
-    def broken(volume):
+    def broken(volume, spacing_mm=None):
         raise FloatingPointError("a measure that breaks")
 
     monkeypatch.setattr(native, "measure", broken)
     df = screen.screen([_head(tmp_path / "a.nii.gz", 0)], checked, tmp_path / "t.tsv",
                        workers=0, progress=False)
     assert df["status"].tolist() == ["ok"] and df["check"].tolist() == [""]
-    assert np.isnan(df["kspace_peak"].iloc[0]) and np.isnan(df["noise"].iloc[0])
+    assert df[["kspace_peak", "noise", "kspace_comb"]].isna().all(axis=None)
     assert df["p_artifact"].iloc[0] == df["p_network"].iloc[0]
 
 

@@ -7,7 +7,7 @@
 grid, and the checks of :mod:`mriqc_nb.native` measure a scan *before* it is conformed. This
 script makes every validation, test and subtle scan of the profile's database again from its
 recipe, as it was before conforming (the synthetic head at the recipe's grid, its artifact,
-its release: :func:`mriqc_nb.data.cache.materialise` without the last step), measures both
+its release: :func:`mriqc_nb.data.cache.materialise` without the last step), measures the
 checks on it, and joins the measures with the recipe's per-scan predictions of each seed
 (``results/<profile>-scans/recipe_seed-<s>.tsv.gz``, written by ``make experiments``).
 
@@ -69,16 +69,19 @@ def raw_image(recipe: dict, grid, spacing_mm):
 
 
 def _measure_rows(rows: list[dict], grid, spacing_mm) -> list[dict]:
+    from nibabel.affines import voxel_sizes
+
     out = []
     for row in rows:
         img = raw_image(json.loads(row["recipe"]), grid, spacing_mm)
-        m = native.measure(np.asarray(img.dataobj, dtype=np.float32))
+        m = native.measure(np.asarray(img.dataobj, dtype=np.float32),
+                           spacing_mm=voxel_sizes(img.affine))
         out.append({"scan_id": row["scan_id"], "split": row["split"], **m})
     return out
 
 
 def measure_splits(profile, workers: int, progress: bool = True) -> pd.DataFrame:
-    """Both checks' measures of every scan of :data:`SPLITS` (one row per scan)."""
+    """The checks' measures of every scan of :data:`SPLITS` (one row per scan)."""
     from mriqc_nb._workers import worker_pool
     from mriqc_nb.data import profile_database
     from mriqc_nb.data.table import split_rows
@@ -155,7 +158,11 @@ def with_checks(table: pd.DataFrame, measures: pd.DataFrame, thresholds=None) ->
     if missing.any():
         raise ValueError(f"{int(missing.sum())} scans have no measures "
                          f"(first: {table.loc[missing, 'scan_id'].iloc[0]}); measure again")
-    rows = m.loc[table["scan_id"], list(native.CALLS)].to_dict("records")
+    absent = [name for name in thresholds if name not in m.columns]
+    if absent:
+        raise ValueError(f"the measures have no column {', '.join(absent)} (measured by an "
+                         "older version of the checks); measure again")
+    rows = m.loc[table["scan_id"], list(thresholds)].to_dict("records")
     called = np.asarray([bool(native.called(r, thresholds)) for r in rows])
     out = table.copy()
     out["called"] = called

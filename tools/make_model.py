@@ -184,8 +184,14 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         f"at most {info['provenance'].get('policy_max_referred', 0.5):.0%} of its scans.",
         *([f"- Checks at the scan's own resolution, before it is conformed "
            f"(`mriqc_nb.native`; thresholds chosen on validation anatomy, "
-           f"`experiments/NOTES.md` section 20): "
+           f"`experiments/NOTES.md` sections 20 and 26): "
            + ", ".join(f"`{k}` > {v:g} calls {native.CALLS[k]}" for k, v in info["checks"].items())
+           + ". `kspace_comb` measures only files of at most "
+           f"{native.SCOPE_MM:g} mm that are not skull-stripped"
+           + (" (this profile's benchmark scans, at "
+              + " x ".join(f"{v:g}" for v in get_profile(profile).spacing_mm)
+              + " mm, are outside it)"
+              if max(get_profile(profile).spacing_mm) > native.SCOPE_MM else "")
            + ". A called scan is decided artifact (p(artifact) 1); the network's own "
            "probability stays in the column `p_network`. Below, the network's numbers are on "
            "volumes at the grid; *with the checks* adds the checks' calls, measured on the "
