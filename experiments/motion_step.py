@@ -42,21 +42,11 @@ THRESHOLD = 0.15  # fixed before the rule was applied (NOTES 22)
 
 def plane_profiles(volume) -> list[np.ndarray]:
     """Per axis, the mean ``log |F|`` over each plane of k-space, ``+-k`` averaged:
-    ``p[k]`` for ``k = 0 .. n // 2``."""
-    from scipy import fft
+    ``p[k]`` for ``k = 0 .. n // 2`` (the package's, :mod:`mriqc_nb.native`)."""
+    from mriqc_nb import native
 
     x = np.asarray(volume, dtype=np.float32)
-    half = np.abs(fft.fftshift(fft.rfftn(x - x.mean()), axes=(0, 1)))  # first two centred
-    floor = np.float32(1e-7 * max(float(half.max()), 1e-30))
-    logs = np.log(half.astype(np.float32) + floor)
-    out = []
-    for axis, n in enumerate(x.shape):
-        p = logs.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
-        if axis < 2:  # centred: frequency k at index n // 2 + k; +-k averaged
-            k = np.arange(n // 2 + 1)
-            p = (p[(n // 2 + k) % n] + p[(n // 2 - k) % n]) / 2
-        out.append(p)
-    return out
+    return native._plane_profiles(native._log_spectrum(x), x.shape)
 
 
 CLIFF = 1.0  # NOTES 25: a larger excess drop is truncated or zero-filled k-space, not motion
@@ -92,20 +82,13 @@ def kspace_step(volume, window: int = 9, inner: float = 0.1, outer: float = 0.95
 
 def kspace_comb(volume, periods=range(2, 9), window: int = 9, inner: float = 0.1,
                 outer: float = 0.95) -> float:
-    """Periodic ghosting (NOTES 23, a first look only): the largest mean deficit of every
-    n-th plane's detrended ``log |F|`` (n = 2..8, any phase) against the other planes."""
-    best = -math.inf
-    for p in plane_profiles(volume):
-        h = len(p) - 1
-        r = p - ndimage.median_filter(p, size=window, mode="nearest")
-        k = np.arange(len(r))
-        keep = (k > inner * h) & (k < outer * h)
-        for per in periods:
-            for phase in range(per):
-                sel = keep & (k % per == phase)
-                if sel.sum() >= 3 and (keep & ~sel).any():
-                    best = max(best, float(r[keep & ~sel].mean() - r[sel].mean()))
-    return best
+    """Periodic ghosting (NOTES 23 and 26): the largest mean deficit of every n-th plane's
+    detrended ``log |F|`` (n = 2..8, any phase) against the other planes. Since its adoption
+    (NOTES 26) the package's own :func:`mriqc_nb.native.kspace_comb`, without the scope."""
+    from mriqc_nb import native
+
+    x = np.asarray(volume, dtype=np.float32)
+    return native._kspace_comb(x, None, periods, window, inner, outer)
 
 
 def _grid(split: str) -> pd.DataFrame:
@@ -123,6 +106,19 @@ def _grid(split: str) -> pd.DataFrame:
         rows.append(dict(scan_id=rec["scan_id"], label=rec["label"], kind=rec["artifact_kind"],
                          step=kspace_step(x), comb=kspace_comb(x)))
     return pd.DataFrame(rows)
+
+
+def _late_event(lr, data, s):
+    """One movement early or late in the acquisition (NOTES 22), prominent amplitude."""
+    from mriqc_nb import artifacts
+
+    late = lr.random() < 0.5
+    t0 = float(lr.uniform(0.7, 0.95) if late else lr.uniform(0.05, 0.3))
+    ev = [{"time": t0,
+           "rotation_deg": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist(),
+           "translation_mm": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist()}]
+    p = {"kind": "motion", "events": ev, "pe_axis": int(lr.integers(0, 3))}
+    return artifacts.apply(data, p, spacing_mm=s)
 
 
 def _zero_filled(x: np.ndarray, pf_axis: int | None = None) -> np.ndarray:
@@ -217,13 +213,7 @@ def _fresh(n: int, mm: float, rule: int = 25) -> pd.DataFrame:
                 add(f"ghosting_{sev}", artifacts.apply(data, p, spacing_mm=s))
         lr = np.random.default_rng([11 if rule == 25 else 26, i])
         for _ in range(2 if rule == 25 else 1):
-            late = lr.random() < 0.5
-            t0 = float(lr.uniform(0.7, 0.95) if late else lr.uniform(0.05, 0.3))
-            ev = [{"time": t0,
-                   "rotation_deg": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist(),
-                   "translation_mm": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist()}]
-            p = {"kind": "motion", "events": ev, "pe_axis": int(lr.integers(0, 3))}
-            add("late_motion", artifacts.apply(data, p, spacing_mm=s))
+            add("late_motion", _late_event(lr, data, s))
         print(i, release, flush=True)
     return pd.DataFrame(rows)
 
@@ -262,13 +252,7 @@ def _own(n: int, mm: float, split: str = "valid", every_kind: bool = True) -> pd
             add("motion", sev, artifacts.apply(data, p, spacing_mm=s))
         lr = np.random.default_rng([11, i])
         for j in range(2):
-            late = lr.random() < 0.5
-            t0 = float(lr.uniform(0.7, 0.95) if late else lr.uniform(0.05, 0.3))
-            ev = [{"time": t0,
-                   "rotation_deg": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist(),
-                   "translation_mm": (lr.normal(size=3) / np.sqrt(3) * lr.uniform(3, 8)).tolist()}]
-            p = {"kind": "motion", "events": ev, "pe_axis": int(lr.integers(0, 3))}
-            add("motion", f"late{j}", artifacts.apply(data, p, spacing_mm=s))
+            add("motion", f"late{j}", _late_event(lr, data, s))
         for kind in sorted(artifacts.ARTIFACTS) if every_kind else ():
             if kind == "motion":
                 continue
