@@ -159,6 +159,16 @@ def _metric_table(m: dict) -> list[str]:
     return rows
 
 
+#: What each check measures, in the card's words.
+_CHECKED = {"kspace_peak": "spikes", "noise": "white noise",
+            "kspace_comb": "periodic ghosting (files of at most 2 mm)"}
+
+
+def _and(words: list) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
 def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
     """The text of MODEL_CARD.md, from the bundle's description and the measured numbers."""
     val = info.get("validation") or {}
@@ -253,8 +263,11 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
         "the white noise of a 1-mm scan, a k-space spike far from the centre. Of TorchIO's "
         "motion, noise and spikes made at 1 mm, little reaches this grid (chapter 5b, section "
         "5b.6); the subtle set above shows the same for this package's own artifacts."
-        + (" The checks above measure spikes and white noise at the scan's own resolution; "
-           "nothing does so for motion." if info.get("checks") else ""),
+        + (" The checks above measure "
+           + _and([_CHECKED.get(k, k) for k in info["checks"]])
+           + " at the scan's own resolution; nothing does so for motion, whose fine-scale "
+           "trace a clean scan reconstructed from partial or zero-filled k-space shares "
+           "(`experiments/NOTES.md`, section 25)." if info.get("checks") else ""),
         "- It knows only the simulated kinds; an artifact of another kind (metal, RF "
         "interference patterns, susceptibility, wrong contrast or sequence, a non-brain "
         "image) may be called clean.",
