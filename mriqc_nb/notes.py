@@ -118,8 +118,12 @@ def training_note(stages: Iterable[str], profile: Profile) -> "IPython.display.M
 
 
 def _admonition(kind: str, title: str, body: str) -> str:
-    """A MyST admonition with a title, styled as ``kind`` (note, warning...)."""
-    return f"```{{admonition}} {title}\n:class: {kind}\n{body}\n```"
+    """A MyST admonition with a title, styled as ``kind`` (note, warning...).
+
+    Fenced with tildes: the info string of a backtick fence may not contain a backtick
+    (CommonMark), so a title such as "Profile `laptop`" would end a backtick fence's
+    directive and the reader would see the raw text."""
+    return f"~~~{{admonition}} {title}\n:class: {kind}\n{body}\n~~~"
 
 
 def _round_minutes(minutes: float) -> int:

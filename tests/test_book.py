@@ -62,12 +62,30 @@ def test_profile_note_warns_under_smoke_and_notes_otherwise():
     from mriqc_nb.profiles import get_profile
 
     smoke = notes.profile_note(get_profile("smoke"), "Extra sentence.").data
-    assert smoke.startswith("```{admonition} Smoke profile") and ":class: warning" in smoke
-    assert smoke.rstrip().endswith("```")
-    assert "not results" in smoke and smoke.rstrip("`\n").endswith("Extra sentence.")
+    assert smoke.startswith("~~~{admonition} Smoke profile") and ":class: warning" in smoke
+    assert smoke.rstrip().endswith("~~~")
+    assert "not results" in smoke and smoke.rstrip("~\n").endswith("Extra sentence.")
     laptop = notes.profile_note(get_profile("laptop")).data
     assert ":class: note" in laptop and "not results" not in laptop
     assert "seed 2023" in laptop
+
+
+def test_every_note_renders_as_an_admonition_not_as_raw_text():
+    # a backtick in the title (Profile `laptop`) must not break the directive's fence: the
+    # laptop pages showed the raw "```{admonition}" until the fence became tildes
+    from docutils.core import publish_string
+    from myst_parser.parsers.docutils_ import Parser
+
+    from mriqc_nb import notes
+    from mriqc_nb.profiles import get_profile
+
+    texts = [notes.profile_note(get_profile(name)).data
+             for name in ("smoke", "laptop", "colab", "paper")]
+    texts.append(notes.training_note(["prime", "ramp"], get_profile("laptop")).data)
+    for text in texts:
+        html = publish_string(text, parser=Parser(), writer_name="html5",
+                              settings_overrides={"output_encoding": "unicode"})
+        assert 'class="admonition' in html and "{admonition}" not in html, text[:60]
 
 
 def test_training_note_sums_the_stages_and_says_about():
