@@ -180,3 +180,18 @@ def test_artifact_panel_has_colour_bars_for_values():
     labels = [ax.get_ylabel() for ax in bars]
     assert "difference\n(image units)" in labels and "log10 |k| / max" in labels
     plt.close(fig)
+
+
+def test_mathjax_is_served_by_the_book_itself():
+    # formulas must render offline: mathjax_path names a file the build copies into the site
+    # (html_extra_path), and no script sits under _static/, which jupyter-book would add to
+    # every page (MathJax loaded twice)
+    import posixpath
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    path = cfg["mathjax_path"]
+    assert "://" not in path
+    in_site = posixpath.normpath(posixpath.join("_static", path))  # relative to _static/
+    assert any((ROOT / extra / in_site).is_file() for extra in cfg["html_extra_path"]), in_site
+    assert not list((ROOT / "_static").rglob("*.js"))
+    assert "_extra" in yaml.safe_load((ROOT / "_config.yml").read_text())["exclude_patterns"]
