@@ -169,6 +169,15 @@ def _and(words: list) -> str:
     return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
+def _comb_scope(profile) -> str:
+    """The sentence on ``kspace_comb``'s scope, and whether the profile's scans are in it."""
+    spacing = get_profile(profile).spacing_mm
+    outside = (" (this profile's benchmark scans, at " + " x ".join(f"{v:g}" for v in spacing)
+               + " mm, are outside it)") if max(spacing) > native.SCOPE_MM else ""
+    return (f". `kspace_comb` measures only files of at most {native.SCOPE_MM:g} mm that are "
+            f"not skull-stripped{outside}")
+
+
 def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
     """The text of MODEL_CARD.md, from the bundle's description and the measured numbers."""
     val = info.get("validation") or {}
@@ -196,12 +205,7 @@ def model_card(info: dict, fp: str, m: dict, profile, stage: str) -> str:
            f"(`mriqc_nb.native`; thresholds chosen on validation anatomy, "
            f"`experiments/NOTES.md` sections 20 and 26): "
            + ", ".join(f"`{k}` > {v:g} calls {native.CALLS[k]}" for k, v in info["checks"].items())
-           + ". `kspace_comb` measures only files of at most "
-           f"{native.SCOPE_MM:g} mm that are not skull-stripped"
-           + (" (this profile's benchmark scans, at "
-              + " x ".join(f"{v:g}" for v in get_profile(profile).spacing_mm)
-              + " mm, are outside it)"
-              if max(get_profile(profile).spacing_mm) > native.SCOPE_MM else "")
+           + (_comb_scope(profile) if "kspace_comb" in info["checks"] else "")
            + ". A called scan is decided artifact (p(artifact) 1); the network's own "
            "probability stays in the column `p_network`. Below, the network's numbers are on "
            "volumes at the grid; *with the checks* adds the checks' calls, measured on the "
